@@ -1,0 +1,410 @@
+//! Accounts: managers, their managed accounts, and the rules between them.
+//!
+//! Invariants kept here, under concurrency and across processes:
+//! - emails are unique case-insensitively (a unique key, not a pre-check);
+//! - a managed account belongs to one manager for life, and only managers have them;
+//! - a manager never holds more live managed accounts than its limit;
+//! - channel allocations of a manager's accounts never sum beyond its pool.
+//!
+//! The last two are checked inside a transaction that first takes the manager's row lock
+//! ([`repo::lock`]), so every such check on one manager is serialised by the database.
+
+mod error;
+pub mod listing;
+pub mod repo;
+mod types;
+
+pub use error::AccountError;
+pub use types::{
+    Account, AccountId, AccountKind, AccountStatus, Email, InvalidValue, OrganizationName, Password,
+};
+
+use anyhow::Context;
+use sqlx::AnyConnection;
+
+use self::listing::{ManagedAccountFilter, Page, PageRequest, Sort};
+use self::repo::{Column, NewAccountRow, Value};
+use crate::clock::{ClockHandle, to_epoch_ms};
+use crate::db::{Db, is_unique_violation};
+use crate::keys::{self, MintedKey};
+
+/// Managed accounts a manager may hold unless the operator says otherwise.
+pub const MAX_MANAGED_ACCOUNTS_DEFAULT: i64 = 1000;
+
+/// Attempts at generating a unique email before giving up (each collision is a 1 in 2^48 event).
+const GENERATED_EMAIL_ATTEMPTS_MAX: u32 = 3;
+
+/// What the operator gives to create an account.
+#[derive(Debug)]
+pub struct NewAccount {
+    /// Sign-in email.
+    pub email: Email,
+    /// Organization name.
+    pub organization_name: OrganizationName,
+    /// Approve as a manager at once.
+    pub manager: bool,
+    /// Managed-account limit (default 1000).
+    pub max_managed_accounts: Option<i64>,
+    /// Channel pool (default 0).
+    pub allocatable_channels: Option<i64>,
+}
+
+/// What a manager gives to create a managed account.
+#[derive(Debug)]
+pub struct NewManagedAccount {
+    /// Becomes the organization name.
+    pub business_name: OrganizationName,
+    /// Sign-in email; generated from the manager's when absent.
+    pub email: Option<Email>,
+    /// Without one the account cannot sign in until a password is set.
+    pub password: Option<Password>,
+    /// Whether a price list of its own may replace the manager's.
+    pub managed_account_allow_custom_pricing: bool,
+    /// Whether spend is charged to the manager (fixed for life).
+    pub rollup_billing: bool,
+}
+
+/// A manager's channel pool and how much of it is handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelAllocation {
+    /// The pool the operator granted (0: the feature is off).
+    pub pool: i64,
+    /// Allocated across live managed accounts.
+    pub allocated: i64,
+}
+
+/// Refuses callers that may not manage accounts.
+pub fn ensure_manager(caller: &Account) -> Result<(), AccountError> {
+    match caller.kind {
+        AccountKind::Manager => Ok(()),
+        AccountKind::Managed => Err(AccountError::ManagedCannotManage),
+        AccountKind::Standard => Err(AccountError::NotApprovedManager),
+    }
+}
+
+fn email_conflict(error: sqlx::Error) -> AccountError {
+    if is_unique_violation(&error, "email_normalized") {
+        AccountError::EmailTaken
+    } else {
+        AccountError::Database(error)
+    }
+}
+
+async fn hash_password(password: Option<Password>) -> Result<Option<String>, AccountError> {
+    let Some(password) = password else {
+        return Ok(None);
+    };
+    // argon2 is deliberately slow: keep it off the async workers.
+    let hash = tokio::task::spawn_blocking(move || password.hash())
+        .await
+        .context("Failed to run password hashing")??;
+    Ok(Some(hash))
+}
+
+/// Creates a standard or manager account with a first API key (operator).
+#[tracing::instrument(name = "steward.accounts.create_account", skip_all)]
+pub async fn create_account(
+    db: &Db,
+    clock: &ClockHandle,
+    new: NewAccount,
+) -> Result<(Account, MintedKey), AccountError> {
+    let limits = [new.max_managed_accounts, new.allocatable_channels];
+    if limits.iter().flatten().any(|n| *n < 0) {
+        return Err(AccountError::NotAllowed("limits must not be negative".to_owned()));
+    }
+    let id = AccountId::generate();
+    let now_ms = to_epoch_ms(clock.now());
+    let mut tx = db.write.begin().await?;
+    let row = NewAccountRow {
+        id,
+        email: new.email.as_ref(),
+        email_normalized: &new.email.normalized(),
+        organization_name: new.organization_name.as_ref(),
+        organization_name_folded: &new.organization_name.folded(),
+        password_hash: None,
+        kind: if new.manager { AccountKind::Manager } else { AccountKind::Standard },
+        manager_id: None,
+        managed_account_allow_custom_pricing: false,
+        rollup_billing: false,
+        max_managed_accounts: new.max_managed_accounts.unwrap_or(MAX_MANAGED_ACCOUNTS_DEFAULT),
+        allocatable_channels: new.allocatable_channels.unwrap_or(0),
+        now_ms,
+    };
+    repo::insert(&mut tx, &row).await.map_err(email_conflict)?;
+    let key = MintedKey::generate();
+    keys::repo::insert(&mut tx, &key, id, None, now_ms).await?;
+    let account = repo::find(&mut tx, id).await?.ok_or(AccountError::NotFound)?;
+    tx.commit().await?;
+    tracing::info!(account.id = %id, "Created account {id}");
+    Ok((account, key))
+}
+
+/// Creates a managed account of `manager`, with a first API key for it.
+#[tracing::instrument(name = "steward.accounts.create_managed", skip_all, fields(manager.id = %manager.id))]
+pub async fn create_managed_account(
+    db: &Db,
+    clock: &ClockHandle,
+    manager: &Account,
+    new: NewManagedAccount,
+) -> Result<(Account, MintedKey), AccountError> {
+    ensure_manager(manager)?;
+    let password_hash = hash_password(new.password).await?;
+    for _ in 0..GENERATED_EMAIL_ATTEMPTS_MAX {
+        let id = AccountId::generate();
+        let email = match &new.email {
+            Some(email) => email.clone(),
+            None => generated_email(manager, id)?,
+        };
+        let mut tx = db.write.begin().await?;
+        let current = lock_manager(&mut tx, manager.id).await?;
+        let live = repo::count_live_managed(&mut tx, manager.id).await?;
+        if live >= current.max_managed_accounts {
+            return Err(AccountError::ManagedAccountLimitReached {
+                limit: current.max_managed_accounts,
+            });
+        }
+        let now_ms = to_epoch_ms(clock.now());
+        let row = NewAccountRow {
+            id,
+            email: email.as_ref(),
+            email_normalized: &email.normalized(),
+            organization_name: new.business_name.as_ref(),
+            organization_name_folded: &new.business_name.folded(),
+            password_hash: password_hash.as_deref(),
+            kind: AccountKind::Managed,
+            manager_id: Some(manager.id),
+            managed_account_allow_custom_pricing: new.managed_account_allow_custom_pricing,
+            rollup_billing: new.rollup_billing,
+            max_managed_accounts: 0,
+            allocatable_channels: 0,
+            now_ms,
+        };
+        match repo::insert(&mut tx, &row).await.map_err(email_conflict) {
+            Err(AccountError::EmailTaken) if new.email.is_none() => continue,
+            other => other?,
+        }
+        let key = MintedKey::generate();
+        keys::repo::insert(&mut tx, &key, id, Some(manager.id), now_ms).await?;
+        let account = repo::find(&mut tx, id).await?.ok_or(AccountError::NotFound)?;
+        tx.commit().await?;
+        tracing::info!(account.id = %id, "Created managed account {id}");
+        return Ok((account, key));
+    }
+    Err(anyhow::anyhow!("Failed to generate a unique email address").into())
+}
+
+/// `local+<12 hex>@domain` from the manager's email; the hex is the random tail of the id.
+fn generated_email(manager: &Account, id: AccountId) -> Result<Email, AccountError> {
+    let manager_email = Email::parse(&manager.email).map_err(|e| anyhow::anyhow!("manager email: {e}"))?;
+    let (local, domain) = manager_email.split();
+    let local = local.split('+').next().unwrap_or(local);
+    let id_text = id.to_string();
+    let suffix = id_text.get(id_text.len().saturating_sub(12)..).unwrap_or(&id_text);
+    Email::parse(&format!("{local}+{suffix}@{domain}"))
+        .map_err(|e| AccountError::Internal(anyhow::anyhow!("generated email: {e}")))
+}
+
+/// Locks the manager's row and re-reads it: approval may have been withdrawn meanwhile.
+async fn lock_manager(conn: &mut AnyConnection, manager_id: AccountId) -> Result<Account, AccountError> {
+    if !repo::lock(conn, manager_id).await? {
+        return Err(AccountError::NotApprovedManager);
+    }
+    let current = repo::find(conn, manager_id).await?.ok_or(AccountError::NotApprovedManager)?;
+    ensure_manager(&current)?;
+    Ok(current)
+}
+
+/// A managed account of `manager`, with the public id of its newest live key.
+pub async fn managed_account(
+    db: &Db,
+    manager: &Account,
+    id: AccountId,
+) -> Result<(Account, Option<String>), AccountError> {
+    ensure_manager(manager)?;
+    let mut conn = db.read.acquire().await?;
+    repo::find_managed(&mut conn, manager.id, id)
+        .await?
+        .ok_or(AccountError::NotFound)
+}
+
+/// One page of `manager`'s accounts.
+pub async fn list_managed_accounts(
+    db: &Db,
+    manager: &Account,
+    filter: &ManagedAccountFilter,
+    sort: Sort,
+    page: PageRequest,
+) -> Result<Page<Account>, AccountError> {
+    ensure_manager(manager)?;
+    let mut conn = db.read.acquire().await?;
+    let total = repo::count_managed(&mut conn, manager.id, filter).await?;
+    let items = if u64::try_from(total).unwrap_or(0) > page.offset() {
+        repo::list_managed(&mut conn, manager.id, filter, sort, page).await?
+    } else {
+        Vec::new()
+    };
+    Ok(Page {
+        items,
+        request: page,
+        total_results: crate::db::non_negative(total),
+    })
+}
+
+/// Opens a transaction and reads a managed account of `manager` in it; another manager's
+/// account is `NotFound`. Pair with [`finish_managed`].
+async fn begin_managed(
+    db: &Db,
+    manager: &Account,
+    id: AccountId,
+) -> Result<(sqlx::Transaction<'static, sqlx::Any>, Account), AccountError> {
+    ensure_manager(manager)?;
+    let mut tx = db.write.begin().await?;
+    let (account, _) = repo::find_managed(&mut tx, manager.id, id)
+        .await?
+        .ok_or(AccountError::NotFound)?;
+    Ok((tx, account))
+}
+
+/// Re-reads the account as changed and commits.
+async fn finish_managed(
+    mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    manager: &Account,
+    id: AccountId,
+) -> Result<(Account, Option<String>), AccountError> {
+    let updated = repo::find_managed(&mut tx, manager.id, id)
+        .await?
+        .ok_or(AccountError::NotFound)?;
+    tx.commit().await?;
+    Ok(updated)
+}
+
+/// Changes a manager may make to a managed account, all applied in one transaction.
+#[derive(Debug, Default)]
+pub struct ManagedAccountUpdate {
+    /// New custom-pricing flag.
+    pub managed_account_allow_custom_pricing: Option<bool>,
+    /// New email.
+    pub email: Option<Email>,
+    /// Rollup billing as the caller believes it to be: any other value than the stored one
+    /// is refused, since it is fixed at creation.
+    pub rollup_billing: Option<bool>,
+}
+
+/// Applies `update` to a managed account of `manager`.
+#[tracing::instrument(name = "steward.accounts.update_managed", skip_all, fields(account.id = %id))]
+pub async fn update_managed_account(
+    db: &Db,
+    clock: &ClockHandle,
+    manager: &Account,
+    id: AccountId,
+    update: ManagedAccountUpdate,
+) -> Result<(Account, Option<String>), AccountError> {
+    let now_ms = to_epoch_ms(clock.now());
+    let (mut tx, account) = begin_managed(db, manager, id).await?;
+    if update.rollup_billing.is_some_and(|wanted| wanted != account.rollup_billing) {
+        return Err(AccountError::RollupBillingImmutable);
+    }
+    if let Some(allow) = update.managed_account_allow_custom_pricing {
+        if allow != account.managed_account_allow_custom_pricing {
+            repo::set(&mut tx, id, Column::AllowCustomPricing, Value::Int(i64::from(allow)), now_ms).await?;
+        }
+    }
+    if let Some(email) = update.email {
+        if account.status == AccountStatus::Cancelled {
+            return Err(AccountError::Cancelled);
+        }
+        repo::set_email(&mut tx, id, email.as_ref(), &email.normalized(), now_ms)
+            .await
+            .map_err(email_conflict)?;
+    }
+    finish_managed(tx, manager, id).await
+}
+
+/// Changes the caller's own email.
+#[tracing::instrument(name = "steward.accounts.change_own_email", skip_all, fields(account.id = %account.id))]
+pub async fn change_own_email(
+    db: &Db,
+    clock: &ClockHandle,
+    account: &Account,
+    email: Email,
+) -> Result<Account, AccountError> {
+    let mut tx = db.write.begin().await?;
+    repo::set_email(&mut tx, account.id, email.as_ref(), &email.normalized(), to_epoch_ms(clock.now()))
+        .await
+        .map_err(email_conflict)?;
+    let updated = repo::find(&mut tx, account.id).await?.ok_or(AccountError::NotFound)?;
+    tx.commit().await?;
+    Ok(updated)
+}
+
+/// Enables or disables a managed account. Asking for the state it is already in changes
+/// nothing and succeeds (a retried request must not fail); a cancelled account is refused.
+#[tracing::instrument(name = "steward.accounts.set_enabled", skip_all, fields(account.id = %id, enabled))]
+pub async fn set_enabled(
+    db: &Db,
+    clock: &ClockHandle,
+    manager: &Account,
+    id: AccountId,
+    enabled: bool,
+) -> Result<(Account, Option<String>), AccountError> {
+    let now_ms = to_epoch_ms(clock.now());
+    let target = if enabled { AccountStatus::Active } else { AccountStatus::Disabled };
+    let (mut tx, account) = begin_managed(db, manager, id).await?;
+    match account.status {
+        AccountStatus::Cancelled => return Err(AccountError::Cancelled),
+        AccountStatus::Blocked => {
+            return Err(AccountError::NotAllowed("the account is blocked by the operator".to_owned()));
+        }
+        current if current == target => {}
+        _ => repo::set(&mut tx, id, Column::Status, Value::Text(target.as_str()), now_ms).await?,
+    }
+    finish_managed(tx, manager, id).await
+}
+
+/// The manager's channel pool and how much of it is allocated.
+pub async fn channel_allocation(db: &Db, manager: &Account) -> Result<ChannelAllocation, AccountError> {
+    ensure_manager(manager)?;
+    let mut conn = db.read.acquire().await?;
+    let current = repo::find(&mut conn, manager.id).await?.ok_or(AccountError::NotFound)?;
+    let allocated = repo::channels_allocated(&mut conn, manager.id, None).await?;
+    Ok(ChannelAllocation {
+        pool: current.allocatable_channels,
+        allocated,
+    })
+}
+
+/// Sets a managed account's share of the manager's channel pool.
+#[tracing::instrument(name = "steward.accounts.set_channel_limit", skip_all, fields(account.id = %id, channel_limit))]
+pub async fn set_channel_limit(
+    db: &Db,
+    clock: &ClockHandle,
+    manager: &Account,
+    id: AccountId,
+    channel_limit: u32,
+) -> Result<Account, AccountError> {
+    ensure_manager(manager)?;
+    let requested = i64::from(channel_limit);
+    let mut tx = db.write.begin().await?;
+    let current = lock_manager(&mut tx, manager.id).await?;
+    let (account, _) = repo::find_managed(&mut tx, manager.id, id)
+        .await?
+        .ok_or(AccountError::NotFound)?;
+    if account.status == AccountStatus::Cancelled {
+        return Err(AccountError::Cancelled);
+    }
+    let others = repo::channels_allocated(&mut tx, manager.id, Some(id)).await?;
+    let available = current.allocatable_channels.saturating_sub(others).max(0);
+    if requested > available {
+        return Err(AccountError::ChannelPoolExceeded {
+            requested,
+            available,
+            pool: current.allocatable_channels,
+        });
+    }
+    repo::set(&mut tx, id, Column::ChannelLimit, Value::Int(requested), to_epoch_ms(clock.now())).await?;
+    let updated = repo::find(&mut tx, id).await?.ok_or(AccountError::NotFound)?;
+    tx.commit().await?;
+    Ok(updated)
+}
+
+pub mod operator;

@@ -1,0 +1,332 @@
+//! SQL for accounts. Functions take an executor or transaction, never a pool they open.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Row};
+
+use super::listing::{ManagedAccountFilter, PageRequest, Sort, SortKey, StatusFilter, contains_pattern};
+use super::types::{Account, AccountId, AccountKind, AccountStatus};
+
+/// Columns of an account row, for `SELECT … FROM accounts a`.
+pub const ACCOUNT_COLUMNS: &str = "a.id, a.email, a.organization_name, a.kind, a.manager_id, \
+    a.status, a.managed_account_allow_custom_pricing, a.rollup_billing, a.max_managed_accounts, \
+    a.allocatable_channels, a.channel_limit, CASE WHEN a.password_hash IS NULL THEN 0 ELSE 1 END AS has_password, \
+    a.created_at_ms, a.updated_at_ms";
+
+fn corrupt(column: &str) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: format!("unexpected value in accounts.{column}").into(),
+    }
+}
+
+fn parse_id(text: &str, column: &str) -> Result<AccountId, sqlx::Error> {
+    AccountId::parse(text).ok_or_else(|| corrupt(column))
+}
+
+/// Decodes an account from a row selected with [`ACCOUNT_COLUMNS`].
+pub fn account_from_row(row: &AnyRow) -> Result<Account, sqlx::Error> {
+    let manager_id: Option<String> = row.try_get("manager_id")?;
+    let has_password: i64 = row.try_get("has_password")?;
+    Ok(Account {
+        id: parse_id(&row.try_get::<String, _>("id")?, "id")?,
+        email: row.try_get("email")?,
+        organization_name: row.try_get("organization_name")?,
+        kind: AccountKind::from_db(&row.try_get::<String, _>("kind")?).ok_or_else(|| corrupt("kind"))?,
+        manager_id: manager_id.map(|id| parse_id(&id, "manager_id")).transpose()?,
+        status: AccountStatus::from_db(&row.try_get::<String, _>("status")?)
+            .ok_or_else(|| corrupt("status"))?,
+        managed_account_allow_custom_pricing: row.try_get::<i64, _>("managed_account_allow_custom_pricing")? != 0,
+        rollup_billing: row.try_get::<i64, _>("rollup_billing")? != 0,
+        max_managed_accounts: row.try_get("max_managed_accounts")?,
+        allocatable_channels: row.try_get("allocatable_channels")?,
+        channel_limit: row.try_get("channel_limit")?,
+        has_password: has_password != 0,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+/// A new account row.
+pub struct NewAccountRow<'a> {
+    pub id: AccountId,
+    pub email: &'a str,
+    pub email_normalized: &'a str,
+    pub organization_name: &'a str,
+    pub organization_name_folded: &'a str,
+    pub password_hash: Option<&'a str>,
+    pub kind: AccountKind,
+    pub manager_id: Option<AccountId>,
+    pub managed_account_allow_custom_pricing: bool,
+    pub rollup_billing: bool,
+    pub max_managed_accounts: i64,
+    pub allocatable_channels: i64,
+    pub now_ms: i64,
+}
+
+/// Inserts an account (status `active`).
+pub async fn insert(conn: &mut AnyConnection, row: &NewAccountRow<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO accounts (id, email, email_normalized, organization_name, \
+         organization_name_folded, password_hash, kind, manager_id, status, \
+         managed_account_allow_custom_pricing, rollup_billing, max_managed_accounts, \
+         allocatable_channels, channel_limit, created_at_ms, updated_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $10, $11, $12, 0, $13, $13)",
+    )
+    .bind(row.id.to_string())
+    .bind(row.email)
+    .bind(row.email_normalized)
+    .bind(row.organization_name)
+    .bind(row.organization_name_folded)
+    .bind(row.password_hash)
+    .bind(row.kind.as_str())
+    .bind(row.manager_id.map(|id| id.to_string()))
+    .bind(i64::from(row.managed_account_allow_custom_pricing))
+    .bind(i64::from(row.rollup_billing))
+    .bind(row.max_managed_accounts)
+    .bind(row.allocatable_channels)
+    .bind(row.now_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Fetches one account by id.
+pub async fn find(conn: &mut AnyConnection, id: AccountId) -> Result<Option<Account>, sqlx::Error> {
+    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = $1");
+    let row = sqlx::query(&sql).bind(id.to_string()).fetch_optional(conn).await?;
+    row.as_ref().map(account_from_row).transpose()
+}
+
+/// Fetches a managed account of `manager_id`, with the public id of its newest live key.
+pub async fn find_managed(
+    conn: &mut AnyConnection,
+    manager_id: AccountId,
+    id: AccountId,
+) -> Result<Option<(Account, Option<String>)>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS}, (SELECT k.id FROM api_keys k WHERE k.account_id = a.id \
+         AND k.revoked_at_ms IS NULL ORDER BY k.created_at_ms DESC, k.id DESC LIMIT 1) AS api_key_id \
+         FROM accounts a WHERE a.id = $1 AND a.manager_id = $2"
+    );
+    let row = sqlx::query(&sql)
+        .bind(id.to_string())
+        .bind(manager_id.to_string())
+        .fetch_optional(conn)
+        .await?;
+    row.map(|row| Ok((account_from_row(&row)?, row.try_get("api_key_id")?)))
+        .transpose()
+}
+
+/// Takes the manager's row lock for the rest of the transaction, so that checks over all of
+/// its managed accounts (limits, channel pool) are serialised across processes. Returns
+/// false if the account does not exist.
+pub async fn lock(conn: &mut AnyConnection, id: AccountId) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE accounts SET updated_at_ms = updated_at_ms WHERE id = $1")
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Managed accounts of a manager that count against its limit (all but cancelled ones).
+pub async fn count_live_managed(conn: &mut AnyConnection, manager_id: AccountId) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE manager_id = $1 AND status <> 'cancelled'")
+        .bind(manager_id.to_string())
+        .fetch_one(conn)
+        .await
+}
+
+/// Channels allocated across a manager's managed accounts, leaving out `except` if given.
+pub async fn channels_allocated(
+    conn: &mut AnyConnection,
+    manager_id: AccountId,
+    except: Option<AccountId>,
+) -> Result<i64, sqlx::Error> {
+    // SUM over BIGINT is NUMERIC on PostgreSQL, which the Any driver cannot carry: cast back.
+    sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(channel_limit), 0) AS BIGINT) FROM accounts \
+         WHERE manager_id = $1 AND status <> 'cancelled' AND id <> $2",
+    )
+    .bind(manager_id.to_string())
+    .bind(except.map(|id| id.to_string()).unwrap_or_default())
+    .fetch_one(conn)
+    .await
+}
+
+/// One settable column of an account; the names are fixed here, never taken from input.
+#[derive(Debug, Clone, Copy)]
+pub enum Column {
+    /// `status` (text).
+    Status,
+    /// `kind` (text).
+    Kind,
+    /// `managed_account_allow_custom_pricing` (0/1).
+    AllowCustomPricing,
+    /// `max_managed_accounts`.
+    MaxManagedAccounts,
+    /// `allocatable_channels`.
+    AllocatableChannels,
+    /// `channel_limit`.
+    ChannelLimit,
+}
+
+impl Column {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::Kind => "kind",
+            Self::AllowCustomPricing => "managed_account_allow_custom_pricing",
+            Self::MaxManagedAccounts => "max_managed_accounts",
+            Self::AllocatableChannels => "allocatable_channels",
+            Self::ChannelLimit => "channel_limit",
+        }
+    }
+}
+
+/// A value for [`set`].
+#[derive(Debug, Clone)]
+pub enum Value {
+    /// Text.
+    Text(&'static str),
+    /// Integer.
+    Int(i64),
+}
+
+/// Sets one column and `updated_at_ms`.
+pub async fn set(
+    conn: &mut AnyConnection,
+    id: AccountId,
+    column: Column,
+    value: Value,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "UPDATE accounts SET {} = $1, updated_at_ms = $2 WHERE id = $3",
+        column.name()
+    );
+    let query = sqlx::query(&sql);
+    let query = match value {
+        Value::Text(text) => query.bind(text),
+        Value::Int(n) => query.bind(n),
+    };
+    query.bind(now_ms).bind(id.to_string()).execute(conn).await?;
+    Ok(())
+}
+
+/// Changes the email (and its unique key).
+pub async fn set_email(
+    conn: &mut AnyConnection,
+    id: AccountId,
+    email: &str,
+    email_normalized: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts SET email = $1, email_normalized = $2, updated_at_ms = $3 WHERE id = $4")
+        .bind(email)
+        .bind(email_normalized)
+        .bind(now_ms)
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Cancels every managed account of a manager.
+pub async fn cancel_all_managed(conn: &mut AnyConnection, manager_id: AccountId, now_ms: i64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE accounts SET status = 'cancelled', channel_limit = 0, updated_at_ms = $1 \
+         WHERE manager_id = $2 AND status <> 'cancelled'",
+    )
+    .bind(now_ms)
+    .bind(manager_id.to_string())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Bind values of a dynamically built query.
+enum Arg {
+    Text(String),
+}
+
+/// The `WHERE` clause and its arguments for a manager's filtered list.
+fn where_clause(manager_id: AccountId, filter: &ManagedAccountFilter) -> (String, Vec<Arg>) {
+    let mut args = vec![Arg::Text(manager_id.to_string())];
+    let mut clause = String::from("a.manager_id = $1");
+    let like = " ESCAPE '\\'";
+    let mut push = |condition: &str, arg: String, suffix: &str| {
+        args.push(Arg::Text(arg));
+        clause.push_str(&format!(" AND {condition}${}{suffix}", args.len()));
+    };
+    if let Some(text) = &filter.email_contains {
+        push("a.email_normalized LIKE ", contains_pattern(text), like);
+    }
+    if let Some(text) = &filter.email_eq {
+        push("a.email_normalized = ", text.clone(), "");
+    }
+    if let Some(text) = &filter.organization_name_contains {
+        push("a.organization_name_folded LIKE ", contains_pattern(text), like);
+    }
+    if let Some(text) = &filter.organization_name_eq {
+        push("a.organization_name = ", text.clone(), "");
+    }
+    let fixed = match filter.status {
+        StatusFilter::NotCancelled => " AND a.status <> 'cancelled'",
+        StatusFilter::All => "",
+        StatusFilter::Enabled => " AND a.status = 'active'",
+        StatusFilter::Only(status) => {
+            push("a.status = ", status.as_str().to_owned(), "");
+            ""
+        }
+    };
+    clause.push_str(fixed);
+    (clause, args)
+}
+
+fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    args: Vec<Arg>,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for arg in args {
+        query = match arg {
+            Arg::Text(text) => query.bind(text),
+        };
+    }
+    query
+}
+
+/// Counts a manager's accounts matching `filter`.
+pub async fn count_managed(
+    conn: &mut AnyConnection,
+    manager_id: AccountId,
+    filter: &ManagedAccountFilter,
+) -> Result<i64, sqlx::Error> {
+    let (clause, args) = where_clause(manager_id, filter);
+    let sql = format!("SELECT COUNT(*) FROM accounts a WHERE {clause}");
+    let row = bind_all(sqlx::query(&sql), args).fetch_one(conn).await?;
+    row.try_get(0)
+}
+
+/// One page of a manager's accounts matching `filter`, in `sort` order (ties by id).
+pub async fn list_managed(
+    conn: &mut AnyConnection,
+    manager_id: AccountId,
+    filter: &ManagedAccountFilter,
+    sort: Sort,
+    page: PageRequest,
+) -> Result<Vec<Account>, sqlx::Error> {
+    let (clause, args) = where_clause(manager_id, filter);
+    let direction = if sort.descending { "DESC" } else { "ASC" };
+    let key = match sort.key {
+        SortKey::CreatedAt => "a.created_at_ms",
+        SortKey::Email => "a.email_normalized",
+    };
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE {clause} \
+         ORDER BY {key} {direction}, a.id {direction} LIMIT {} OFFSET {}",
+        page.size(),
+        page.offset()
+    );
+    let rows = bind_all(sqlx::query(&sql), args).fetch_all(conn).await?;
+    rows.iter().map(account_from_row).collect()
+}

@@ -1,0 +1,308 @@
+//! Domain types of accounts. Each crosses one fallible constructor; fields are private.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+/// Longest email accepted (RFC 5321 path limit).
+pub const EMAIL_LENGTH_MAX: usize = 254;
+
+/// Longest organization name accepted, in characters.
+pub const ORGANIZATION_NAME_LENGTH_MAX: usize = 255;
+
+/// Shortest password accepted, in characters.
+pub const PASSWORD_LENGTH_MIN: usize = 8;
+
+/// Longest password accepted, in characters: bounds argon2 work per request.
+pub const PASSWORD_LENGTH_MAX: usize = 256;
+
+/// An account's id (a UUID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId(Uuid);
+
+impl AccountId {
+    /// A new, time-ordered id.
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// Parses the canonical text form; anything else is not an id.
+    pub fn parse(text: &str) -> Option<Self> {
+        Uuid::try_parse(text).ok().map(Self)
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// Why a field value was refused; the message is safe to show the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);
+
+/// An email address, as given (case kept) with its case-insensitive key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Email {
+    text: String,
+}
+
+impl Email {
+    /// Parses an address: trimmed, at most 254 characters, one `@`, a dotted domain.
+    pub fn parse(text: &str) -> Result<Self, InvalidValue> {
+        let text = text.trim();
+        let invalid = || InvalidValue(format!("'{text}' is not a valid email address"));
+        if text.is_empty() || text.len() > EMAIL_LENGTH_MAX {
+            return Err(invalid());
+        }
+        if !email_address::EmailAddress::is_valid(text) {
+            return Err(invalid());
+        }
+        let (_, domain) = text.rsplit_once('@').ok_or_else(invalid)?;
+        // Quoted locals and IP-literal domains are valid RFC 5322 but never a real sign-in.
+        if text.contains(['"', ' ', '[', ']']) || !domain.contains('.') || domain.ends_with('.') {
+            return Err(invalid());
+        }
+        Ok(Self {
+            text: text.to_owned(),
+        })
+    }
+
+    /// The key that makes emails unique regardless of case.
+    pub fn normalized(&self) -> String {
+        self.text.to_lowercase()
+    }
+
+    /// The local part and the domain.
+    pub fn split(&self) -> (&str, &str) {
+        self.text.rsplit_once('@').unwrap_or((&self.text, ""))
+    }
+}
+
+impl AsRef<str> for Email {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Debug for Email {
+    // Emails are personal data: never in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Email([redacted])")
+    }
+}
+
+/// An organization (business) name: trimmed, 1..=255 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrganizationName(String);
+
+impl OrganizationName {
+    /// Parses a name.
+    pub fn parse(text: &str) -> Result<Self, InvalidValue> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(InvalidValue("must not be blank".to_owned()));
+        }
+        if text.chars().count() > ORGANIZATION_NAME_LENGTH_MAX {
+            return Err(InvalidValue(format!(
+                "must be at most {ORGANIZATION_NAME_LENGTH_MAX} characters"
+            )));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(InvalidValue("must not contain control characters".to_owned()));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// The case-folded form used for case-insensitive matching.
+    pub fn folded(&self) -> String {
+        fold(&self.0)
+    }
+}
+
+impl AsRef<str> for OrganizationName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Case folding used for every case-insensitive comparison (stored and queried alike).
+pub fn fold(text: &str) -> String {
+    text.to_lowercase()
+}
+
+/// A plaintext password on its way to being hashed. Never printed.
+pub struct Password(String);
+
+impl Password {
+    /// Accepts 8..=256 characters.
+    pub fn parse(text: &str) -> Result<Self, InvalidValue> {
+        let length = text.chars().count();
+        if length < PASSWORD_LENGTH_MIN {
+            return Err(InvalidValue(format!(
+                "must be at least {PASSWORD_LENGTH_MIN} characters"
+            )));
+        }
+        if length > PASSWORD_LENGTH_MAX {
+            return Err(InvalidValue(format!(
+                "must be at most {PASSWORD_LENGTH_MAX} characters"
+            )));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// Hashes with argon2id and a fresh salt; the result is a PHC string.
+    pub fn hash(&self) -> anyhow::Result<String> {
+        use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+        let salt = SaltString::generate(&mut OsRng);
+        argon2::Argon2::default()
+            .hash_password(self.0.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|e| anyhow::anyhow!("Failed to hash a password: {e}"))
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password([redacted])")
+    }
+}
+
+/// What an account is in the hierarchy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountKind {
+    /// An ordinary customer.
+    Standard,
+    /// Approved by the operator to own managed accounts.
+    Manager,
+    /// Owned by one manager for life.
+    Managed,
+}
+
+impl AccountKind {
+    /// The database spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::Manager => "manager",
+            Self::Managed => "managed",
+        }
+    }
+
+    /// Reads the database spelling.
+    pub fn from_db(text: &str) -> Option<Self> {
+        match text {
+            "standard" => Some(Self::Standard),
+            "manager" => Some(Self::Manager),
+            "managed" => Some(Self::Managed),
+            _ => None,
+        }
+    }
+}
+
+/// Whether an account may use the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountStatus {
+    /// Normal.
+    Active,
+    /// Switched off by its manager (or itself); can be enabled again.
+    Disabled,
+    /// Closed for good.
+    Cancelled,
+    /// Reserved for operator holds; nothing sets it yet.
+    Blocked,
+}
+
+impl AccountStatus {
+    /// The database and wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Disabled => "disabled",
+            Self::Cancelled => "cancelled",
+            Self::Blocked => "blocked",
+        }
+    }
+
+    /// Reads the database spelling.
+    pub fn from_db(text: &str) -> Option<Self> {
+        match text {
+            "active" => Some(Self::Active),
+            "disabled" => Some(Self::Disabled),
+            "cancelled" => Some(Self::Cancelled),
+            "blocked" => Some(Self::Blocked),
+            _ => None,
+        }
+    }
+}
+
+/// An account as stored.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Id.
+    pub id: AccountId,
+    /// Sign-in and contact email, case as given.
+    pub email: String,
+    /// Organization (business) name.
+    pub organization_name: String,
+    /// Standard, manager or managed.
+    pub kind: AccountKind,
+    /// The owning manager, for managed accounts.
+    pub manager_id: Option<AccountId>,
+    /// Active, disabled, cancelled or blocked.
+    pub status: AccountStatus,
+    /// Whether a price list of its own may replace the manager's.
+    pub managed_account_allow_custom_pricing: bool,
+    /// Whether spend is charged to the manager's balance (fixed at creation).
+    pub rollup_billing: bool,
+    /// Managed accounts this manager may hold.
+    pub max_managed_accounts: i64,
+    /// The manager's pool of global outbound channels (0: feature off).
+    pub allocatable_channels: i64,
+    /// This managed account's share of its manager's pool.
+    pub channel_limit: i64,
+    /// Whether a password is set (the hash itself never leaves the repository).
+    pub has_password: bool,
+    /// Creation instant, ms since the epoch.
+    pub created_at_ms: i64,
+    /// Last change, ms since the epoch.
+    pub updated_at_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_and_keyed_case_insensitively() {
+        let email = Email::parse("  Larry@Example.COM ").unwrap();
+        assert_eq!(email.as_ref(), "Larry@Example.COM");
+        assert_eq!(email.normalized(), "larry@example.com");
+    }
+
+    #[test]
+    fn bad_emails_are_refused() {
+        for bad in ["", "plain", "a@b", "a@b.", "@x.com", "a b@x.com", "\"q\"@x.com", "a@[1.2.3.4]"] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert!(Email::parse(&long).is_err());
+    }
+
+    #[test]
+    fn organization_names_are_checked() {
+        assert!(OrganizationName::parse("   ").is_err());
+        assert!(OrganizationName::parse("a\u{0}b").is_err());
+        assert_eq!(OrganizationName::parse("Ünïcode Ltd").unwrap().folded(), "ünïcode ltd");
+    }
+
+    #[test]
+    fn debug_output_hides_secrets_and_personal_data() {
+        let password = Password::parse("correct horse").unwrap();
+        assert!(!format!("{password:?}").contains("horse"));
+        let email = Email::parse("secret@example.com").unwrap();
+        assert!(!format!("{email:?}").contains("secret"));
+    }
+}

@@ -1,0 +1,113 @@
+//! The command line: `steward serve` and the operator's `steward admin …` verbs.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config;
+
+/// Steward: account hierarchy and billing for managed accounts.
+#[derive(Debug, Parser)]
+#[command(name = "steward", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API.
+    Serve(ServeArgs),
+    /// Operator commands that act on the database directly.
+    Admin(AdminArgs),
+}
+
+/// Flags of `steward serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "STEWARD_LISTEN", default_value = config::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
+    /// Database URL (sqlite:… or postgres://…).
+    #[arg(long, env = "STEWARD_DATABASE_URL", default_value = config::DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// Per-request time limit in milliseconds.
+    #[arg(long, env = "STEWARD_REQUEST_TIMEOUT_MS", default_value_t = config::DEFAULT_REQUEST_TIMEOUT_MS)]
+    pub request_timeout_ms: u64,
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "STEWARD_BODY_LIMIT_BYTES", default_value_t = config::DEFAULT_BODY_LIMIT_BYTES)]
+    pub body_limit_bytes: usize,
+}
+
+/// `steward admin …`.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Database URL (sqlite:… or postgres://…).
+    #[arg(long, global = true, env = "STEWARD_DATABASE_URL", default_value = config::DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// The operator verb.
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+/// Operator verbs. Each prints one JSON object on success.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a standard account, or an approved manager with `--manager`.
+    CreateAccount {
+        /// Sign-in and contact email; unique across the platform.
+        #[arg(long)]
+        email: String,
+        /// Organization name.
+        #[arg(long)]
+        business_name: String,
+        /// Approve the account as a manager at once.
+        #[arg(long)]
+        manager: bool,
+        /// How many managed accounts the manager may hold (default 1000).
+        #[arg(long)]
+        max_managed_accounts: Option<i64>,
+        /// The manager's pool of global outbound channels (default 0: feature off).
+        #[arg(long)]
+        allocatable_channels: Option<i64>,
+    },
+    /// Approve an existing standard account as a manager.
+    ApproveManager {
+        /// Account id.
+        #[arg(long)]
+        account: String,
+    },
+    /// Withdraw manager approval; its managed accounts stay bound to it.
+    RevokeManager {
+        /// Account id.
+        #[arg(long)]
+        account: String,
+    },
+    /// Set how many managed accounts a manager may hold.
+    SetManagedAccountLimit {
+        /// Manager account id.
+        #[arg(long)]
+        account: String,
+        /// The new limit (≥ 0).
+        #[arg(long)]
+        limit: i64,
+    },
+    /// Set a manager's pool of global outbound channels.
+    SetChannelPool {
+        /// Manager account id.
+        #[arg(long)]
+        account: String,
+        /// Channels the manager may allocate to its managed accounts (≥ 0).
+        #[arg(long)]
+        channels: i64,
+    },
+    /// Cancel an account for good: its keys stop working and it cannot be re-enabled.
+    CancelAccount {
+        /// Account id.
+        #[arg(long)]
+        account: String,
+        /// For a manager: cancel its managed accounts in the same step.
+        #[arg(long)]
+        include_managed: bool,
+    },
+}

@@ -1,0 +1,97 @@
+//! Typed configuration, built once at start-up and handed to the application.
+//!
+//! Precedence: built-in defaults, then `STEWARD_*` environment variables, then CLI flags
+//! (clap applies the last two). Nothing below `main` reads the environment.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+/// Default listen address (DESIGN.md).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Default database: an embedded SQLite file under `./steward-data/` (DESIGN.md).
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://steward-data/steward.db";
+
+/// Requests that run longer are cut off with a 408: a stuck request must not hold a
+/// database connection forever.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
+
+/// Largest accepted request body. The biggest legitimate body is a usage batch of 10,000
+/// events (~2 MB); anything beyond 4 MiB is refused before it is read.
+pub const DEFAULT_BODY_LIMIT_BYTES: usize = 4 * 1024 * 1024;
+
+/// A database URL whose `Debug`/`Display` never show a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Wraps a URL; checks only that the scheme is one Steward speaks.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let known = ["sqlite:", "postgres:", "postgresql:"];
+        if known.iter().any(|scheme| url.starts_with(scheme)) {
+            Ok(Self(url.to_owned()))
+        } else {
+            Err("STEWARD_DATABASE_URL must start with sqlite: or postgres:".to_owned())
+        }
+    }
+
+    /// The full URL, secrets included: only for opening connections.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True for PostgreSQL URLs.
+    pub fn is_postgres(&self) -> bool {
+        self.0.starts_with("postgres")
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Hide everything between the scheme and the host: user names and passwords.
+        match (self.0.split_once("://"), self.0.rfind('@')) {
+            (Some((scheme, _)), Some(at)) => {
+                let host = self.0.get(at + 1..).unwrap_or_default();
+                write!(f, "{scheme}://[redacted]@{host}")
+            }
+            _ => f.write_str(&self.0),
+        }
+    }
+}
+
+/// Settings of `steward serve`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+    /// Where the data lives.
+    pub database_url: DatabaseUrl,
+    /// Per-request time limit.
+    pub request_timeout_ms: u64,
+    /// Per-request body size limit.
+    pub body_limit_bytes: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse() {
+        assert!(DEFAULT_LISTEN.parse::<SocketAddr>().is_ok());
+        assert!(DatabaseUrl::parse(DEFAULT_DATABASE_URL).is_ok());
+    }
+
+    #[test]
+    fn database_url_hides_credentials() {
+        let url = DatabaseUrl::parse("postgres://steward:hunter2@db:5432/steward").unwrap();
+        assert_eq!(format!("{url:?}"), "postgres://[redacted]@db:5432/steward");
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! The database: one set of portable migrations, SQLite or PostgreSQL chosen by URL scheme.
+//!
+//! All SQL goes through sqlx's `Any` driver with `$N` placeholders, so the same text runs on
+//! both engines. SQLite allows one writer at a time; rather than let concurrent writers
+//! collide (`SQLITE_BUSY`), Steward gives SQLite a write pool of exactly one connection and
+//! a separate read pool. PostgreSQL uses one pool for both.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+use crate::config::DatabaseUrl;
+
+/// Connections in the PostgreSQL pool: enough to keep both cores busy while some wait on I/O.
+pub const POSTGRES_POOL_SIZE_MAX: u32 = 16;
+
+/// Readers in the SQLite read pool (WAL lets readers run beside the writer).
+pub const SQLITE_READ_POOL_SIZE_MAX: u32 = 4;
+
+/// How long a request waits for a pooled connection before failing.
+pub const ACQUIRE_TIMEOUT_MS: u64 = 10_000;
+
+/// How long SQLite waits on a lock held by another process (the CLI beside a server).
+const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
+
+/// Which engine is behind the pools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// Handles to the database: `write` for transactions that change data, `read` for queries.
+#[derive(Debug, Clone)]
+pub struct Db {
+    /// Pool for writes (a single connection on SQLite).
+    pub write: AnyPool,
+    /// Pool for reads.
+    pub read: AnyPool,
+    /// The engine.
+    pub backend: Backend,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl Db {
+    /// Opens the pools and applies pending migrations.
+    pub async fn connect(url: &DatabaseUrl) -> anyhow::Result<Db> {
+        sqlx::any::install_default_drivers();
+        let db = if url.is_postgres() {
+            let pool = pool_options(POSTGRES_POOL_SIZE_MAX)
+                .connect(url.expose())
+                .await
+                .with_context(|| format!("Failed to connect to {url}"))?;
+            Db {
+                write: pool.clone(),
+                read: pool,
+                backend: Backend::Postgres,
+            }
+        } else {
+            let url = sqlite_url(url)?;
+            let options: AnyConnectOptions = url.parse().context("Failed to parse the SQLite URL")?;
+            let write = sqlite_pool_options(1)
+                .connect_with(options.clone())
+                .await
+                .context("Failed to open the SQLite database")?;
+            let read = sqlite_pool_options(SQLITE_READ_POOL_SIZE_MAX)
+                .connect_with(options)
+                .await
+                .context("Failed to open the SQLite database for reading")?;
+            Db {
+                write,
+                read,
+                backend: Backend::Sqlite,
+            }
+        };
+        MIGRATOR
+            .run(&db.write)
+            .await
+            .context("Failed to apply database migrations")?;
+        Ok(db)
+    }
+
+    /// Closes every connection (graceful shutdown).
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+fn pool_options(size_max: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(size_max)
+        .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
+}
+
+fn sqlite_pool_options(size_max: u32) -> AnyPoolOptions {
+    pool_options(size_max).after_connect(|conn, _meta| {
+        Box::pin(async move {
+            // WAL lets readers run beside the writer; synchronous=FULL makes every commit
+            // durable before it is acknowledged (money must survive a power cut).
+            let pragmas = format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"
+            );
+            conn.execute(sqlx::raw_sql(&pragmas)).await?;
+            Ok(())
+        })
+    })
+}
+
+/// Makes a SQLite URL creatable (`mode=rwc`) and creates its folder.
+fn sqlite_url(url: &DatabaseUrl) -> anyhow::Result<String> {
+    let raw = url.expose();
+    let path = raw
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path != ":memory:" {
+        if let Some(parent) = std::path::Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("Failed to create the folder {}", parent.display()))?;
+            }
+        }
+    }
+    Ok(if raw.contains("mode=") {
+        raw.to_owned()
+    } else if raw.contains('?') {
+        format!("{raw}&mode=rwc")
+    } else {
+        format!("{raw}?mode=rwc")
+    })
+}
+
+/// True when `error` is a violation of a unique constraint whose name or message mentions
+/// `needle` (PostgreSQL names the constraint; SQLite names the columns).
+pub fn is_unique_violation(error: &sqlx::Error, needle: &str) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            db.is_unique_violation()
+                && (db.constraint().is_some_and(|c| c.contains(needle))
+                    || db.message().contains(needle))
+        }
+        _ => false,
+    }
+}
+
+/// Converts a count or limit read from the database into `u64`, treating negatives as 0.
+pub fn non_negative(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}

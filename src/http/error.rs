@@ -1,0 +1,283 @@
+//! The one HTTP error type and its mapping to the Telnyx error envelope.
+//!
+//! Every failure a client can see goes through [`ApiError`]; its `IntoResponse` is the single
+//! place that turns errors into `{"errors": [...]}`. Codes, statuses and titles come from
+//! one table, [`ErrorKind::spec`]. Internal failures become an opaque 500, logged once here
+//! with their cause chain.
+
+use std::fmt::Write as _;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::accounts::AccountError;
+
+/// What kind of failure this is; fixes status, code and title.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No valid credentials.
+    Unauthenticated,
+    /// Valid credentials, not allowed.
+    Forbidden,
+    /// Nothing there (or nothing this caller may see).
+    NotFound,
+    /// The request could not be parsed (JSON syntax, parameter syntax).
+    BadRequest,
+    /// A required field or parameter is missing.
+    Missing,
+    /// A value is well-formed but not acceptable.
+    InvalidValue,
+    /// A unique value is already taken.
+    Duplicate,
+    /// A limit set by the operator is reached.
+    LimitReached,
+    /// A field that may not change was asked to change.
+    Immutable,
+    /// The resource is in a state that does not allow this.
+    InvalidState,
+    /// The body is larger than the server accepts.
+    PayloadTooLarge,
+    /// The route exists but not with this method.
+    MethodNotAllowed,
+    /// The request ran out of time.
+    Timeout,
+    /// A failure of ours.
+    Internal,
+    /// The database is unreachable.
+    Unavailable,
+}
+
+impl ErrorKind {
+    /// Every kind, for the table test.
+    pub const ALL: [ErrorKind; 15] = [
+        Self::Unauthenticated,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::BadRequest,
+        Self::Missing,
+        Self::InvalidValue,
+        Self::Duplicate,
+        Self::LimitReached,
+        Self::Immutable,
+        Self::InvalidState,
+        Self::PayloadTooLarge,
+        Self::MethodNotAllowed,
+        Self::Timeout,
+        Self::Internal,
+        Self::Unavailable,
+    ];
+
+    /// The table: HTTP status, error code and title. Codes below 20000 are Telnyx's own;
+    /// 4xxxx codes are Steward's for outcomes Telnyx has no code for.
+    pub fn spec(self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            Self::Unauthenticated => (StatusCode::UNAUTHORIZED, "10009", "Authentication failed"),
+            Self::Forbidden => (StatusCode::FORBIDDEN, "10010", "Authorization failed"),
+            Self::NotFound => (StatusCode::NOT_FOUND, "10005", "Resource not found"),
+            Self::BadRequest => (StatusCode::BAD_REQUEST, "10015", "Bad Request"),
+            Self::Missing => (StatusCode::UNPROCESSABLE_ENTITY, "10004", "Missing required parameter"),
+            Self::InvalidValue => (StatusCode::UNPROCESSABLE_ENTITY, "40001", "Invalid value"),
+            Self::Duplicate => (StatusCode::UNPROCESSABLE_ENTITY, "10012", "Duplicate resource"),
+            Self::LimitReached => (StatusCode::UNPROCESSABLE_ENTITY, "40002", "Limit reached"),
+            Self::Immutable => (StatusCode::UNPROCESSABLE_ENTITY, "40003", "Field cannot be changed"),
+            Self::InvalidState => (StatusCode::UNPROCESSABLE_ENTITY, "40004", "Invalid state"),
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "40005", "Request body too large"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "40006", "Method not allowed"),
+            Self::Timeout => (StatusCode::REQUEST_TIMEOUT, "10008", "Request timeout"),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "10007", "Unexpected error"),
+            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "40007", "Service unavailable"),
+        }
+    }
+}
+
+/// Which part of the request is to blame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub enum ErrorSource {
+    /// A JSON pointer into the body, e.g. `/channel_limit`.
+    #[serde(rename = "pointer")]
+    Pointer(String),
+    /// A query or path parameter, e.g. `page[size]`.
+    #[serde(rename = "parameter")]
+    Parameter(String),
+}
+
+/// An error as the client sees it, plus (for 500s) the cause we log.
+#[derive(Debug)]
+pub struct ApiError {
+    kind: ErrorKind,
+    detail: String,
+    source: Option<ErrorSource>,
+    cause: Option<anyhow::Error>,
+}
+
+impl ApiError {
+    /// An error of `kind` with a specific `detail`.
+    pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+            source: None,
+            cause: None,
+        }
+    }
+
+    /// Blames a body field (`pointer` is a JSON pointer such as `/email`).
+    pub fn pointer(mut self, pointer: impl Into<String>) -> Self {
+        self.source = Some(ErrorSource::Pointer(pointer.into()));
+        self
+    }
+
+    /// Blames a query or path parameter.
+    pub fn parameter(mut self, name: impl Into<String>) -> Self {
+        self.source = Some(ErrorSource::Parameter(name.into()));
+        self
+    }
+
+    /// An opaque 500 that logs `cause`.
+    pub fn internal(cause: anyhow::Error) -> Self {
+        Self {
+            kind: ErrorKind::Internal,
+            detail: "An unexpected error occurred. It has been logged; please retry later.".to_owned(),
+            source: None,
+            cause: Some(cause),
+        }
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// 404 for a resource of the given name.
+    pub fn not_found(what: &str) -> Self {
+        Self::new(ErrorKind::NotFound, format!("The requested {what} does not exist."))
+    }
+}
+
+/// Wire shape of one error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorObject {
+    /// Stable error code (a string holding an integer).
+    pub code: &'static str,
+    /// Short, stable title of the code.
+    pub title: &'static str,
+    /// What went wrong this time.
+    pub detail: String,
+    /// The field or parameter to blame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<ErrorSource>,
+}
+
+/// Wire shape of an error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    /// One or more errors.
+    pub errors: Vec<ErrorObject>,
+}
+
+fn cause_chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for (depth, cause) in error.chain().enumerate() {
+        let _ = write!(text, "{}{cause}", if depth == 0 { "" } else { ": " });
+    }
+    text
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, title) = self.kind.spec();
+        if let Some(cause) = &self.cause {
+            tracing::error!(error.chain = %cause_chain(cause), "Request failed: {}", cause_chain(cause));
+        }
+        let body = ErrorEnvelope {
+            errors: vec![ErrorObject {
+                code,
+                title,
+                detail: self.detail,
+                source: self.source,
+            }],
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if self.kind == ErrorKind::Unauthenticated {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => ApiError::new(
+                ErrorKind::Unavailable,
+                "The service is overloaded or shutting down; please retry.",
+            ),
+            other => ApiError::internal(anyhow::Error::new(other).context("Failed to query the database")),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(error: anyhow::Error) -> Self {
+        ApiError::internal(error)
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(error: AccountError) -> Self {
+        use ErrorKind as K;
+        match error {
+            AccountError::NotFound => ApiError::not_found("account"),
+            AccountError::EmailTaken => ApiError::new(
+                K::Duplicate,
+                "An account with this email already exists. Existing accounts cannot be moved \
+                 under a manager; choose an email that is not in use.",
+            )
+            .pointer("/email"),
+            AccountError::NotApprovedManager => ApiError::new(
+                K::Forbidden,
+                "Only approved manager accounts can manage accounts. Ask the platform operator \
+                 to approve this account as a manager.",
+            ),
+            AccountError::ManagedCannotManage => {
+                ApiError::new(K::Forbidden, "A managed account cannot manage accounts.")
+            }
+            e @ AccountError::ManagedAccountLimitReached { .. } => ApiError::new(
+                K::LimitReached,
+                format!("{e}. Ask the platform operator to raise the limit."),
+            ),
+            e @ AccountError::ChannelPoolExceeded { .. } => {
+                ApiError::new(K::InvalidValue, e.to_string()).pointer("/channel_limit")
+            }
+            e @ AccountError::RollupBillingImmutable => {
+                ApiError::new(K::Immutable, e.to_string()).pointer("/rollup_billing")
+            }
+            e @ AccountError::Cancelled => ApiError::new(K::InvalidState, e.to_string()),
+            AccountError::NotAllowed(reason) => ApiError::new(K::InvalidState, reason),
+            AccountError::Database(e) => e.into(),
+            AccountError::Internal(e) => ApiError::internal(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_one_title_and_status() {
+        let mut seen = std::collections::HashMap::new();
+        for kind in ErrorKind::ALL {
+            let (status, code, title) = kind.spec();
+            assert!(status.is_client_error() || status.is_server_error());
+            assert!(code.parse::<u32>().is_ok(), "{code} is not an integer string");
+            if let Some(previous) = seen.insert(code, title) {
+                assert_eq!(previous, title, "code {code} has two titles");
+            }
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! `/v2/managed_accounts…`: the Telnyx Managed Accounts API, plus email change.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, ErrorKind};
+use super::extract::{Caller, JsonBody, PathParams, QueryParams, account_id};
+use super::wire::{Data, List, ManagedAccountBalance, PaginationMeta, timestamp};
+use crate::accounts::listing::{
+    FilterError, ManagedAccountFilter, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PageRequest, Sort, StatusFilter,
+};
+use crate::accounts::{
+    self, Account, AccountStatus, Email, ManagedAccountUpdate, NewManagedAccount, OrganizationName, Password,
+};
+use crate::billing;
+
+/// A managed account (Telnyx `ManagedAccount`). `api_key` holds the full key only in the
+/// response that created it; later reads carry the public identifier of the account's
+/// newest live key (or `""` if none), never a secret. `api_token` (a V1 token) is not
+/// offered and is always `""`. `api_user` is the manager's email. `status` and
+/// `channel_limit` are Steward extensions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ManagedAccount {
+    /// Always `managed_account`.
+    #[schema(example = "managed_account")]
+    pub record_type: &'static str,
+    /// Account id (UUID).
+    pub id: String,
+    /// Sign-in email.
+    pub email: String,
+    /// The API key (full only on creation; otherwise its public identifier).
+    pub api_key: String,
+    /// The manager's email.
+    pub api_user: String,
+    /// Not offered: always empty.
+    pub api_token: String,
+    /// The manager's account id.
+    pub manager_account_id: String,
+    /// ISO 8601 creation time.
+    pub created_at: String,
+    /// ISO 8601 time of the last change.
+    pub updated_at: String,
+    /// The business name given at creation.
+    pub organization_name: String,
+    /// The account's own balance; absent for rollup-billing accounts, which have none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance: Option<ManagedAccountBalance>,
+    /// Whether a price list of its own may replace the manager's.
+    pub managed_account_allow_custom_pricing: bool,
+    /// Whether spend is charged to the manager's balance (fixed at creation).
+    pub rollup_billing: bool,
+    /// `active`, `disabled`, `cancelled` or `blocked`.
+    pub status: &'static str,
+    /// Share of the manager's global outbound channel pool.
+    pub channel_limit: i64,
+}
+
+/// A managed account in a list (Telnyx `ManagedAccountMultiListing`): no key, no balance.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ManagedAccountListing {
+    /// Always `managed_account`.
+    #[schema(example = "managed_account")]
+    pub record_type: &'static str,
+    /// Account id.
+    pub id: String,
+    /// Sign-in email.
+    pub email: String,
+    /// The manager's email.
+    pub api_user: String,
+    /// The manager's account id.
+    pub manager_account_id: String,
+    /// ISO 8601 creation time.
+    pub created_at: String,
+    /// ISO 8601 time of the last change.
+    pub updated_at: String,
+    /// The business name.
+    pub organization_name: String,
+    /// Whether custom pricing is allowed.
+    pub managed_account_allow_custom_pricing: bool,
+    /// Whether spend rolls up to the manager.
+    pub rollup_billing: bool,
+    /// `active`, `disabled`, `cancelled` or `blocked`.
+    pub status: &'static str,
+}
+
+fn managed_account(account: &Account, manager: &Account, api_key: String) -> ManagedAccount {
+    ManagedAccount {
+        record_type: "managed_account",
+        id: account.id.to_string(),
+        email: account.email.clone(),
+        api_key,
+        api_user: manager.email.clone(),
+        api_token: String::new(),
+        manager_account_id: manager.id.to_string(),
+        created_at: timestamp(account.created_at_ms),
+        updated_at: timestamp(account.updated_at_ms),
+        organization_name: account.organization_name.clone(),
+        balance: (!account.rollup_billing).then(|| billing::balance_of(account).into()),
+        managed_account_allow_custom_pricing: account.managed_account_allow_custom_pricing,
+        rollup_billing: account.rollup_billing,
+        status: account.status.as_str(),
+        channel_limit: account.channel_limit,
+    }
+}
+
+fn listing(account: &Account, manager: &Account) -> ManagedAccountListing {
+    ManagedAccountListing {
+        record_type: "managed_account",
+        id: account.id.to_string(),
+        email: account.email.clone(),
+        api_user: manager.email.clone(),
+        manager_account_id: manager.id.to_string(),
+        created_at: timestamp(account.created_at_ms),
+        updated_at: timestamp(account.updated_at_ms),
+        organization_name: account.organization_name.clone(),
+        managed_account_allow_custom_pricing: account.managed_account_allow_custom_pricing,
+        rollup_billing: account.rollup_billing,
+        status: account.status.as_str(),
+    }
+}
+
+fn respond(manager: &Account, (account, key_id): (Account, Option<String>)) -> Json<Data<ManagedAccount>> {
+    Json(Data {
+        data: managed_account(&account, manager, key_id.unwrap_or_default()),
+    })
+}
+
+/// Filter keys the list understands; others are refused rather than silently ignored.
+const FILTERS: [&str; 5] = [
+    "filter[email][contains]",
+    "filter[email][eq]",
+    "filter[organization_name][contains]",
+    "filter[organization_name][eq]",
+    "filter[status][eq]",
+];
+
+fn list_query(query: &QueryParams) -> Result<(ManagedAccountFilter, Sort, PageRequest), ApiError> {
+    if let Some(unknown) = query.names_with_prefix("filter").find(|name| !FILTERS.contains(name)) {
+        return Err(ApiError::new(
+            ErrorKind::BadRequest,
+            format!("Unknown filter '{unknown}'. Known filters: {}.", FILTERS.join(", ")),
+        )
+        .parameter(unknown));
+    }
+    let mut filter = ManagedAccountFilter::default();
+    type Setter = fn(&mut ManagedAccountFilter, &str) -> Result<(), FilterError>;
+    let setters: [(&str, Setter); 4] = [
+        ("filter[email][contains]", ManagedAccountFilter::email_contains),
+        ("filter[email][eq]", ManagedAccountFilter::email_eq),
+        ("filter[organization_name][contains]", ManagedAccountFilter::organization_name_contains),
+        ("filter[organization_name][eq]", ManagedAccountFilter::organization_name_eq),
+    ];
+    for (name, set) in setters {
+        if let Some(value) = query.get(name) {
+            set(&mut filter, value).map_err(|e| {
+                ApiError::new(ErrorKind::InvalidValue, format!("{name} {e}")).parameter(name)
+            })?;
+        }
+    }
+    if let Some(status) = query.get("filter[status][eq]") {
+        filter.status(parse_status(status)?);
+    }
+    if query.bool("include_cancelled_accounts")?.unwrap_or(false) {
+        filter.include_cancelled();
+    }
+    let sort = match query.get("sort") {
+        None => Sort::default(),
+        Some(text) => Sort::parse(text).ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::BadRequest,
+                "sort must be one of created_at, -created_at, email, -email",
+            )
+            .parameter("sort")
+        })?,
+    };
+    let number = query.u32("page[number]")?.unwrap_or(1);
+    let size = query.u32("page[size]")?.unwrap_or(PAGE_SIZE_DEFAULT);
+    let page = PageRequest::new(number, size, PAGE_SIZE_MAX).ok_or_else(|| {
+        let parameter = if number == 0 { "page[number]" } else { "page[size]" };
+        ApiError::new(
+            ErrorKind::InvalidValue,
+            format!("page[number] must be at least 1 and page[size] between 1 and {PAGE_SIZE_MAX}"),
+        )
+        .parameter(parameter)
+    })?;
+    Ok((filter, sort, page))
+}
+
+fn parse_status(text: &str) -> Result<StatusFilter, ApiError> {
+    Ok(match text {
+        "all" => StatusFilter::All,
+        "active" | "enabled" => StatusFilter::Enabled,
+        "disabled" => StatusFilter::Only(AccountStatus::Disabled),
+        "cancelled" => StatusFilter::Only(AccountStatus::Cancelled),
+        "blocked" => StatusFilter::Only(AccountStatus::Blocked),
+        _ => {
+            return Err(ApiError::new(
+                ErrorKind::InvalidValue,
+                "filter[status][eq] must be one of all, active, enabled, cancelled, disabled, blocked",
+            )
+            .parameter("filter[status][eq]"));
+        }
+    })
+}
+
+/// Lists the caller's managed accounts.
+#[utoipa::path(
+    get, path = "/v2/managed_accounts", tag = "Managed Accounts", operation_id = "ListManagedAccounts",
+    params(
+        ("filter[email][contains]" = Option<String>, Query, description = "Case-insensitive substring, at least 3 characters"),
+        ("filter[email][eq]" = Option<String>, Query, description = "Exact email (case-insensitive)"),
+        ("filter[organization_name][contains]" = Option<String>, Query, description = "Case-insensitive substring, at least 3 characters"),
+        ("filter[organization_name][eq]" = Option<String>, Query, description = "Exact organization name"),
+        ("filter[status][eq]" = Option<String>, Query, description = "all, active, enabled, cancelled, disabled, blocked"),
+        ("include_cancelled_accounts" = Option<bool>, Query, description = "Include cancelled accounts (default false)"),
+        ("page[number]" = Option<u32>, Query, description = "Page number, from 1"),
+        ("page[size]" = Option<u32>, Query, description = "Page size, 1 to 250 (default 20)"),
+        ("sort" = Option<String>, Query, description = "created_at, -created_at, email, -email; default newest first"),
+    ),
+    responses(
+        (status = 200, body = List<ManagedAccountListing>),
+        (status = 400, body = super::error::ErrorEnvelope), (status = 401, body = super::error::ErrorEnvelope),
+        (status = 403, body = super::error::ErrorEnvelope), (status = 422, body = super::error::ErrorEnvelope),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: QueryParams,
+) -> Result<Json<List<ManagedAccountListing>>, ApiError> {
+    accounts::ensure_manager(&caller.account)?;
+    let (filter, sort, page) = list_query(&query)?;
+    let page = accounts::list_managed_accounts(&state.db, &caller.account, &filter, sort, page).await?;
+    Ok(Json(List {
+        meta: PaginationMeta::of(&page),
+        data: page.items.iter().map(|a| listing(a, &caller.account)).collect(),
+    }))
+}
+
+/// Body of `POST /v2/managed_accounts`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateManagedAccountRequest {
+    /// Required: becomes the organization name.
+    #[schema(example = "Larry's Cat Food Inc")]
+    pub business_name: Option<String>,
+    /// Sign-in email; generated from the manager's when absent.
+    pub email: Option<String>,
+    /// Password (8 to 256 characters); without one the account cannot sign in.
+    pub password: Option<String>,
+    /// Default false; can change later.
+    pub managed_account_allow_custom_pricing: Option<bool>,
+    /// Default false; fixed for life.
+    pub rollup_billing: Option<bool>,
+}
+
+fn invalid(pointer: &str, error: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorKind::InvalidValue, format!("{}: {error}", pointer.trim_start_matches('/'))).pointer(pointer)
+}
+
+impl TryFrom<CreateManagedAccountRequest> for NewManagedAccount {
+    type Error = ApiError;
+
+    fn try_from(body: CreateManagedAccountRequest) -> Result<Self, ApiError> {
+        let business_name = body.business_name.ok_or_else(|| {
+            ApiError::new(ErrorKind::Missing, "business_name is required").pointer("/business_name")
+        })?;
+        Ok(Self {
+            business_name: OrganizationName::parse(&business_name).map_err(|e| invalid("/business_name", e))?,
+            email: body.email.map(|e| Email::parse(&e)).transpose().map_err(|e| invalid("/email", e))?,
+            password: body
+                .password
+                .map(|p| Password::parse(&p))
+                .transpose()
+                .map_err(|e| invalid("/password", e))?,
+            managed_account_allow_custom_pricing: body.managed_account_allow_custom_pricing.unwrap_or(false),
+            rollup_billing: body.rollup_billing.unwrap_or(false),
+        })
+    }
+}
+
+/// Creates a managed account under the caller. The response carries its first API key in
+/// full, once.
+#[utoipa::path(
+    post, path = "/v2/managed_accounts", tag = "Managed Accounts", operation_id = "CreateManagedAccount",
+    request_body = CreateManagedAccountRequest,
+    responses(
+        (status = 200, body = Data<ManagedAccount>),
+        (status = 401, body = super::error::ErrorEnvelope), (status = 403, body = super::error::ErrorEnvelope),
+        (status = 422, body = super::error::ErrorEnvelope),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<CreateManagedAccountRequest>,
+) -> Result<Json<Data<ManagedAccount>>, ApiError> {
+    accounts::ensure_manager(&caller.account)?;
+    let new = NewManagedAccount::try_from(body)?;
+    let (account, key) = accounts::create_managed_account(&state.db, &state.clock, &caller.account, new).await?;
+    Ok(Json(Data {
+        data: managed_account(&account, &caller.account, key.secret().to_owned()),
+    }))
+}
+
+/// Retrieves one of the caller's managed accounts.
+#[utoipa::path(
+    get, path = "/v2/managed_accounts/{id}", tag = "Managed Accounts", operation_id = "RetrieveManagedAccount",
+    params(("id" = String, Path, description = "Managed account id")),
+    responses(
+        (status = 200, body = Data<ManagedAccount>),
+        (status = 401, body = super::error::ErrorEnvelope), (status = 403, body = super::error::ErrorEnvelope),
+        (status = 404, body = super::error::ErrorEnvelope),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn retrieve(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<Data<ManagedAccount>>, ApiError> {
+    accounts::ensure_manager(&caller.account)?;
+    let found = accounts::managed_account(&state.db, &caller.account, account_id(&id)?).await?;
+    Ok(respond(&caller.account, found))
+}
+
+/// Body of `PATCH /v2/managed_accounts/{id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateManagedAccountRequest {
+    /// Allow a price list of the account's own.
+    pub managed_account_allow_custom_pricing: Option<bool>,
+    /// Steward extension: a new sign-in email.
+    pub email: Option<String>,
+    /// Fixed at creation: any value other than the current one is refused.
+    pub rollup_billing: Option<bool>,
+}
+
+/// Updates one of the caller's managed accounts.
+#[utoipa::path(
+    patch, path = "/v2/managed_accounts/{id}", tag = "Managed Accounts", operation_id = "UpdateManagedAccount",
+    params(("id" = String, Path, description = "Managed account id")),
+    request_body = UpdateManagedAccountRequest,
+    responses(
+        (status = 200, body = Data<ManagedAccount>),
+        (status = 401, body = super::error::ErrorEnvelope), (status = 404, body = super::error::ErrorEnvelope),
+        (status = 422, body = super::error::ErrorEnvelope),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<UpdateManagedAccountRequest>,
+) -> Result<Json<Data<ManagedAccount>>, ApiError> {
+    accounts::ensure_manager(&caller.account)?;
+    let id = account_id(&id)?;
+    let update = ManagedAccountUpdate {
+        managed_account_allow_custom_pricing: body.managed_account_allow_custom_pricing,
+        email: body.email.map(|e| Email::parse(&e)).transpose().map_err(|e| invalid("/email", e))?,
+        rollup_billing: body.rollup_billing,
+    };
+    let updated = accounts::update_managed_account(&state.db, &state.clock, &caller.account, id, update).await?;
+    Ok(respond(&caller.account, updated))
+}
+
+/// Body of `POST …/actions/enable`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EnableRequest {
+    /// Accepted for compatibility; Steward has no connections to re-enable.
+    pub reenable_all_connections: Option<bool>,
+}
+
+/// Body of `POST …/actions/disable` (none is needed).
+#[derive(Debug, Deserialize)]
+pub struct DisableRequest {}
+
+/// Disables a managed account: its keys are refused and it may start no new usage.
+#[utoipa::path(
+    post, path = "/v2/managed_accounts/{id}/actions/disable", tag = "Managed Accounts", operation_id = "DisableManagedAccount",
+    params(("id" = String, Path, description = "Managed account id")),
+    responses(
+        (status = 200, body = Data<ManagedAccount>),
+        (status = 401, body = super::error::ErrorEnvelope), (status = 404, body = super::error::ErrorEnvelope),
+        (status = 422, body = super::error::ErrorEnvelope),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn disable(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(id): PathParams<String>,
+    JsonBody(_body): JsonBody<DisableRequest>,
+) -> Result<Json<Data<ManagedAccount>>, ApiError> {
+    set_enabled(&state, &caller, &id, false).await
+}
+
+/// Enables a managed account again.
+#[utoipa::path(
+    post, path = "/v2/managed_accounts/{id}/actions/enable", tag = "Managed Accounts", operation_id = "EnableManagedAccount",
+    params(("id" = String, Path, description = "Managed account id")),
+    request_body(content = Option<EnableRequest>),
+    responses(
+        (status = 200, body = Data<ManagedAccount>),
+        (status = 401, body = super::error::ErrorEnvelope), (status = 404, body = super::error::ErrorEnvelope),
+        (status = 422, body = super::error::ErrorEnvelope),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn enable(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(id): PathParams<String>,
+    JsonBody(_body): JsonBody<EnableRequest>,
+) -> Result<Json<Data<ManagedAccount>>, ApiError> {
+    set_enabled(&state, &caller, &id, true).await
+}
+
+async fn set_enabled(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    enabled: bool,
+) -> Result<Json<Data<ManagedAccount>>, ApiError> {
+    accounts::ensure_manager(&caller.account)?;
+    let updated =
+        accounts::set_enabled(&state.db, &state.clock, &caller.account, account_id(id)?, enabled).await?;
+    Ok(respond(&caller.account, updated))
+}
+
+/// The manager's channel pool (Telnyx `ManagedAccountsGlobalOutboundChannels`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AllocatableGlobalOutboundChannels {
+    /// Always `allocatable_global_outbound_channels`.
+    pub record_type: &'static str,
+    /// The pool (0 when the feature is off).
+    pub allocatable_global_outbound_channels: i64,
+    /// Allocated across live managed accounts.
+    pub total_global_channels_allocated: i64,
+    /// Present in the Telnyx schema; always false.
+    pub managed_account_allow_custom_pricing: bool,
+}
+
+/// The caller's pool of global outbound channels and how much is allocated.
+#[utoipa::path(
+    get, path = "/v2/managed_accounts/allocatable_global_outbound_channels", tag = "Managed Accounts",
+    operation_id = "ListAllocatableGlobalOutboundChannels",
+    responses(
+        (status = 200, body = Data<AllocatableGlobalOutboundChannels>),
+        (status = 401, body = super::error::ErrorEnvelope), (status = 403, body = super::error::ErrorEnvelope),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn allocatable_channels(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Data<AllocatableGlobalOutboundChannels>>, ApiError> {
+    let allocation = accounts::channel_allocation(&state.db, &caller.account).await?;
+    Ok(Json(Data {
+        data: AllocatableGlobalOutboundChannels {
+            record_type: "allocatable_global_outbound_channels",
+            allocatable_global_outbound_channels: allocation.pool,
+            total_global_channels_allocated: allocation.allocated,
+            managed_account_allow_custom_pricing: false,
+        },
+    }))
+}
+
+/// Body of `PATCH …/update_global_channel_limit`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateChannelLimitRequest {
+    /// Channels for this account, ≥ 0; all allocations together stay within the pool.
+    #[schema(value_type = Option<u32>, minimum = 0, example = 30)]
+    pub channel_limit: Option<serde_json::Value>,
+}
+
+/// A managed account's channel allocation (Telnyx `SingleManagedAccountGlobalOutboundChannels`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ManagedAccountGlobalOutboundSettings {
+    /// Always `managed_account_global_outbound_settings`.
+    pub record_type: &'static str,
+    /// Managed account id.
+    pub id: String,
+    /// Its email.
+    pub email: String,
+    /// The manager's account id.
+    pub manager_account_id: String,
+    /// The allocation.
+    pub channel_limit: i64,
+}
+
+/// Sets a managed account's share of the caller's channel pool.
+#[utoipa::path(
+    patch, path = "/v2/managed_accounts/{id}/update_global_channel_limit", tag = "Managed Accounts",
+    operation_id = "UpdateManagedAccountGlobalChannelLimit",
+    params(("id" = String, Path, description = "Managed account id")),
+    request_body = UpdateChannelLimitRequest,
+    responses(
+        (status = 200, body = Data<ManagedAccountGlobalOutboundSettings>),
+        (status = 401, body = super::error::ErrorEnvelope), (status = 404, body = super::error::ErrorEnvelope),
+        (status = 422, body = super::error::ErrorEnvelope),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update_channel_limit(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<UpdateChannelLimitRequest>,
+) -> Result<Json<Data<ManagedAccountGlobalOutboundSettings>>, ApiError> {
+    accounts::ensure_manager(&caller.account)?;
+    let id = account_id(&id)?;
+    let channel_limit = match body.channel_limit {
+        None | Some(serde_json::Value::Null) => {
+            return Err(ApiError::new(ErrorKind::Missing, "channel_limit is required").pointer("/channel_limit"));
+        }
+        Some(value) => value.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| {
+            ApiError::new(ErrorKind::InvalidValue, "channel_limit must be an integer of at least 0")
+                .pointer("/channel_limit")
+        })?,
+    };
+    let account = accounts::set_channel_limit(&state.db, &state.clock, &caller.account, id, channel_limit).await?;
+    Ok(Json(Data {
+        data: ManagedAccountGlobalOutboundSettings {
+            record_type: "managed_account_global_outbound_settings",
+            id: account.id.to_string(),
+            email: account.email,
+            manager_account_id: caller.account.id.to_string(),
+            channel_limit: account.channel_limit,
+        },
+    }))
+}

@@ -1,0 +1,17 @@
+//! Steward: account hierarchy and billing for managed accounts.
+//!
+//! The crate is a library with a thin binary on top (`src/main.rs`). Domain modules
+//! (`accounts`, `keys`, `billing`) know nothing of HTTP; the `http` module is the only
+//! place that speaks the Telnyx v2 wire format, and `admin` is the operator CLI.
+
+pub mod accounts;
+pub mod admin;
+pub mod billing;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod keys;
+pub mod money;
+pub mod telemetry;
