@@ -1,0 +1,230 @@
+//! A real Steward per test: fresh database, real HTTP on an ephemeral port.
+//!
+//! The backend comes from `STEWARD_TEST_BACKEND` (`sqlite`, the default, or `postgres`).
+//! On PostgreSQL each test gets its own schema in the database named by
+//! `STEWARD_TEST_DATABASE_URL`.
+
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use steward::accounts::{self, AccountId, Email, NewAccount, OrganizationName};
+use steward::clock::{ClockHandle, ManualClock};
+use steward::config::{DatabaseUrl, Settings};
+use steward::db::Db;
+use steward::http::Application;
+
+/// An account seeded for a test, with a working API key.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub id: String,
+    pub email: String,
+    pub key: String,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: Db,
+    pub clock: ManualClock,
+    pub database_url: String,
+    /// An approved manager with a pool of 10 channels.
+    pub manager: Actor,
+    /// A second, unrelated approved manager.
+    pub other_manager: Actor,
+    /// A standard (not approved) account.
+    pub standard: Actor,
+    _dir: tempfile::TempDir,
+}
+
+/// The JSON and status of a response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    /// The first error object, asserting there is one.
+    pub fn error(&self) -> &Value {
+        &self.body["errors"][0]
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
+        self
+    }
+
+    /// Asserts an error with this status, code and blamed pointer (or parameter).
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str, source: Option<(&str, &str)>) {
+        self.assert_status(status);
+        let error = self.error();
+        assert_eq!(error["code"], code, "body: {}", self.body);
+        assert!(error["title"].as_str().is_some_and(|t| !t.is_empty()));
+        assert!(error["detail"].as_str().is_some_and(|t| !t.is_empty()));
+        if let Some((kind, value)) = source {
+            assert_eq!(error["source"][kind], value, "body: {}", self.body);
+        }
+    }
+}
+
+pub fn backend_is_postgres() -> bool {
+    std::env::var("STEWARD_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+async fn database_url(dir: &tempfile::TempDir) -> String {
+    if !backend_is_postgres() {
+        return format!("sqlite://{}/steward.db", dir.path().display());
+    }
+    let base = std::env::var("STEWARD_TEST_DATABASE_URL")
+        .expect("STEWARD_TEST_BACKEND=postgres needs STEWARD_TEST_DATABASE_URL");
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base)
+        .await
+        .expect("connect to the test PostgreSQL");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .expect("create the test schema");
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}options=-c%20search_path%3D{schema}")
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    steward::telemetry::init(false);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = database_url(&dir).await;
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: DatabaseUrl::parse(&database_url).unwrap(),
+        request_timeout_ms: 30_000,
+        body_limit_bytes: 64 * 1024,
+    };
+    configure(&mut settings);
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap());
+    let handle: ClockHandle = Arc::new(clock.clone());
+    let app = Application::build(&settings, Arc::clone(&handle)).await.expect("build app");
+    let address = format!("http://{}", app.local_addr().unwrap());
+    let db = Db::connect(&settings.database_url).await.expect("second db handle");
+    tokio::spawn(app.run_until(std::future::pending()));
+    let seed = |email: &str, name: &str, manager: bool, channels: i64| {
+        let db = db.clone();
+        let handle = Arc::clone(&handle);
+        let (email, name) = (email.to_owned(), name.to_owned());
+        async move {
+            let new = NewAccount {
+                email: Email::parse(&email).unwrap(),
+                organization_name: OrganizationName::parse(&name).unwrap(),
+                manager,
+                max_managed_accounts: None,
+                allocatable_channels: Some(channels),
+            };
+            let (account, key) = accounts::create_account(&db, &handle, new).await.unwrap();
+            Actor {
+                id: account.id.to_string(),
+                email: account.email,
+                key: key.secret().to_owned(),
+            }
+        }
+    };
+    let manager = seed("Manager@Reseller.example", "Reseller One", true, 10).await;
+    let other_manager = seed("boss@other.example", "Other Reseller", true, 10).await;
+    let standard = seed("solo@standard.example", "Standalone", false, 0).await;
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        db,
+        clock,
+        database_url,
+        manager,
+        other_manager,
+        standard,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    /// Sends a request; `body` of `None` sends no body at all.
+    pub async fn request(&self, method: Method, path: &str, key: Option<&str>, body: Option<Value>) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.address));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Self::read(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn read(response: reqwest::Response) -> Reply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+        Reply { status, body, headers }
+    }
+
+    /// Sends raw bytes as the body.
+    pub async fn raw(&self, method: Method, path: &str, key: &str, body: impl Into<reqwest::Body>) -> Reply {
+        let response = self
+            .client
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent");
+        Self::read(response).await
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Reply {
+        self.request(Method::GET, path, Some(key), None).await
+    }
+
+    pub async fn create_managed(&self, key: &str, body: Value) -> Reply {
+        self.request(Method::POST, "/v2/managed_accounts", Some(key), Some(body)).await
+    }
+
+    /// Creates a managed account of `manager` and returns it as an actor.
+    pub async fn managed_of(&self, manager: &Actor, business_name: &str, extra: Value) -> Actor {
+        let mut body = json!({ "business_name": business_name });
+        if let (Some(target), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            target.extend(extra.clone());
+        }
+        let reply = self.create_managed(&manager.key, body).await;
+        reply.assert_status(200);
+        let data = &reply.body["data"];
+        Actor {
+            id: data["id"].as_str().unwrap().to_owned(),
+            email: data["email"].as_str().unwrap().to_owned(),
+            key: data["api_key"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub async fn patch(&self, path: &str, key: &str, body: Value) -> Reply {
+        self.request(Method::PATCH, path, Some(key), Some(body)).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Option<Value>) -> Reply {
+        self.request(Method::POST, path, Some(key), body).await
+    }
+
+    /// Runs an operator action as the CLI would.
+    pub async fn cancel_account(&self, id: &str, include_managed: bool) {
+        let id = AccountId::parse(id).unwrap();
+        let clock: ClockHandle = Arc::new(self.clock.clone());
+        accounts::operator::cancel_account(&self.db, &clock, id, include_managed)
+            .await
+            .unwrap();
+    }
+}
