@@ -3,7 +3,9 @@
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::accounts::{self, Account, AccountError, AccountId, Email, NewAccount, OrganizationName, operator};
+use crate::accounts::{
+    self, Account, AccountError, AccountId, Email, NewAccount, OrganizationName, operator,
+};
 use crate::cli::AdminCommand;
 use crate::clock::{ClockHandle, from_epoch_ms, to_wire};
 use crate::db::Db;
@@ -48,14 +50,19 @@ pub async fn run(db: &Db, clock: &ClockHandle, command: AdminCommand) -> anyhow:
         } => {
             let new = NewAccount {
                 email: Email::parse(&email).context("--email")?,
-                organization_name: OrganizationName::parse(&business_name).context("--business-name")?,
+                organization_name: OrganizationName::parse(&business_name)
+                    .context("--business-name")?,
                 manager,
                 max_managed_accounts,
                 allocatable_channels,
             };
-            let (account, key) = accounts::create_account(db, clock, new).await.map_err(explain)?;
+            let (account, key) = accounts::create_account(db, clock, new)
+                .await
+                .map_err(explain)?;
             let mut out = account_json(&account);
-            out["api_key"] = Value::from(key.secret());
+            if let Some(fields) = out.as_object_mut() {
+                fields.insert("api_key".to_owned(), Value::from(key.secret()));
+            }
             return Ok(out);
         }
         AdminCommand::ApproveManager { account } => {

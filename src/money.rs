@@ -71,7 +71,8 @@ impl Money {
         if unsigned.ends_with('.') {
             return Err(MoneyParseError::Malformed);
         }
-        let fraction_len = u32::try_from(fraction.len()).map_err(|_| MoneyParseError::TooPrecise)?;
+        let fraction_len =
+            u32::try_from(fraction.len()).map_err(|_| MoneyParseError::TooPrecise)?;
         if fraction_len > NANO_DECIMALS {
             return Err(MoneyParseError::TooPrecise);
         }
@@ -86,7 +87,11 @@ impl Money {
             .checked_mul(NANOS_PER_UNIT)
             .and_then(|n| n.checked_add(fraction_nanos))
             .ok_or(MoneyParseError::OutOfRange)?;
-        Ok(Money::from_nanos(if negative { -magnitude } else { magnitude }))
+        Ok(Money::from_nanos(if negative {
+            -magnitude
+        } else {
+            magnitude
+        }))
     }
 
     /// The amount as a decimal string with `decimals` places (at most 9), rounded half away
@@ -125,7 +130,10 @@ mod tests {
         assert_eq!(m.nanos(), 300_500_000_000);
         assert_eq!(m.to_decimal_string(2), "300.50");
         assert_eq!(Money::parse_decimal("-0.000000001").unwrap().nanos(), -1);
-        assert_eq!(Money::parse_decimal("7").unwrap().to_decimal_string(2), "7.00");
+        assert_eq!(
+            Money::parse_decimal("7").unwrap().to_decimal_string(2),
+            "7.00"
+        );
     }
 
     #[test]
@@ -138,7 +146,17 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_an_amount() {
-        for bad in ["", "-", "1.", ".5", "1e3", "1,00", " 1", "NaN", "1.0000000001"] {
+        for bad in [
+            "",
+            "-",
+            "1.",
+            ".5",
+            "1e3",
+            "1,00",
+            " 1",
+            "NaN",
+            "1.0000000001",
+        ] {
             assert!(Money::parse_decimal(bad).is_err(), "{bad:?} parsed");
         }
         assert_eq!(

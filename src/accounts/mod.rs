@@ -110,7 +110,9 @@ pub async fn create_account(
 ) -> Result<(Account, MintedKey), AccountError> {
     let limits = [new.max_managed_accounts, new.allocatable_channels];
     if limits.iter().flatten().any(|n| *n < 0) {
-        return Err(AccountError::NotAllowed("limits must not be negative".to_owned()));
+        return Err(AccountError::NotAllowed(
+            "limits must not be negative".to_owned(),
+        ));
     }
     let id = AccountId::generate();
     let now_ms = to_epoch_ms(clock.now());
@@ -122,18 +124,26 @@ pub async fn create_account(
         organization_name: new.organization_name.as_ref(),
         organization_name_folded: &new.organization_name.folded(),
         password_hash: None,
-        kind: if new.manager { AccountKind::Manager } else { AccountKind::Standard },
+        kind: if new.manager {
+            AccountKind::Manager
+        } else {
+            AccountKind::Standard
+        },
         manager_id: None,
         managed_account_allow_custom_pricing: false,
         rollup_billing: false,
-        max_managed_accounts: new.max_managed_accounts.unwrap_or(MAX_MANAGED_ACCOUNTS_DEFAULT),
+        max_managed_accounts: new
+            .max_managed_accounts
+            .unwrap_or(MAX_MANAGED_ACCOUNTS_DEFAULT),
         allocatable_channels: new.allocatable_channels.unwrap_or(0),
         now_ms,
     };
     repo::insert(&mut tx, &row).await.map_err(email_conflict)?;
     let key = MintedKey::generate();
     keys::repo::insert(&mut tx, &key, id, None, now_ms).await?;
-    let account = repo::find(&mut tx, id).await?.ok_or(AccountError::NotFound)?;
+    let account = repo::find(&mut tx, id)
+        .await?
+        .ok_or(AccountError::NotFound)?;
     tx.commit().await?;
     tracing::info!(account.id = %id, "Created account {id}");
     Ok((account, key))
@@ -185,7 +195,9 @@ pub async fn create_managed_account(
         }
         let key = MintedKey::generate();
         keys::repo::insert(&mut tx, &key, id, Some(manager.id), now_ms).await?;
-        let account = repo::find(&mut tx, id).await?.ok_or(AccountError::NotFound)?;
+        let account = repo::find(&mut tx, id)
+            .await?
+            .ok_or(AccountError::NotFound)?;
         tx.commit().await?;
         tracing::info!(account.id = %id, "Created managed account {id}");
         return Ok((account, key));
@@ -195,21 +207,29 @@ pub async fn create_managed_account(
 
 /// `local+<12 hex>@domain` from the manager's email; the hex is the random tail of the id.
 fn generated_email(manager: &Account, id: AccountId) -> Result<Email, AccountError> {
-    let manager_email = Email::parse(&manager.email).map_err(|e| anyhow::anyhow!("manager email: {e}"))?;
+    let manager_email =
+        Email::parse(&manager.email).map_err(|e| anyhow::anyhow!("manager email: {e}"))?;
     let (local, domain) = manager_email.split();
     let local = local.split('+').next().unwrap_or(local);
     let id_text = id.to_string();
-    let suffix = id_text.get(id_text.len().saturating_sub(12)..).unwrap_or(&id_text);
+    let suffix = id_text
+        .get(id_text.len().saturating_sub(12)..)
+        .unwrap_or(&id_text);
     Email::parse(&format!("{local}+{suffix}@{domain}"))
         .map_err(|e| AccountError::Internal(anyhow::anyhow!("generated email: {e}")))
 }
 
 /// Locks the manager's row and re-reads it: approval may have been withdrawn meanwhile.
-async fn lock_manager(conn: &mut AnyConnection, manager_id: AccountId) -> Result<Account, AccountError> {
+async fn lock_manager(
+    conn: &mut AnyConnection,
+    manager_id: AccountId,
+) -> Result<Account, AccountError> {
     if !repo::lock(conn, manager_id).await? {
         return Err(AccountError::NotApprovedManager);
     }
-    let current = repo::find(conn, manager_id).await?.ok_or(AccountError::NotApprovedManager)?;
+    let current = repo::find(conn, manager_id)
+        .await?
+        .ok_or(AccountError::NotApprovedManager)?;
     ensure_manager(&current)?;
     Ok(current)
 }
@@ -301,13 +321,18 @@ pub async fn update_managed_account(
 ) -> Result<(Account, Option<String>), AccountError> {
     let now_ms = to_epoch_ms(clock.now());
     let (mut tx, account) = begin_managed(db, manager, id).await?;
-    if update.rollup_billing.is_some_and(|wanted| wanted != account.rollup_billing) {
+    if update
+        .rollup_billing
+        .is_some_and(|wanted| wanted != account.rollup_billing)
+    {
         return Err(AccountError::RollupBillingImmutable);
     }
-    if let Some(allow) = update.managed_account_allow_custom_pricing {
-        if allow != account.managed_account_allow_custom_pricing {
-            repo::set(&mut tx, id, Column::AllowCustomPricing, Value::Int(i64::from(allow)), now_ms).await?;
-        }
+    if let Some(allow) = update
+        .managed_account_allow_custom_pricing
+        .filter(|allow| *allow != account.managed_account_allow_custom_pricing)
+    {
+        let value = Value::Int(i64::from(allow));
+        repo::set(&mut tx, id, Column::AllowCustomPricing, value, now_ms).await?;
     }
     if let Some(email) = update.email {
         if account.status == AccountStatus::Cancelled {
@@ -329,10 +354,18 @@ pub async fn change_own_email(
     email: Email,
 ) -> Result<Account, AccountError> {
     let mut tx = db.write.begin().await?;
-    repo::set_email(&mut tx, account.id, email.as_ref(), &email.normalized(), to_epoch_ms(clock.now()))
-        .await
-        .map_err(email_conflict)?;
-    let updated = repo::find(&mut tx, account.id).await?.ok_or(AccountError::NotFound)?;
+    repo::set_email(
+        &mut tx,
+        account.id,
+        email.as_ref(),
+        &email.normalized(),
+        to_epoch_ms(clock.now()),
+    )
+    .await
+    .map_err(email_conflict)?;
+    let updated = repo::find(&mut tx, account.id)
+        .await?
+        .ok_or(AccountError::NotFound)?;
     tx.commit().await?;
     Ok(updated)
 }
@@ -348,24 +381,44 @@ pub async fn set_enabled(
     enabled: bool,
 ) -> Result<(Account, Option<String>), AccountError> {
     let now_ms = to_epoch_ms(clock.now());
-    let target = if enabled { AccountStatus::Active } else { AccountStatus::Disabled };
+    let target = if enabled {
+        AccountStatus::Active
+    } else {
+        AccountStatus::Disabled
+    };
     let (mut tx, account) = begin_managed(db, manager, id).await?;
     match account.status {
         AccountStatus::Cancelled => return Err(AccountError::Cancelled),
         AccountStatus::Blocked => {
-            return Err(AccountError::NotAllowed("the account is blocked by the operator".to_owned()));
+            return Err(AccountError::NotAllowed(
+                "the account is blocked by the operator".to_owned(),
+            ));
         }
         current if current == target => {}
-        _ => repo::set(&mut tx, id, Column::Status, Value::Text(target.as_str()), now_ms).await?,
+        _ => {
+            repo::set(
+                &mut tx,
+                id,
+                Column::Status,
+                Value::Text(target.as_str()),
+                now_ms,
+            )
+            .await?
+        }
     }
     finish_managed(tx, manager, id).await
 }
 
 /// The manager's channel pool and how much of it is allocated.
-pub async fn channel_allocation(db: &Db, manager: &Account) -> Result<ChannelAllocation, AccountError> {
+pub async fn channel_allocation(
+    db: &Db,
+    manager: &Account,
+) -> Result<ChannelAllocation, AccountError> {
     ensure_manager(manager)?;
     let mut conn = db.read.acquire().await?;
-    let current = repo::find(&mut conn, manager.id).await?.ok_or(AccountError::NotFound)?;
+    let current = repo::find(&mut conn, manager.id)
+        .await?
+        .ok_or(AccountError::NotFound)?;
     let allocated = repo::channels_allocated(&mut conn, manager.id, None).await?;
     Ok(ChannelAllocation {
         pool: current.allocatable_channels,
@@ -401,8 +454,17 @@ pub async fn set_channel_limit(
             pool: current.allocatable_channels,
         });
     }
-    repo::set(&mut tx, id, Column::ChannelLimit, Value::Int(requested), to_epoch_ms(clock.now())).await?;
-    let updated = repo::find(&mut tx, id).await?.ok_or(AccountError::NotFound)?;
+    repo::set(
+        &mut tx,
+        id,
+        Column::ChannelLimit,
+        Value::Int(requested),
+        to_epoch_ms(clock.now()),
+    )
+    .await?;
+    let updated = repo::find(&mut tx, id)
+        .await?
+        .ok_or(AccountError::NotFound)?;
     tx.commit().await?;
     Ok(updated)
 }

@@ -26,26 +26,48 @@ fn not_managed(account: &Account) -> Result<(), AccountError> {
 
 /// Approves a standard account as a manager; approving a manager again changes nothing.
 #[tracing::instrument(name = "steward.accounts.approve_manager", skip_all, fields(account.id = %id))]
-pub async fn approve_manager(db: &Db, clock: &ClockHandle, id: AccountId) -> Result<Account, AccountError> {
+pub async fn approve_manager(
+    db: &Db,
+    clock: &ClockHandle,
+    id: AccountId,
+) -> Result<Account, AccountError> {
     set_kind(db, clock, id, AccountKind::Manager).await
 }
 
 /// Withdraws approval: the account becomes standard; its managed accounts stay bound to it
 /// (they may not move) and it cannot act on them until approved again.
 #[tracing::instrument(name = "steward.accounts.revoke_manager", skip_all, fields(account.id = %id))]
-pub async fn revoke_manager(db: &Db, clock: &ClockHandle, id: AccountId) -> Result<Account, AccountError> {
+pub async fn revoke_manager(
+    db: &Db,
+    clock: &ClockHandle,
+    id: AccountId,
+) -> Result<Account, AccountError> {
     set_kind(db, clock, id, AccountKind::Standard).await
 }
 
-async fn set_kind(db: &Db, clock: &ClockHandle, id: AccountId, kind: AccountKind) -> Result<Account, AccountError> {
+async fn set_kind(
+    db: &Db,
+    clock: &ClockHandle,
+    id: AccountId,
+    kind: AccountKind,
+) -> Result<Account, AccountError> {
     let mut tx = db.write.begin().await?;
     let account = find_for_update(&mut tx, id).await?;
     not_managed(&account)?;
     if account.status == AccountStatus::Cancelled {
         return Err(AccountError::Cancelled);
     }
-    repo::set(&mut tx, id, Column::Kind, Value::Text(kind.as_str()), to_epoch_ms(clock.now())).await?;
-    let updated = repo::find(&mut tx, id).await?.ok_or(AccountError::NotFound)?;
+    repo::set(
+        &mut tx,
+        id,
+        Column::Kind,
+        Value::Text(kind.as_str()),
+        to_epoch_ms(clock.now()),
+    )
+    .await?;
+    let updated = repo::find(&mut tx, id)
+        .await?
+        .ok_or(AccountError::NotFound)?;
     tx.commit().await?;
     Ok(updated)
 }
@@ -80,7 +102,9 @@ async fn set_manager_number(
     value: i64,
 ) -> Result<Account, AccountError> {
     if value < 0 {
-        return Err(AccountError::NotAllowed("the value must not be negative".to_owned()));
+        return Err(AccountError::NotAllowed(
+            "the value must not be negative".to_owned(),
+        ));
     }
     let mut tx = db.write.begin().await?;
     let account = find_for_update(&mut tx, id).await?;
@@ -94,8 +118,17 @@ async fn set_manager_number(
             )));
         }
     }
-    repo::set(&mut tx, id, column, Value::Int(value), to_epoch_ms(clock.now())).await?;
-    let updated = repo::find(&mut tx, id).await?.ok_or(AccountError::NotFound)?;
+    repo::set(
+        &mut tx,
+        id,
+        column,
+        Value::Int(value),
+        to_epoch_ms(clock.now()),
+    )
+    .await?;
+    let updated = repo::find(&mut tx, id)
+        .await?
+        .ok_or(AccountError::NotFound)?;
     tx.commit().await?;
     Ok(updated)
 }
@@ -122,11 +155,20 @@ pub async fn cancel_account(
         repo::cancel_all_managed(&mut tx, id, now_ms).await?;
     }
     if account.status != AccountStatus::Cancelled {
-        repo::set(&mut tx, id, Column::Status, Value::Text(AccountStatus::Cancelled.as_str()), now_ms).await?;
+        repo::set(
+            &mut tx,
+            id,
+            Column::Status,
+            Value::Text(AccountStatus::Cancelled.as_str()),
+            now_ms,
+        )
+        .await?;
         // A cancelled account holds no channels: its share returns to the manager's pool.
         repo::set(&mut tx, id, Column::ChannelLimit, Value::Int(0), now_ms).await?;
     }
-    let updated = repo::find(&mut tx, id).await?.ok_or(AccountError::NotFound)?;
+    let updated = repo::find(&mut tx, id)
+        .await?
+        .ok_or(AccountError::NotFound)?;
     tx.commit().await?;
     tracing::info!(account.id = %id, "Cancelled account {id}");
     Ok(updated)

@@ -3,7 +3,9 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row};
 
-use super::listing::{ManagedAccountFilter, PageRequest, Sort, SortKey, StatusFilter, contains_pattern};
+use super::listing::{
+    ManagedAccountFilter, PageRequest, Sort, SortKey, StatusFilter, contains_pattern,
+};
 use super::types::{Account, AccountId, AccountKind, AccountStatus};
 
 /// Columns of an account row, for `SELECT … FROM accounts a`.
@@ -31,11 +33,16 @@ pub fn account_from_row(row: &AnyRow) -> Result<Account, sqlx::Error> {
         id: parse_id(&row.try_get::<String, _>("id")?, "id")?,
         email: row.try_get("email")?,
         organization_name: row.try_get("organization_name")?,
-        kind: AccountKind::from_db(&row.try_get::<String, _>("kind")?).ok_or_else(|| corrupt("kind"))?,
-        manager_id: manager_id.map(|id| parse_id(&id, "manager_id")).transpose()?,
+        kind: AccountKind::from_db(&row.try_get::<String, _>("kind")?)
+            .ok_or_else(|| corrupt("kind"))?,
+        manager_id: manager_id
+            .map(|id| parse_id(&id, "manager_id"))
+            .transpose()?,
         status: AccountStatus::from_db(&row.try_get::<String, _>("status")?)
             .ok_or_else(|| corrupt("status"))?,
-        managed_account_allow_custom_pricing: row.try_get::<i64, _>("managed_account_allow_custom_pricing")? != 0,
+        managed_account_allow_custom_pricing: row
+            .try_get::<i64, _>("managed_account_allow_custom_pricing")?
+            != 0,
         rollup_billing: row.try_get::<i64, _>("rollup_billing")? != 0,
         max_managed_accounts: row.try_get("max_managed_accounts")?,
         allocatable_channels: row.try_get("allocatable_channels")?,
@@ -93,7 +100,10 @@ pub async fn insert(conn: &mut AnyConnection, row: &NewAccountRow<'_>) -> Result
 /// Fetches one account by id.
 pub async fn find(conn: &mut AnyConnection, id: AccountId) -> Result<Option<Account>, sqlx::Error> {
     let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.id = $1");
-    let row = sqlx::query(&sql).bind(id.to_string()).fetch_optional(conn).await?;
+    let row = sqlx::query(&sql)
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await?;
     row.as_ref().map(account_from_row).transpose()
 }
 
@@ -129,11 +139,16 @@ pub async fn lock(conn: &mut AnyConnection, id: AccountId) -> Result<bool, sqlx:
 }
 
 /// Managed accounts of a manager that count against its limit (all but cancelled ones).
-pub async fn count_live_managed(conn: &mut AnyConnection, manager_id: AccountId) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE manager_id = $1 AND status <> 'cancelled'")
-        .bind(manager_id.to_string())
-        .fetch_one(conn)
-        .await
+pub async fn count_live_managed(
+    conn: &mut AnyConnection,
+    manager_id: AccountId,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM accounts WHERE manager_id = $1 AND status <> 'cancelled'",
+    )
+    .bind(manager_id.to_string())
+    .fetch_one(conn)
+    .await
 }
 
 /// Channels allocated across a manager's managed accounts, leaving out `except` if given.
@@ -209,7 +224,11 @@ pub async fn set(
         Value::Text(text) => query.bind(text),
         Value::Int(n) => query.bind(n),
     };
-    query.bind(now_ms).bind(id.to_string()).execute(conn).await?;
+    query
+        .bind(now_ms)
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -221,18 +240,24 @@ pub async fn set_email(
     email_normalized: &str,
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE accounts SET email = $1, email_normalized = $2, updated_at_ms = $3 WHERE id = $4")
-        .bind(email)
-        .bind(email_normalized)
-        .bind(now_ms)
-        .bind(id.to_string())
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "UPDATE accounts SET email = $1, email_normalized = $2, updated_at_ms = $3 WHERE id = $4",
+    )
+    .bind(email)
+    .bind(email_normalized)
+    .bind(now_ms)
+    .bind(id.to_string())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// Cancels every managed account of a manager.
-pub async fn cancel_all_managed(conn: &mut AnyConnection, manager_id: AccountId, now_ms: i64) -> Result<u64, sqlx::Error> {
+pub async fn cancel_all_managed(
+    conn: &mut AnyConnection,
+    manager_id: AccountId,
+    now_ms: i64,
+) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE accounts SET status = 'cancelled', channel_limit = 0, updated_at_ms = $1 \
          WHERE manager_id = $2 AND status <> 'cancelled'",
@@ -265,7 +290,11 @@ fn where_clause(manager_id: AccountId, filter: &ManagedAccountFilter) -> (String
         push("a.email_normalized = ", text.clone(), "");
     }
     if let Some(text) = &filter.organization_name_contains {
-        push("a.organization_name_folded LIKE ", contains_pattern(text), like);
+        push(
+            "a.organization_name_folded LIKE ",
+            contains_pattern(text),
+            like,
+        );
     }
     if let Some(text) = &filter.organization_name_eq {
         push("a.organization_name = ", text.clone(), "");

@@ -111,7 +111,9 @@ impl OrganizationName {
             )));
         }
         if text.chars().any(char::is_control) {
-            return Err(InvalidValue("must not contain control characters".to_owned()));
+            return Err(InvalidValue(
+                "must not contain control characters".to_owned(),
+            ));
         }
         Ok(Self(text.to_owned()))
     }
@@ -284,7 +286,16 @@ mod tests {
 
     #[test]
     fn bad_emails_are_refused() {
-        for bad in ["", "plain", "a@b", "a@b.", "@x.com", "a b@x.com", "\"q\"@x.com", "a@[1.2.3.4]"] {
+        for bad in [
+            "",
+            "plain",
+            "a@b",
+            "a@b.",
+            "@x.com",
+            "a b@x.com",
+            "\"q\"@x.com",
+            "a@[1.2.3.4]",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
         let long = format!("{}@example.com", "a".repeat(250));
@@ -295,7 +306,10 @@ mod tests {
     fn organization_names_are_checked() {
         assert!(OrganizationName::parse("   ").is_err());
         assert!(OrganizationName::parse("a\u{0}b").is_err());
-        assert_eq!(OrganizationName::parse("Ünïcode Ltd").unwrap().folded(), "ünïcode ltd");
+        assert_eq!(
+            OrganizationName::parse("Ünïcode Ltd").unwrap().folded(),
+            "ünïcode ltd"
+        );
     }
 
     #[test]

@@ -63,7 +63,8 @@ impl Db {
             }
         } else {
             let url = sqlite_url(url)?;
-            let options: AnyConnectOptions = url.parse().context("Failed to parse the SQLite URL")?;
+            let options: AnyConnectOptions =
+                url.parse().context("Failed to parse the SQLite URL")?;
             let write = sqlite_pool_options(1)
                 .connect_with(options.clone())
                 .await
@@ -122,13 +123,10 @@ fn sqlite_url(url: &DatabaseUrl) -> anyhow::Result<String> {
         .split('?')
         .next()
         .unwrap_or_default();
-    if path != ":memory:" {
-        if let Some(parent) = std::path::Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("Failed to create the folder {}", parent.display()))?;
-            }
-        }
+    let parent = std::path::Path::new(path).parent();
+    if let Some(parent) = parent.filter(|p| path != ":memory:" && !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("Failed to create the folder {}", parent.display()))?;
     }
     Ok(if raw.contains("mode=") {
         raw.to_owned()

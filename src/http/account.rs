@@ -86,9 +86,11 @@ pub async fn update(
             data: AccountBody::from(&caller.account),
         }));
     };
-    let email = Email::parse(&email)
-        .map_err(|e| ApiError::new(ErrorKind::InvalidValue, format!("email: {e}")).pointer("/email"))?;
-    let updated = accounts::change_own_email(&state.db, &state.clock, &caller.account, email).await?;
+    let email = Email::parse(&email).map_err(|e| {
+        ApiError::new(ErrorKind::InvalidValue, format!("email: {e}")).pointer("/email")
+    })?;
+    let updated =
+        accounts::change_own_email(&state.db, &state.clock, &caller.account, email).await?;
     Ok(Json(Data {
         data: AccountBody::from(&updated),
     }))

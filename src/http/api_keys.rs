@@ -70,24 +70,38 @@ fn page(query: &QueryParams) -> Result<PageRequest, ApiError> {
             ErrorKind::InvalidValue,
             format!("page[number] must be at least 1 and page[size] between 1 and {PAGE_SIZE_MAX}"),
         )
-        .parameter(if number == 0 { "page[number]" } else { "page[size]" })
+        .parameter(if number == 0 {
+            "page[number]"
+        } else {
+            "page[size]"
+        })
     })
 }
 
 /// Resolves whose keys a request is about: the caller's own, or a managed account's of the
 /// calling manager (another manager's account is a 404).
-async fn owner(state: &AppState, caller: &Caller, managed_id: Option<&str>) -> Result<AccountId, ApiError> {
+async fn owner(
+    state: &AppState,
+    caller: &Caller,
+    managed_id: Option<&str>,
+) -> Result<AccountId, ApiError> {
     match managed_id {
         None => Ok(caller.account.id),
         Some(id) => {
             accounts::ensure_manager(&caller.account)?;
-            let (account, _) = accounts::managed_account(&state.db, &caller.account, account_id(id)?).await?;
+            let (account, _) =
+                accounts::managed_account(&state.db, &caller.account, account_id(id)?).await?;
             Ok(account.id)
         }
     }
 }
 
-async fn list_keys(state: &AppState, caller: &Caller, managed_id: Option<&str>, query: &QueryParams) -> Result<Json<List<ApiKey>>, ApiError> {
+async fn list_keys(
+    state: &AppState,
+    caller: &Caller,
+    managed_id: Option<&str>,
+    query: &QueryParams,
+) -> Result<Json<List<ApiKey>>, ApiError> {
     let page = page(query)?;
     let owner = owner(state, caller, managed_id).await?;
     let keys = keys::list(&state.db, owner, page).await?;
@@ -97,7 +111,11 @@ async fn list_keys(state: &AppState, caller: &Caller, managed_id: Option<&str>, 
     }))
 }
 
-async fn mint_key(state: &AppState, caller: &Caller, managed_id: Option<&str>) -> Result<Json<Data<ApiKey>>, ApiError> {
+async fn mint_key(
+    state: &AppState,
+    caller: &Caller,
+    managed_id: Option<&str>,
+) -> Result<Json<Data<ApiKey>>, ApiError> {
     let owner = owner(state, caller, managed_id).await?;
     let now_ms = crate::clock::to_epoch_ms(state.clock.now());
     let key = keys::mint(&state.db, &state.clock, owner, Some(caller.account.id)).await?;
@@ -106,7 +124,12 @@ async fn mint_key(state: &AppState, caller: &Caller, managed_id: Option<&str>) -
     }))
 }
 
-async fn revoke_key(state: &AppState, caller: &Caller, managed_id: Option<&str>, key_id: &str) -> Result<Json<Data<ApiKey>>, ApiError> {
+async fn revoke_key(
+    state: &AppState,
+    caller: &Caller,
+    managed_id: Option<&str>,
+    key_id: &str,
+) -> Result<Json<Data<ApiKey>>, ApiError> {
     let owner = owner(state, caller, managed_id).await?;
     let record = keys::revoke(&state.db, &state.clock, owner, key_id)
         .await
@@ -114,7 +137,9 @@ async fn revoke_key(state: &AppState, caller: &Caller, managed_id: Option<&str>,
             AccountError::NotFound => ApiError::not_found("API key"),
             other => other.into(),
         })?;
-    Ok(Json(Data { data: ApiKey::from(&record) }))
+    Ok(Json(Data {
+        data: ApiKey::from(&record),
+    }))
 }
 
 /// Lists the caller's API keys (never their secrets).
@@ -122,7 +147,11 @@ async fn revoke_key(state: &AppState, caller: &Caller, managed_id: Option<&str>,
     params(("page[number]" = Option<u32>, Query), ("page[size]" = Option<u32>, Query)),
     responses((status = 200, body = List<ApiKey>), (status = 401, body = super::error::ErrorEnvelope)),
     security(("bearer" = [])))]
-pub async fn list_own(State(state): State<AppState>, caller: Caller, query: QueryParams) -> Result<Json<List<ApiKey>>, ApiError> {
+pub async fn list_own(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: QueryParams,
+) -> Result<Json<List<ApiKey>>, ApiError> {
     list_keys(&state, &caller, None, &query).await
 }
 
@@ -131,7 +160,10 @@ pub async fn list_own(State(state): State<AppState>, caller: Caller, query: Quer
     responses((status = 200, body = Data<ApiKey>), (status = 401, body = super::error::ErrorEnvelope),
         (status = 422, body = super::error::ErrorEnvelope)),
     security(("bearer" = [])))]
-pub async fn mint_own(State(state): State<AppState>, caller: Caller) -> Result<Json<Data<ApiKey>>, ApiError> {
+pub async fn mint_own(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Data<ApiKey>>, ApiError> {
     mint_key(&state, &caller, None).await
 }
 

@@ -77,17 +77,45 @@ impl ErrorKind {
             Self::Forbidden => (StatusCode::FORBIDDEN, "10010", "Authorization failed"),
             Self::NotFound => (StatusCode::NOT_FOUND, "10005", "Resource not found"),
             Self::BadRequest => (StatusCode::BAD_REQUEST, "10015", "Bad Request"),
-            Self::Missing => (StatusCode::UNPROCESSABLE_ENTITY, "10004", "Missing required parameter"),
+            Self::Missing => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "10004",
+                "Missing required parameter",
+            ),
             Self::InvalidValue => (StatusCode::UNPROCESSABLE_ENTITY, "40001", "Invalid value"),
-            Self::Duplicate => (StatusCode::UNPROCESSABLE_ENTITY, "10012", "Duplicate resource"),
+            Self::Duplicate => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "10012",
+                "Duplicate resource",
+            ),
             Self::LimitReached => (StatusCode::UNPROCESSABLE_ENTITY, "40002", "Limit reached"),
-            Self::Immutable => (StatusCode::UNPROCESSABLE_ENTITY, "40003", "Field cannot be changed"),
+            Self::Immutable => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "40003",
+                "Field cannot be changed",
+            ),
             Self::InvalidState => (StatusCode::UNPROCESSABLE_ENTITY, "40004", "Invalid state"),
-            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "40005", "Request body too large"),
-            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "40006", "Method not allowed"),
+            Self::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "40005",
+                "Request body too large",
+            ),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "40006",
+                "Method not allowed",
+            ),
             Self::Timeout => (StatusCode::REQUEST_TIMEOUT, "10008", "Request timeout"),
-            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "10007", "Unexpected error"),
-            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "40007", "Service unavailable"),
+            Self::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "10007",
+                "Unexpected error",
+            ),
+            Self::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "40007",
+                "Service unavailable",
+            ),
         }
     }
 }
@@ -139,7 +167,8 @@ impl ApiError {
     pub fn internal(cause: anyhow::Error) -> Self {
         Self {
             kind: ErrorKind::Internal,
-            detail: "An unexpected error occurred. It has been logged; please retry later.".to_owned(),
+            detail: "An unexpected error occurred. It has been logged; please retry later."
+                .to_owned(),
             source: None,
             cause: Some(cause),
         }
@@ -152,7 +181,10 @@ impl ApiError {
 
     /// 404 for a resource of the given name.
     pub fn not_found(what: &str) -> Self {
-        Self::new(ErrorKind::NotFound, format!("The requested {what} does not exist."))
+        Self::new(
+            ErrorKind::NotFound,
+            format!("The requested {what} does not exist."),
+        )
     }
 }
 
@@ -216,7 +248,9 @@ impl From<sqlx::Error> for ApiError {
                 ErrorKind::Unavailable,
                 "The service is overloaded or shutting down; please retry.",
             ),
-            other => ApiError::internal(anyhow::Error::new(other).context("Failed to query the database")),
+            other => ApiError::internal(
+                anyhow::Error::new(other).context("Failed to query the database"),
+            ),
         }
     }
 }
@@ -274,7 +308,10 @@ mod tests {
         for kind in ErrorKind::ALL {
             let (status, code, title) = kind.spec();
             assert!(status.is_client_error() || status.is_server_error());
-            assert!(code.parse::<u32>().is_ok(), "{code} is not an integer string");
+            assert!(
+                code.parse::<u32>().is_ok(),
+                "{code} is not an integer string"
+            );
             if let Some(previous) = seen.insert(code, title) {
                 assert_eq!(previous, title, "code {code} has two titles");
             }

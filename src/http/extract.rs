@@ -20,14 +20,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(ErrorKind::PayloadTooLarge, "The request body is larger than the server accepts.")
-            } else {
-                ApiError::new(ErrorKind::BadRequest, format!("The request body could not be read: {rejection}"))
-            }
-        })?;
-        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        ErrorKind::PayloadTooLarge,
+                        "The request body is larger than the server accepts.",
+                    )
+                } else {
+                    ApiError::new(
+                        ErrorKind::BadRequest,
+                        format!("The request body could not be read: {rejection}"),
+                    )
+                }
+            })?;
+        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
         parse_json(text).map(JsonBody)
     }
 }
@@ -36,7 +48,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // serde would also build a struct from a JSON array; the API takes objects only.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError::new(ErrorKind::BadRequest, "The request body must be a JSON object."));
+        return Err(ApiError::new(
+            ErrorKind::BadRequest,
+            "The request body must be a JSON object.",
+        ));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer);
@@ -44,17 +59,24 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let pointer = json_pointer(error.path());
         let inner = error.into_inner();
         match inner.classify() {
-            serde_json::error::Category::Data if pointer.is_empty() => {
-                ApiError::new(ErrorKind::BadRequest, "The request body must be a JSON object.")
-            }
+            serde_json::error::Category::Data if pointer.is_empty() => ApiError::new(
+                ErrorKind::BadRequest,
+                "The request body must be a JSON object.",
+            ),
             serde_json::error::Category::Data => {
                 ApiError::new(ErrorKind::InvalidValue, describe(&inner)).pointer(pointer)
             }
-            _ => ApiError::new(ErrorKind::BadRequest, format!("The request body is not valid JSON: {inner}")),
+            _ => ApiError::new(
+                ErrorKind::BadRequest,
+                format!("The request body is not valid JSON: {inner}"),
+            ),
         }
     })?;
     deserializer.end().map_err(|e| {
-        ApiError::new(ErrorKind::BadRequest, format!("The request body is not valid JSON: {}", describe(&e)))
+        ApiError::new(
+            ErrorKind::BadRequest,
+            format!("The request body is not valid JSON: {}", describe(&e)),
+        )
     })?;
     Ok(value)
 }
@@ -100,7 +122,10 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let raw = parts.uri.query().unwrap_or_default();
         if raw.len() > QUERY_LENGTH_MAX {
-            return Err(ApiError::new(ErrorKind::BadRequest, "The query string is too long."));
+            return Err(ApiError::new(
+                ErrorKind::BadRequest,
+                "The query string is too long.",
+            ));
         }
         let pairs = form_urlencoded::parse(raw.as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -112,7 +137,11 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
 impl QueryParams {
     /// The value of `name` (the last one if repeated).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Names present that start with `prefix`.
@@ -129,8 +158,11 @@ impl QueryParams {
             .map(|v| match v {
                 "true" => Ok(true),
                 "false" => Ok(false),
-                _ => Err(ApiError::new(ErrorKind::BadRequest, format!("{name} must be true or false"))
-                    .parameter(name)),
+                _ => Err(ApiError::new(
+                    ErrorKind::BadRequest,
+                    format!("{name} must be true or false"),
+                )
+                .parameter(name)),
             })
             .transpose()
     }
@@ -140,8 +172,11 @@ impl QueryParams {
         self.get(name)
             .map(|v| {
                 v.parse::<u32>().map_err(|_| {
-                    ApiError::new(ErrorKind::BadRequest, format!("{name} must be a positive integer"))
-                        .parameter(name)
+                    ApiError::new(
+                        ErrorKind::BadRequest,
+                        format!("{name} must be a positive integer"),
+                    )
+                    .parameter(name)
                 })
             })
             .transpose()
@@ -160,7 +195,10 @@ pub struct Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let unauthenticated = |detail: &str| ApiError::new(ErrorKind::Unauthenticated, detail);
         let header = parts
             .headers
@@ -169,7 +207,10 @@ impl FromRequestParts<AppState> for Caller {
         let presented = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .ok_or_else(|| unauthenticated("The Authorization header must be 'Bearer <key>'."))?;
         let (account, key_id) = keys::authenticate(&state.db, presented)
@@ -177,9 +218,13 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| unauthenticated("The API key is not valid or has been revoked."))?;
         let refusal = match account.status {
             AccountStatus::Active => None,
-            AccountStatus::Disabled => Some("This account is disabled. Its manager can enable it again."),
+            AccountStatus::Disabled => {
+                Some("This account is disabled. Its manager can enable it again.")
+            }
             AccountStatus::Cancelled => Some("This account is cancelled."),
-            AccountStatus::Blocked => Some("This account is blocked. Contact the platform operator."),
+            AccountStatus::Blocked => {
+                Some("This account is blocked. Contact the platform operator.")
+            }
         };
         if let Some(detail) = refusal {
             return Err(ApiError::new(ErrorKind::Forbidden, detail));

@@ -10,10 +10,12 @@ use super::error::{ApiError, ErrorKind};
 use super::extract::{Caller, JsonBody, PathParams, QueryParams, account_id};
 use super::wire::{Data, List, ManagedAccountBalance, PaginationMeta, timestamp};
 use crate::accounts::listing::{
-    FilterError, ManagedAccountFilter, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PageRequest, Sort, StatusFilter,
+    FilterError, ManagedAccountFilter, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PageRequest, Sort,
+    StatusFilter,
 };
 use crate::accounts::{
-    self, Account, AccountStatus, Email, ManagedAccountUpdate, NewManagedAccount, OrganizationName, Password,
+    self, Account, AccountStatus, Email, ManagedAccountUpdate, NewManagedAccount, OrganizationName,
+    Password,
 };
 use crate::billing;
 
@@ -122,7 +124,10 @@ fn listing(account: &Account, manager: &Account) -> ManagedAccountListing {
     }
 }
 
-fn respond(manager: &Account, (account, key_id): (Account, Option<String>)) -> Json<Data<ManagedAccount>> {
+fn respond(
+    manager: &Account,
+    (account, key_id): (Account, Option<String>),
+) -> Json<Data<ManagedAccount>> {
     Json(Data {
         data: managed_account(&account, manager, key_id.unwrap_or_default()),
     })
@@ -138,20 +143,35 @@ const FILTERS: [&str; 5] = [
 ];
 
 fn list_query(query: &QueryParams) -> Result<(ManagedAccountFilter, Sort, PageRequest), ApiError> {
-    if let Some(unknown) = query.names_with_prefix("filter").find(|name| !FILTERS.contains(name)) {
+    if let Some(unknown) = query
+        .names_with_prefix("filter")
+        .find(|name| !FILTERS.contains(name))
+    {
         return Err(ApiError::new(
             ErrorKind::BadRequest,
-            format!("Unknown filter '{unknown}'. Known filters: {}.", FILTERS.join(", ")),
+            format!(
+                "Unknown filter '{unknown}'. Known filters: {}.",
+                FILTERS.join(", ")
+            ),
         )
         .parameter(unknown));
     }
     let mut filter = ManagedAccountFilter::default();
     type Setter = fn(&mut ManagedAccountFilter, &str) -> Result<(), FilterError>;
     let setters: [(&str, Setter); 4] = [
-        ("filter[email][contains]", ManagedAccountFilter::email_contains),
+        (
+            "filter[email][contains]",
+            ManagedAccountFilter::email_contains,
+        ),
         ("filter[email][eq]", ManagedAccountFilter::email_eq),
-        ("filter[organization_name][contains]", ManagedAccountFilter::organization_name_contains),
-        ("filter[organization_name][eq]", ManagedAccountFilter::organization_name_eq),
+        (
+            "filter[organization_name][contains]",
+            ManagedAccountFilter::organization_name_contains,
+        ),
+        (
+            "filter[organization_name][eq]",
+            ManagedAccountFilter::organization_name_eq,
+        ),
     ];
     for (name, set) in setters {
         if let Some(value) = query.get(name) {
@@ -179,7 +199,11 @@ fn list_query(query: &QueryParams) -> Result<(ManagedAccountFilter, Sort, PageRe
     let number = query.u32("page[number]")?.unwrap_or(1);
     let size = query.u32("page[size]")?.unwrap_or(PAGE_SIZE_DEFAULT);
     let page = PageRequest::new(number, size, PAGE_SIZE_MAX).ok_or_else(|| {
-        let parameter = if number == 0 { "page[number]" } else { "page[size]" };
+        let parameter = if number == 0 {
+            "page[number]"
+        } else {
+            "page[size]"
+        };
         ApiError::new(
             ErrorKind::InvalidValue,
             format!("page[number] must be at least 1 and page[size] between 1 and {PAGE_SIZE_MAX}"),
@@ -234,10 +258,15 @@ pub async fn list(
 ) -> Result<Json<List<ManagedAccountListing>>, ApiError> {
     accounts::ensure_manager(&caller.account)?;
     let (filter, sort, page) = list_query(&query)?;
-    let page = accounts::list_managed_accounts(&state.db, &caller.account, &filter, sort, page).await?;
+    let page =
+        accounts::list_managed_accounts(&state.db, &caller.account, &filter, sort, page).await?;
     Ok(Json(List {
         meta: PaginationMeta::of(&page),
-        data: page.items.iter().map(|a| listing(a, &caller.account)).collect(),
+        data: page
+            .items
+            .iter()
+            .map(|a| listing(a, &caller.account))
+            .collect(),
     }))
 }
 
@@ -258,7 +287,11 @@ pub struct CreateManagedAccountRequest {
 }
 
 fn invalid(pointer: &str, error: impl std::fmt::Display) -> ApiError {
-    ApiError::new(ErrorKind::InvalidValue, format!("{}: {error}", pointer.trim_start_matches('/'))).pointer(pointer)
+    ApiError::new(
+        ErrorKind::InvalidValue,
+        format!("{}: {error}", pointer.trim_start_matches('/')),
+    )
+    .pointer(pointer)
 }
 
 impl TryFrom<CreateManagedAccountRequest> for NewManagedAccount {
@@ -269,14 +302,21 @@ impl TryFrom<CreateManagedAccountRequest> for NewManagedAccount {
             ApiError::new(ErrorKind::Missing, "business_name is required").pointer("/business_name")
         })?;
         Ok(Self {
-            business_name: OrganizationName::parse(&business_name).map_err(|e| invalid("/business_name", e))?,
-            email: body.email.map(|e| Email::parse(&e)).transpose().map_err(|e| invalid("/email", e))?,
+            business_name: OrganizationName::parse(&business_name)
+                .map_err(|e| invalid("/business_name", e))?,
+            email: body
+                .email
+                .map(|e| Email::parse(&e))
+                .transpose()
+                .map_err(|e| invalid("/email", e))?,
             password: body
                 .password
                 .map(|p| Password::parse(&p))
                 .transpose()
                 .map_err(|e| invalid("/password", e))?,
-            managed_account_allow_custom_pricing: body.managed_account_allow_custom_pricing.unwrap_or(false),
+            managed_account_allow_custom_pricing: body
+                .managed_account_allow_custom_pricing
+                .unwrap_or(false),
             rollup_billing: body.rollup_billing.unwrap_or(false),
         })
     }
@@ -301,7 +341,8 @@ pub async fn create(
 ) -> Result<Json<Data<ManagedAccount>>, ApiError> {
     accounts::ensure_manager(&caller.account)?;
     let new = NewManagedAccount::try_from(body)?;
-    let (account, key) = accounts::create_managed_account(&state.db, &state.clock, &caller.account, new).await?;
+    let (account, key) =
+        accounts::create_managed_account(&state.db, &state.clock, &caller.account, new).await?;
     Ok(Json(Data {
         data: managed_account(&account, &caller.account, key.secret().to_owned()),
     }))
@@ -361,10 +402,16 @@ pub async fn update(
     let id = account_id(&id)?;
     let update = ManagedAccountUpdate {
         managed_account_allow_custom_pricing: body.managed_account_allow_custom_pricing,
-        email: body.email.map(|e| Email::parse(&e)).transpose().map_err(|e| invalid("/email", e))?,
+        email: body
+            .email
+            .map(|e| Email::parse(&e))
+            .transpose()
+            .map_err(|e| invalid("/email", e))?,
         rollup_billing: body.rollup_billing,
     };
-    let updated = accounts::update_managed_account(&state.db, &state.clock, &caller.account, id, update).await?;
+    let updated =
+        accounts::update_managed_account(&state.db, &state.clock, &caller.account, id, update)
+            .await?;
     Ok(respond(&caller.account, updated))
 }
 
@@ -427,8 +474,14 @@ async fn set_enabled(
     enabled: bool,
 ) -> Result<Json<Data<ManagedAccount>>, ApiError> {
     accounts::ensure_manager(&caller.account)?;
-    let updated =
-        accounts::set_enabled(&state.db, &state.clock, &caller.account, account_id(id)?, enabled).await?;
+    let updated = accounts::set_enabled(
+        &state.db,
+        &state.clock,
+        &caller.account,
+        account_id(id)?,
+        enabled,
+    )
+    .await?;
     Ok(respond(&caller.account, updated))
 }
 
@@ -516,14 +569,25 @@ pub async fn update_channel_limit(
     let id = account_id(&id)?;
     let channel_limit = match body.channel_limit {
         None | Some(serde_json::Value::Null) => {
-            return Err(ApiError::new(ErrorKind::Missing, "channel_limit is required").pointer("/channel_limit"));
+            return Err(
+                ApiError::new(ErrorKind::Missing, "channel_limit is required")
+                    .pointer("/channel_limit"),
+            );
         }
-        Some(value) => value.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| {
-            ApiError::new(ErrorKind::InvalidValue, "channel_limit must be an integer of at least 0")
+        Some(value) => value
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::InvalidValue,
+                    "channel_limit must be an integer of at least 0",
+                )
                 .pointer("/channel_limit")
-        })?,
+            })?,
     };
-    let account = accounts::set_channel_limit(&state.db, &state.clock, &caller.account, id, channel_limit).await?;
+    let account =
+        accounts::set_channel_limit(&state.db, &state.clock, &caller.account, id, channel_limit)
+            .await?;
     Ok(Json(Data {
         data: ManagedAccountGlobalOutboundSettings {
             record_type: "managed_account_global_outbound_settings",

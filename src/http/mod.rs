@@ -19,10 +19,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use tokio::net::TcpListener;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_http::LatencyUnit;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
@@ -62,7 +64,10 @@ struct BearerAuth;
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
     }
 }
 
@@ -73,7 +78,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::livez))
         .routes(routes!(managed_accounts::list, managed_accounts::create))
         .routes(routes!(managed_accounts::allocatable_channels))
-        .routes(routes!(managed_accounts::retrieve, managed_accounts::update))
+        .routes(routes!(
+            managed_accounts::retrieve,
+            managed_accounts::update
+        ))
         .routes(routes!(managed_accounts::disable))
         .routes(routes!(managed_accounts::enable))
         .routes(routes!(managed_accounts::update_channel_limit))
@@ -107,31 +115,38 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         .layer(DefaultBodyLimit::max(body_limit_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), time_limit))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                let path = request
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map_or("unmatched", MatchedPath::as_str);
-                let request_id = request
-                    .extensions()
-                    .get::<RequestId>()
-                    .and_then(|id| id.header_value().to_str().ok())
-                    .unwrap_or_default();
-                tracing::info_span!(
-                    "steward.http.request",
-                    http.method = %request.method(),
-                    http.route = path,
-                    request.id = request_id,
-                    account.id = tracing::field::Empty,
-                )
-            })
-            .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Millis)),
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let path = request
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map_or("unmatched", MatchedPath::as_str);
+                    let request_id = request
+                        .extensions()
+                        .get::<RequestId>()
+                        .and_then(|id| id.header_value().to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!(
+                        "steward.http.request",
+                        http.method = %request.method(),
+                        http.route = path,
+                        request.id = request_id,
+                        account.id = tracing::field::Empty,
+                    )
+                })
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(LatencyUnit::Millis),
+                ),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
-            ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
-        }))
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
+            },
+        ))
         .with_state(state)
 }
 
@@ -140,7 +155,10 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(ErrorKind::MethodNotAllowed, "This route does not accept this method.")
+    ApiError::new(
+        ErrorKind::MethodNotAllowed,
+        "This route does not accept this method.",
+    )
 }
 
 /// Cuts off requests that run too long. Dropping the handler rolls back its transaction.
@@ -148,8 +166,11 @@ async fn time_limit(State(state): State<AppState>, request: Request, next: Next)
     let limit = Duration::from_millis(state.request_timeout_ms);
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError::new(ErrorKind::Timeout, "The request took too long and was cancelled; nothing was changed.")
-            .into_response(),
+        Err(_) => ApiError::new(
+            ErrorKind::Timeout,
+            "The request took too long and was cancelled; nothing was changed.",
+        )
+        .into_response(),
     }
 }
 
@@ -183,11 +204,16 @@ impl Application {
 
     /// The address actually bound.
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
-        self.listener.local_addr().context("Failed to read the bound address")
+        self.listener
+            .local_addr()
+            .context("Failed to read the bound address")
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         tracing::info!(listen = %self.local_addr()?, "Steward is listening on {}", self.local_addr()?);
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)

@@ -93,7 +93,10 @@ fn hex_upper(bytes: &[u8]) -> String {
 const PRESENTED_KEY_LENGTH_MAX: usize = 256;
 
 /// The account a presented key acts as, and the key's id; `None` for an unknown or revoked key.
-pub async fn authenticate(db: &Db, presented: &str) -> Result<Option<(Account, String)>, sqlx::Error> {
+pub async fn authenticate(
+    db: &Db,
+    presented: &str,
+) -> Result<Option<(Account, String)>, sqlx::Error> {
     if presented.is_empty() || presented.len() > PRESENTED_KEY_LENGTH_MAX {
         return Ok(None);
     }
@@ -119,14 +122,25 @@ pub async fn mint(
         )));
     }
     let key = MintedKey::generate();
-    repo::insert(&mut tx, &key, account_id, created_by, to_epoch_ms(clock.now())).await?;
+    repo::insert(
+        &mut tx,
+        &key,
+        account_id,
+        created_by,
+        to_epoch_ms(clock.now()),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(key.id = key.id(), "Minted API key {}", key.id());
     Ok(key)
 }
 
 /// One page of an account's keys, newest first, revoked ones included.
-pub async fn list(db: &Db, account_id: AccountId, page: PageRequest) -> Result<Page<KeyRecord>, AccountError> {
+pub async fn list(
+    db: &Db,
+    account_id: AccountId,
+    page: PageRequest,
+) -> Result<Page<KeyRecord>, AccountError> {
     let mut conn = db.read.acquire().await?;
     let total = repo::count_all(&mut conn, account_id).await?;
     let items = repo::list(&mut conn, account_id, page).await?;

@@ -46,11 +46,16 @@ pub async fn find_account_by_digest(
 }
 
 /// Live keys of an account.
-pub async fn count_live(conn: &mut AnyConnection, account_id: AccountId) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE account_id = $1 AND revoked_at_ms IS NULL")
-        .bind(account_id.to_string())
-        .fetch_one(conn)
-        .await
+pub async fn count_live(
+    conn: &mut AnyConnection,
+    account_id: AccountId,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM api_keys WHERE account_id = $1 AND revoked_at_ms IS NULL",
+    )
+    .bind(account_id.to_string())
+    .fetch_one(conn)
+    .await
 }
 
 const KEY_COLUMNS: &str = "id, account_id, created_by_account_id, created_at_ms, revoked_at_ms";
@@ -66,14 +71,19 @@ fn record_from_row(row: &AnyRow) -> Result<KeyRecord, sqlx::Error> {
     Ok(KeyRecord {
         id: row.try_get("id")?,
         account_id: parse("account_id", row.try_get("account_id")?)?,
-        created_by_account_id: created_by.map(|id| parse("created_by_account_id", id)).transpose()?,
+        created_by_account_id: created_by
+            .map(|id| parse("created_by_account_id", id))
+            .transpose()?,
         created_at_ms: row.try_get("created_at_ms")?,
         revoked_at_ms: row.try_get("revoked_at_ms")?,
     })
 }
 
 /// All keys of an account, revoked ones included.
-pub async fn count_all(conn: &mut AnyConnection, account_id: AccountId) -> Result<i64, sqlx::Error> {
+pub async fn count_all(
+    conn: &mut AnyConnection,
+    account_id: AccountId,
+) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE account_id = $1")
         .bind(account_id.to_string())
         .fetch_one(conn)
@@ -92,7 +102,10 @@ pub async fn list(
         page.size(),
         page.offset()
     );
-    let rows = sqlx::query(&sql).bind(account_id.to_string()).fetch_all(conn).await?;
+    let rows = sqlx::query(&sql)
+        .bind(account_id.to_string())
+        .fetch_all(conn)
+        .await?;
     rows.iter().map(record_from_row).collect()
 }
 

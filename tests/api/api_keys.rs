@@ -21,17 +21,32 @@ async fn a_manager_mints_lists_and_revokes_a_managed_accounts_keys() {
     let listed = app.get(&keys_path, &app.manager.key).await;
     listed.assert_status(200);
     assert_eq!(listed.body["meta"]["total_results"], 2);
-    assert!(!listed.body.to_string().contains(&secret[4..]), "a secret was listed");
-    assert!(!listed.body.to_string().contains(&managed.key[40..]), "a secret was listed");
+    assert!(
+        !listed.body.to_string().contains(&secret[4..]),
+        "a secret was listed"
+    );
+    assert!(
+        !listed.body.to_string().contains(&managed.key[40..]),
+        "a secret was listed"
+    );
 
     let revoked = app
-        .request(Method::DELETE, &format!("{keys_path}/{}", data["id"].as_str().unwrap()), Some(&app.manager.key), None)
+        .request(
+            Method::DELETE,
+            &format!("{keys_path}/{}", data["id"].as_str().unwrap()),
+            Some(&app.manager.key),
+            None,
+        )
         .await;
     revoked.assert_status(200);
     assert!(revoked.body["data"]["revoked_at"].is_string());
-    app.get("/v2/account", &secret).await.assert_error(401, "10009", None);
+    app.get("/v2/account", &secret)
+        .await
+        .assert_error(401, "10009", None);
     // The other key still works.
-    app.get("/v2/account", &managed.key).await.assert_status(200);
+    app.get("/v2/account", &managed.key)
+        .await
+        .assert_status(200);
 }
 
 #[tokio::test]
@@ -42,19 +57,34 @@ async fn every_account_manages_its_own_keys_and_no_one_elses() {
     let id = minted.body["data"]["id"].as_str().unwrap().to_owned();
 
     // Another account cannot revoke it: it is simply not there for them.
-    app.request(Method::DELETE, &format!("/v2/api_keys/{id}"), Some(&app.manager.key), None)
-        .await
-        .assert_error(404, "10005", None);
+    app.request(
+        Method::DELETE,
+        &format!("/v2/api_keys/{id}"),
+        Some(&app.manager.key),
+        None,
+    )
+    .await
+    .assert_error(404, "10005", None);
     let mine = app.get("/v2/api_keys", &app.standard.key).await;
     assert_eq!(mine.body["meta"]["total_results"], 2);
 
-    app.request(Method::DELETE, &format!("/v2/api_keys/{id}"), Some(&app.standard.key), None)
-        .await
-        .assert_status(200);
+    app.request(
+        Method::DELETE,
+        &format!("/v2/api_keys/{id}"),
+        Some(&app.standard.key),
+        None,
+    )
+    .await
+    .assert_status(200);
     // Revoking twice changes nothing.
-    app.request(Method::DELETE, &format!("/v2/api_keys/{id}"), Some(&app.standard.key), None)
-        .await
-        .assert_status(200);
+    app.request(
+        Method::DELETE,
+        &format!("/v2/api_keys/{id}"),
+        Some(&app.standard.key),
+        None,
+    )
+    .await
+    .assert_status(200);
 }
 
 #[tokio::test]

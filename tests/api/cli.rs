@@ -25,8 +25,18 @@ async fn create_account_prints_the_account_with_a_working_key() {
 
     let (ok, created, stderr) = steward(
         &app.database_url,
-        &["create-account", "--email", "Ops@Reseller2.example", "--business-name", "Reseller Two", "--manager",
-          "--max-managed-accounts", "3", "--allocatable-channels", "7"],
+        &[
+            "create-account",
+            "--email",
+            "Ops@Reseller2.example",
+            "--business-name",
+            "Reseller Two",
+            "--manager",
+            "--max-managed-accounts",
+            "3",
+            "--allocatable-channels",
+            "7",
+        ],
     );
 
     assert!(ok, "{stderr}");
@@ -34,14 +44,28 @@ async fn create_account_prints_the_account_with_a_working_key() {
     assert_eq!(created["kind"], "manager");
     assert_eq!(created["max_managed_accounts"], 3);
     let key = created["api_key"].as_str().unwrap();
-    let channels = app.get("/v2/managed_accounts/allocatable_global_outbound_channels", key).await;
-    assert_eq!(channels.body["data"]["allocatable_global_outbound_channels"], 7);
+    let channels = app
+        .get(
+            "/v2/managed_accounts/allocatable_global_outbound_channels",
+            key,
+        )
+        .await;
+    assert_eq!(
+        channels.body["data"]["allocatable_global_outbound_channels"],
+        7
+    );
     // The key is in no log line.
     assert!(!stderr.contains(key));
 
     let (ok, _, stderr) = steward(
         &app.database_url,
-        &["create-account", "--email", "ops@RESELLER2.example", "--business-name", "Dup"],
+        &[
+            "create-account",
+            "--email",
+            "ops@RESELLER2.example",
+            "--business-name",
+            "Dup",
+        ],
     );
     assert!(!ok);
     assert!(stderr.contains("already in use"), "{stderr}");
@@ -56,37 +80,87 @@ async fn operator_verbs_approve_limit_pool_and_cancel() {
     let (ok, approved, stderr) = steward(&db, &["approve-manager", "--account", &standard]);
     assert!(ok, "{stderr}");
     assert_eq!(approved["kind"], "manager");
-    app.get("/v2/managed_accounts", &app.standard.key).await.assert_status(200);
+    app.get("/v2/managed_accounts", &app.standard.key)
+        .await
+        .assert_status(200);
 
-    let (ok, limited, _) = steward(&db, &["set-managed-account-limit", "--account", &standard, "--limit", "0"]);
+    let (ok, limited, _) = steward(
+        &db,
+        &[
+            "set-managed-account-limit",
+            "--account",
+            &standard,
+            "--limit",
+            "0",
+        ],
+    );
     assert!(ok);
     assert_eq!(limited["max_managed_accounts"], 0);
-    app.create_managed(&app.standard.key, serde_json::json!({"business_name": "No Room"}))
-        .await
-        .assert_error(422, "40002", None);
+    app.create_managed(
+        &app.standard.key,
+        serde_json::json!({"business_name": "No Room"}),
+    )
+    .await
+    .assert_error(422, "40002", None);
 
     // The pool cannot shrink below what is allocated.
-    let child = app.managed_of(&app.manager, "Child", serde_json::json!({})).await;
+    let child = app
+        .managed_of(&app.manager, "Child", serde_json::json!({}))
+        .await;
     app.patch(
-        &format!("/v2/managed_accounts/{}/update_global_channel_limit", child.id),
+        &format!(
+            "/v2/managed_accounts/{}/update_global_channel_limit",
+            child.id
+        ),
         &app.manager.key,
         serde_json::json!({"channel_limit": 8}),
     )
     .await
     .assert_status(200);
-    let (ok, _, stderr) = steward(&db, &["set-channel-pool", "--account", &app.manager.id, "--channels", "5"]);
-    assert!(!ok && stderr.contains("8 channels are allocated"), "{stderr}");
-    let (ok, pooled, _) = steward(&db, &["set-channel-pool", "--account", &app.manager.id, "--channels", "8"]);
+    let (ok, _, stderr) = steward(
+        &db,
+        &[
+            "set-channel-pool",
+            "--account",
+            &app.manager.id,
+            "--channels",
+            "5",
+        ],
+    );
+    assert!(
+        !ok && stderr.contains("8 channels are allocated"),
+        "{stderr}"
+    );
+    let (ok, pooled, _) = steward(
+        &db,
+        &[
+            "set-channel-pool",
+            "--account",
+            &app.manager.id,
+            "--channels",
+            "8",
+        ],
+    );
     assert!(ok);
     assert_eq!(pooled["allocatable_channels"], 8);
 
     // A manager with live managed accounts is cancelled only together with them.
     let (ok, _, stderr) = steward(&db, &["cancel-account", "--account", &app.manager.id]);
     assert!(!ok && stderr.contains("--include-managed"), "{stderr}");
-    let (ok, cancelled, _) = steward(&db, &["cancel-account", "--account", &app.manager.id, "--include-managed"]);
+    let (ok, cancelled, _) = steward(
+        &db,
+        &[
+            "cancel-account",
+            "--account",
+            &app.manager.id,
+            "--include-managed",
+        ],
+    );
     assert!(ok);
     assert_eq!(cancelled["status"], "cancelled");
-    app.get("/v2/account", &child.key).await.assert_error(403, "10010", None);
+    app.get("/v2/account", &child.key)
+        .await
+        .assert_error(403, "10010", None);
 
     let (ok, _, stderr) = steward(&db, &["approve-manager", "--account", "not-a-uuid"]);
     assert!(!ok && stderr.contains("not an account id"), "{stderr}");

@@ -12,10 +12,15 @@ async fn the_managed_account_limit_holds_under_concurrent_creates() {
     let app = spawn_app().await;
     let clock: ClockHandle = Arc::new(app.clock.clone());
     let manager_id = AccountId::parse(&app.manager.id).unwrap();
-    operator::set_managed_account_limit(&app.db, &clock, manager_id, 5).await.unwrap();
+    operator::set_managed_account_limit(&app.db, &clock, manager_id, 5)
+        .await
+        .unwrap();
 
     let replies = join_all((0..12).map(|n| {
-        app.create_managed(&app.manager.key, json!({"business_name": format!("Racer {n}")}))
+        app.create_managed(
+            &app.manager.key,
+            json!({"business_name": format!("Racer {n}")}),
+        )
     }))
     .await;
 
@@ -23,7 +28,12 @@ async fn the_managed_account_limit_holds_under_concurrent_creates() {
     assert_eq!(created, 5);
     for refused in replies.iter().filter(|r| r.status != 200) {
         refused.assert_error(422, "40002", None);
-        assert!(refused.error()["detail"].as_str().unwrap().contains("limit of 5"));
+        assert!(
+            refused.error()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("limit of 5")
+        );
     }
     let listed = app.get("/v2/managed_accounts", &app.manager.key).await;
     assert_eq!(listed.body["meta"]["total_results"], 5);
@@ -31,7 +41,9 @@ async fn the_managed_account_limit_holds_under_concurrent_creates() {
     // Cancelled accounts free their place.
     let first = listed.body["data"][0]["id"].as_str().unwrap().to_owned();
     app.cancel_account(&first, false).await;
-    app.create_managed(&app.manager.key, json!({"business_name": "Late"})).await.assert_status(200);
+    app.create_managed(&app.manager.key, json!({"business_name": "Late"}))
+        .await
+        .assert_status(200);
 }
 
 #[tokio::test]
@@ -39,13 +51,23 @@ async fn concurrent_allocations_never_exceed_the_channel_pool() {
     let app = spawn_app().await; // pool of 10
     let mut ids = Vec::new();
     for n in 0..6 {
-        ids.push(app.managed_of(&app.manager, &format!("Chan {n}"), json!({})).await.id);
+        ids.push(
+            app.managed_of(&app.manager, &format!("Chan {n}"), json!({}))
+                .await
+                .id,
+        );
     }
 
-    let paths: Vec<String> =
-        ids.iter().map(|id| format!("/v2/managed_accounts/{id}/update_global_channel_limit")).collect();
-    let replies =
-        join_all(paths.iter().map(|path| app.patch(path, &app.manager.key, json!({"channel_limit": 3})))).await;
+    let paths: Vec<String> = ids
+        .iter()
+        .map(|id| format!("/v2/managed_accounts/{id}/update_global_channel_limit"))
+        .collect();
+    let replies = join_all(
+        paths
+            .iter()
+            .map(|path| app.patch(path, &app.manager.key, json!({"channel_limit": 3}))),
+    )
+    .await;
 
     assert_eq!(replies.iter().filter(|r| r.status == 200).count(), 3);
     let allocated: i64 = sqlx::query_scalar(

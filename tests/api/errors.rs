@@ -1,11 +1,15 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{TestApp, spawn_app};
 
 async fn managed_count(app: &TestApp) -> u64 {
-    app.get("/v2/managed_accounts?filter%5Bstatus%5D%5Beq%5D=all", &app.manager.key).await.body["meta"]
-        ["total_results"]
+    app.get(
+        "/v2/managed_accounts?filter%5Bstatus%5D%5Beq%5D=all",
+        &app.manager.key,
+    )
+    .await
+    .body["meta"]["total_results"]
         .as_u64()
         .unwrap()
 }
@@ -15,13 +19,36 @@ async fn malformed_bodies_get_the_envelope_and_change_nothing() {
     let app = spawn_app().await;
     let key = &app.manager.key;
 
-    let syntax = app.raw(Method::POST, "/v2/managed_accounts", key, "{\"business_name\": ").await;
+    let syntax = app
+        .raw(
+            Method::POST,
+            "/v2/managed_accounts",
+            key,
+            "{\"business_name\": ",
+        )
+        .await;
     syntax.assert_error(400, "10015", None);
-    let trailing = app.raw(Method::POST, "/v2/managed_accounts", key, "{\"business_name\": \"A\"} x").await;
+    let trailing = app
+        .raw(
+            Method::POST,
+            "/v2/managed_accounts",
+            key,
+            "{\"business_name\": \"A\"} x",
+        )
+        .await;
     trailing.assert_error(400, "10015", None);
-    let not_object = app.raw(Method::POST, "/v2/managed_accounts", key, "[1, 2]").await;
+    let not_object = app
+        .raw(Method::POST, "/v2/managed_accounts", key, "[1, 2]")
+        .await;
     not_object.assert_error(400, "10015", None);
-    let binary = app.raw(Method::POST, "/v2/managed_accounts", key, vec![0xff_u8, 0xfe, 0x00]).await;
+    let binary = app
+        .raw(
+            Method::POST,
+            "/v2/managed_accounts",
+            key,
+            vec![0xff_u8, 0xfe, 0x00],
+        )
+        .await;
     binary.assert_error(400, "10015", None);
 
     assert_eq!(managed_count(&app).await, 0);
@@ -32,7 +59,9 @@ async fn oversize_bodies_are_refused_before_they_are_read() {
     let app = spawn_app().await; // 64 KiB limit in tests
     let huge = json!({"business_name": "x".repeat(100_000)}).to_string();
 
-    let reply = app.raw(Method::POST, "/v2/managed_accounts", &app.manager.key, huge).await;
+    let reply = app
+        .raw(Method::POST, "/v2/managed_accounts", &app.manager.key, huge)
+        .await;
 
     reply.assert_error(413, "40005", None);
     assert_eq!(managed_count(&app).await, 0);
@@ -45,8 +74,12 @@ async fn missing_or_wrong_credentials_are_401_in_the_envelope() {
     let none = app.request(Method::GET, "/v2/balance", None, None).await;
     none.assert_error(401, "10009", None);
     assert_eq!(none.headers["www-authenticate"], "Bearer");
-    app.request(Method::GET, "/v2/balance", Some("KEY123_nope"), None).await.assert_error(401, "10009", None);
-    app.request(Method::GET, "/v2/balance", Some(&"k".repeat(5000)), None).await.assert_error(401, "10009", None);
+    app.request(Method::GET, "/v2/balance", Some("KEY123_nope"), None)
+        .await
+        .assert_error(401, "10009", None);
+    app.request(Method::GET, "/v2/balance", Some(&"k".repeat(5000)), None)
+        .await
+        .assert_error(401, "10009", None);
     let basic = app
         .client
         .get(format!("{}/v2/balance", app.address))
@@ -61,10 +94,17 @@ async fn missing_or_wrong_credentials_are_401_in_the_envelope() {
 async fn unknown_routes_and_methods_get_the_envelope() {
     let app = spawn_app().await;
 
-    app.get("/v2/nothing_here", &app.manager.key).await.assert_error(404, "10005", None);
-    app.request(Method::PUT, "/v2/managed_accounts", Some(&app.manager.key), Some(json!({})))
+    app.get("/v2/nothing_here", &app.manager.key)
         .await
-        .assert_error(405, "40006", None);
+        .assert_error(404, "10005", None);
+    app.request(
+        Method::PUT,
+        "/v2/managed_accounts",
+        Some(&app.manager.key),
+        Some(json!({})),
+    )
+    .await
+    .assert_error(405, "40006", None);
 }
 
 #[tokio::test]
@@ -86,9 +126,19 @@ async fn every_response_carries_a_request_id() {
 #[tokio::test]
 async fn health_endpoints_answer() {
     let app = spawn_app().await;
-    let live = app.client.get(format!("{}/livez", app.address)).send().await.unwrap();
+    let live = app
+        .client
+        .get(format!("{}/livez", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(TestApp::read(live).await.body, json!({"status": "ok"}));
-    let ready = app.client.get(format!("{}/healthz", app.address)).send().await.unwrap();
+    let ready = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(TestApp::read(ready).await.body, json!({"status": "ok"}));
 }
 
@@ -98,7 +148,10 @@ async fn a_request_over_its_time_limit_is_cut_off_with_408() {
 
     // Creating an account hashes a password with argon2id, which takes far longer than 1 ms.
     let reply = app
-        .create_managed(&app.manager.key, json!({"business_name": "Slow", "password": "a long enough password"}))
+        .create_managed(
+            &app.manager.key,
+            json!({"business_name": "Slow", "password": "a long enough password"}),
+        )
         .await;
 
     reply.assert_error(408, "10008", None);
@@ -108,7 +161,9 @@ async fn a_request_over_its_time_limit_is_cut_off_with_408() {
 async fn exact_error_envelope_for_a_blamed_field() {
     let app = spawn_app().await;
 
-    let reply = app.create_managed(&app.manager.key, json!({"email": "x@y.example"})).await;
+    let reply = app
+        .create_managed(&app.manager.key, json!({"email": "x@y.example"}))
+        .await;
 
     assert_eq!(
         reply.body,

@@ -54,7 +54,12 @@ impl Reply {
 
     #[track_caller]
     pub fn assert_status(&self, status: u16) -> &Self {
-        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.body
+        );
         self
     }
 
@@ -112,9 +117,13 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     configure(&mut settings);
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap());
     let handle: ClockHandle = Arc::new(clock.clone());
-    let app = Application::build(&settings, Arc::clone(&handle)).await.expect("build app");
+    let app = Application::build(&settings, Arc::clone(&handle))
+        .await
+        .expect("build app");
     let address = format!("http://{}", app.local_addr().unwrap());
-    let db = Db::connect(&settings.database_url).await.expect("second db handle");
+    let db = Db::connect(&settings.database_url)
+        .await
+        .expect("second db handle");
     tokio::spawn(app.run_until(std::future::pending()));
     let seed = |email: &str, name: &str, manager: bool, channels: i64| {
         let db = db.clone();
@@ -154,8 +163,16 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 
 impl TestApp {
     /// Sends a request; `body` of `None` sends no body at all.
-    pub async fn request(&self, method: Method, path: &str, key: Option<&str>, body: Option<Value>) -> Reply {
-        let mut request = self.client.request(method, format!("{}{path}", self.address));
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address));
         if let Some(key) = key {
             request = request.bearer_auth(key);
         }
@@ -169,12 +186,23 @@ impl TestApp {
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
-        Reply { status, body, headers }
+        let body =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+        Reply {
+            status,
+            body,
+            headers,
+        }
     }
 
     /// Sends raw bytes as the body.
-    pub async fn raw(&self, method: Method, path: &str, key: &str, body: impl Into<reqwest::Body>) -> Reply {
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Reply {
         let response = self
             .client
             .request(method, format!("{}{path}", self.address))
@@ -192,7 +220,8 @@ impl TestApp {
     }
 
     pub async fn create_managed(&self, key: &str, body: Value) -> Reply {
-        self.request(Method::POST, "/v2/managed_accounts", Some(key), Some(body)).await
+        self.request(Method::POST, "/v2/managed_accounts", Some(key), Some(body))
+            .await
     }
 
     /// Creates a managed account of `manager` and returns it as an actor.
@@ -212,7 +241,8 @@ impl TestApp {
     }
 
     pub async fn patch(&self, path: &str, key: &str, body: Value) -> Reply {
-        self.request(Method::PATCH, path, Some(key), Some(body)).await
+        self.request(Method::PATCH, path, Some(key), Some(body))
+            .await
     }
 
     pub async fn post(&self, path: &str, key: &str, body: Option<Value>) -> Reply {

@@ -10,12 +10,24 @@ fn encode(text: &str) -> String {
 }
 
 async fn list(app: &TestApp, query: &[(&str, &str)]) -> crate::helpers::Reply {
-    let query: Vec<String> = query.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
-    app.get(&format!("/v2/managed_accounts?{}", query.join("&")), &app.manager.key).await
+    let query: Vec<String> = query
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect();
+    app.get(
+        &format!("/v2/managed_accounts?{}", query.join("&")),
+        &app.manager.key,
+    )
+    .await
 }
 
 fn emails(reply: &crate::helpers::Reply) -> Vec<String> {
-    reply.body["data"].as_array().unwrap().iter().map(|a| a["email"].as_str().unwrap().to_owned()).collect()
+    reply.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["email"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// Three accounts created a second apart: alpha, bravo, charlie.
@@ -25,7 +37,8 @@ async fn three_accounts(app: &TestApp) {
         ("Bravo Ünïcode GmbH", "bravo@two.example"),
         ("Charlie 100%_Sure", "charlie@three.example"),
     ] {
-        app.managed_of(&app.manager, name, json!({"email": email})).await;
+        app.managed_of(&app.manager, name, json!({"email": email}))
+            .await;
         app.clock.advance(TimeDelta::seconds(1));
     }
 }
@@ -38,10 +51,24 @@ async fn list_items_carry_no_secrets_and_default_to_newest_first() {
     let reply = list(&app, &[]).await;
 
     reply.assert_status(200);
-    assert_eq!(emails(&reply), ["charlie@three.example", "bravo@two.example", "alpha@one.example"]);
-    assert_eq!(reply.body["meta"], json!({"page_number": 1, "page_size": 20, "total_pages": 1, "total_results": 3}));
+    assert_eq!(
+        emails(&reply),
+        [
+            "charlie@three.example",
+            "bravo@two.example",
+            "alpha@one.example"
+        ]
+    );
+    assert_eq!(
+        reply.body["meta"],
+        json!({"page_number": 1, "page_size": 20, "total_pages": 1, "total_results": 3})
+    );
     for item in reply.body["data"].as_array().unwrap() {
-        assert!(item.get("api_key").is_none() && item.get("api_token").is_none() && item.get("balance").is_none());
+        assert!(
+            item.get("api_key").is_none()
+                && item.get("api_token").is_none()
+                && item.get("balance").is_none()
+        );
         assert_eq!(item["api_user"], app.manager.email);
     }
 }
@@ -51,11 +78,27 @@ async fn sort_accepts_both_keys_in_both_directions() {
     let app = spawn_app().await;
     three_accounts(&app).await;
 
-    assert_eq!(emails(&list(&app, &[("sort", "created_at")]).await)[0], "alpha@one.example");
-    assert_eq!(emails(&list(&app, &[("sort", "-created_at")]).await)[0], "charlie@three.example");
-    assert_eq!(emails(&list(&app, &[("sort", "email")]).await)[0], "alpha@one.example");
-    assert_eq!(emails(&list(&app, &[("sort", "-email")]).await)[0], "charlie@three.example");
-    list(&app, &[("sort", "balance")]).await.assert_error(400, "10015", Some(("parameter", "sort")));
+    assert_eq!(
+        emails(&list(&app, &[("sort", "created_at")]).await)[0],
+        "alpha@one.example"
+    );
+    assert_eq!(
+        emails(&list(&app, &[("sort", "-created_at")]).await)[0],
+        "charlie@three.example"
+    );
+    assert_eq!(
+        emails(&list(&app, &[("sort", "email")]).await)[0],
+        "alpha@one.example"
+    );
+    assert_eq!(
+        emails(&list(&app, &[("sort", "-email")]).await)[0],
+        "charlie@three.example"
+    );
+    list(&app, &[("sort", "balance")]).await.assert_error(
+        400,
+        "10015",
+        Some(("parameter", "sort")),
+    );
 }
 
 #[tokio::test]
@@ -63,23 +106,70 @@ async fn filters_match_case_insensitively_and_literally() {
     let app = spawn_app().await;
     three_accounts(&app).await;
     let app_ref = &app;
-    let only = |query: Vec<(&'static str, &'static str)>| async move { emails(&list(app_ref, &query).await) };
+    let only = |query: Vec<(&'static str, &'static str)>| async move {
+        emails(&list(app_ref, &query).await)
+    };
 
-    assert_eq!(only(vec![("filter[email][contains]", "BRAVO")]).await, ["bravo@two.example"]);
-    assert_eq!(only(vec![("filter[email][eq]", "Alpha@One.example")]).await, ["alpha@one.example"]);
-    assert_eq!(only(vec![("filter[organization_name][contains]", "üNÏ")]).await, ["bravo@two.example"]);
-    assert_eq!(only(vec![("filter[organization_name][eq]", "Alpha Widgets")]).await, ["alpha@one.example"]);
-    assert!(only(vec![("filter[organization_name][eq]", "alpha widgets")]).await.is_empty());
+    assert_eq!(
+        only(vec![("filter[email][contains]", "BRAVO")]).await,
+        ["bravo@two.example"]
+    );
+    assert_eq!(
+        only(vec![("filter[email][eq]", "Alpha@One.example")]).await,
+        ["alpha@one.example"]
+    );
+    assert_eq!(
+        only(vec![("filter[organization_name][contains]", "üNÏ")]).await,
+        ["bravo@two.example"]
+    );
+    assert_eq!(
+        only(vec![("filter[organization_name][eq]", "Alpha Widgets")]).await,
+        ["alpha@one.example"]
+    );
+    assert!(
+        only(vec![("filter[organization_name][eq]", "alpha widgets")])
+            .await
+            .is_empty()
+    );
     // LIKE metacharacters match only themselves.
-    assert_eq!(only(vec![("filter[organization_name][contains]", "0%_")]).await, ["charlie@three.example"]);
-    assert!(only(vec![("filter[organization_name][contains]", "%%%")]).await.is_empty());
-    assert!(only(vec![("filter[email][contains]", "___")]).await.is_empty());
+    assert_eq!(
+        only(vec![("filter[organization_name][contains]", "0%_")]).await,
+        ["charlie@three.example"]
+    );
+    assert!(
+        only(vec![("filter[organization_name][contains]", "%%%")])
+            .await
+            .is_empty()
+    );
+    assert!(
+        only(vec![("filter[email][contains]", "___")])
+            .await
+            .is_empty()
+    );
     // SQL metacharacters are data.
-    assert!(only(vec![("filter[email][contains]", "' OR 1=1 --")]).await.is_empty());
-    assert!(only(vec![("filter[organization_name][eq]", "x'); DROP TABLE accounts; --")]).await.is_empty());
+    assert!(
+        only(vec![("filter[email][contains]", "' OR 1=1 --")])
+            .await
+            .is_empty()
+    );
+    assert!(
+        only(vec![(
+            "filter[organization_name][eq]",
+            "x'); DROP TABLE accounts; --"
+        )])
+        .await
+        .is_empty()
+    );
     assert_eq!(list(&app, &[]).await.body["meta"]["total_results"], 3);
     // Filters combine.
-    assert!(only(vec![("filter[email][contains]", "alpha"), ("filter[organization_name][contains]", "bravo")]).await.is_empty());
+    assert!(
+        only(vec![
+            ("filter[email][contains]", "alpha"),
+            ("filter[organization_name][contains]", "bravo")
+        ])
+        .await
+        .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -96,7 +186,9 @@ async fn bad_list_parameters_are_refused_with_the_parameter_named() {
         ("include_cancelled_accounts", "maybe", 400, "10015"),
     ];
     for (name, value, status, code) in cases {
-        list(&app, &[(name, value)]).await.assert_error(status, code, Some(("parameter", name)));
+        list(&app, &[(name, value)])
+            .await
+            .assert_error(status, code, Some(("parameter", name)));
     }
     // Unknown parameters outside `filter` are tolerated (the SDKs may send extra ones).
     list(&app, &[("extra", "1")]).await.assert_status(200);
@@ -106,20 +198,31 @@ async fn bad_list_parameters_are_refused_with_the_parameter_named() {
 async fn paging_walks_every_account_exactly_once() {
     let app = spawn_app().await;
     for n in 0..23 {
-        app.managed_of(&app.manager, &format!("Company {n}"), json!({})).await;
+        app.managed_of(&app.manager, &format!("Company {n}"), json!({}))
+            .await;
     }
 
     let mut seen = HashSet::new();
     let mut page_number = 1;
     loop {
-        let reply = list(&app, &[("page[number]", &page_number.to_string()), ("page[size]", "5")]).await;
+        let reply = list(
+            &app,
+            &[
+                ("page[number]", &page_number.to_string()),
+                ("page[size]", "5"),
+            ],
+        )
+        .await;
         reply.assert_status(200);
         let meta = &reply.body["meta"];
         assert_eq!(meta["total_results"], 23);
         assert_eq!(meta["total_pages"], 5);
         assert_eq!(meta["page_number"], page_number);
         for item in reply.body["data"].as_array().unwrap() {
-            assert!(seen.insert(item["id"].as_str().unwrap().to_owned()), "seen twice");
+            assert!(
+                seen.insert(item["id"].as_str().unwrap().to_owned()),
+                "seen twice"
+            );
         }
         if page_number >= meta["total_pages"].as_u64().unwrap() {
             break;
@@ -138,24 +241,49 @@ async fn cancelled_accounts_are_listed_only_when_asked_for() {
     let off = app.managed_of(&app.manager, "Off", json!({})).await;
     app.managed_of(&app.manager, "On", json!({})).await;
     app.cancel_account(&gone.id, false).await;
-    app.post(&format!("/v2/managed_accounts/{}/actions/disable", off.id), &app.manager.key, None).await;
+    app.post(
+        &format!("/v2/managed_accounts/{}/actions/disable", off.id),
+        &app.manager.key,
+        None,
+    )
+    .await;
 
-    let total = |reply: crate::helpers::Reply| reply.body["meta"]["total_results"].as_u64().unwrap();
+    let total =
+        |reply: crate::helpers::Reply| reply.body["meta"]["total_results"].as_u64().unwrap();
     assert_eq!(total(list(&app, &[]).await), 2);
-    assert_eq!(total(list(&app, &[("include_cancelled_accounts", "true")]).await), 3);
-    assert_eq!(total(list(&app, &[("filter[status][eq]", "cancelled")]).await), 1);
+    assert_eq!(
+        total(list(&app, &[("include_cancelled_accounts", "true")]).await),
+        3
+    );
+    assert_eq!(
+        total(list(&app, &[("filter[status][eq]", "cancelled")]).await),
+        1
+    );
     assert_eq!(total(list(&app, &[("filter[status][eq]", "all")]).await), 3);
-    assert_eq!(total(list(&app, &[("filter[status][eq]", "enabled")]).await), 1);
-    assert_eq!(total(list(&app, &[("filter[status][eq]", "active")]).await), 1);
-    assert_eq!(total(list(&app, &[("filter[status][eq]", "disabled")]).await), 1);
-    assert_eq!(total(list(&app, &[("filter[status][eq]", "blocked")]).await), 0);
+    assert_eq!(
+        total(list(&app, &[("filter[status][eq]", "enabled")]).await),
+        1
+    );
+    assert_eq!(
+        total(list(&app, &[("filter[status][eq]", "active")]).await),
+        1
+    );
+    assert_eq!(
+        total(list(&app, &[("filter[status][eq]", "disabled")]).await),
+        1
+    );
+    assert_eq!(
+        total(list(&app, &[("filter[status][eq]", "blocked")]).await),
+        0
+    );
 }
 
 #[tokio::test]
 async fn a_manager_lists_only_its_own_accounts() {
     let app = spawn_app().await;
     app.managed_of(&app.manager, "Mine", json!({})).await;
-    app.managed_of(&app.other_manager, "Theirs", json!({})).await;
+    app.managed_of(&app.other_manager, "Theirs", json!({}))
+        .await;
 
     let reply = list(&app, &[("filter[status][eq]", "all")]).await;
 

@@ -1,5 +1,12 @@
 //! Integration tests: one binary, a real server per test, real HTTP.
 
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "a test should fail loudly at the first surprise"
+)]
+
 mod api_keys;
 mod cli;
 mod concurrency;

@@ -40,7 +40,9 @@ async fn manager_creates_a_managed_account_and_sees_its_key_in_full_only_once() 
 
     // Later reads carry the key's public identifier, never the secret.
     let id = data["id"].as_str().unwrap();
-    let fetched = app.get(&format!("/v2/managed_accounts/{id}"), &app.manager.key).await;
+    let fetched = app
+        .get(&format!("/v2/managed_accounts/{id}"), &app.manager.key)
+        .await;
     fetched.assert_status(200);
     assert_eq!(fetched.body["data"]["api_key"], public_id);
     assert!(!fetched.body.to_string().contains(key));
@@ -55,7 +57,11 @@ async fn without_an_email_one_is_generated_from_the_managers_and_is_unique() {
 
     for actor in [&first, &second] {
         assert!(actor.email.starts_with("Manager+"), "{}", actor.email);
-        assert!(actor.email.ends_with("@Reseller.example"), "{}", actor.email);
+        assert!(
+            actor.email.ends_with("@Reseller.example"),
+            "{}",
+            actor.email
+        );
     }
     assert_ne!(first.email.to_lowercase(), second.email.to_lowercase());
 }
@@ -63,14 +69,31 @@ async fn without_an_email_one_is_generated_from_the_managers_and_is_unique() {
 #[tokio::test]
 async fn an_email_in_use_anywhere_is_refused_whatever_its_case() {
     let app = spawn_app().await;
-    app.managed_of(&app.manager, "Taken Co", json!({"email": "taken@customer.example"})).await;
+    app.managed_of(
+        &app.manager,
+        "Taken Co",
+        json!({"email": "taken@customer.example"}),
+    )
+    .await;
 
-    for email in ["TAKEN@customer.example", "solo@STANDARD.example", "boss@other.example"] {
+    for email in [
+        "TAKEN@customer.example",
+        "solo@STANDARD.example",
+        "boss@other.example",
+    ] {
         let reply = app
-            .create_managed(&app.manager.key, json!({"business_name": "Again", "email": email}))
+            .create_managed(
+                &app.manager.key,
+                json!({"business_name": "Again", "email": email}),
+            )
             .await;
         reply.assert_error(422, "10012", Some(("pointer", "/email")));
-        assert!(reply.error()["detail"].as_str().unwrap().contains("cannot be moved"));
+        assert!(
+            reply.error()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("cannot be moved")
+        );
     }
     let listed = app.get("/v2/managed_accounts", &app.manager.key).await;
     assert_eq!(listed.body["meta"]["total_results"], 1);
@@ -84,10 +107,26 @@ async fn bad_fields_are_refused_with_a_pointer_and_create_nothing() {
         (json!({"business_name": null}), "10004", "/business_name"),
         (json!({"business_name": "   "}), "40001", "/business_name"),
         (json!({"business_name": 42}), "40001", "/business_name"),
-        (json!({"business_name": "Ok", "email": "not-an-email"}), "40001", "/email"),
-        (json!({"business_name": "Ok", "password": "short"}), "40001", "/password"),
-        (json!({"business_name": "Ok", "rollup_billing": "yes"}), "40001", "/rollup_billing"),
-        (json!({"business_name": "x".repeat(256)}), "40001", "/business_name"),
+        (
+            json!({"business_name": "Ok", "email": "not-an-email"}),
+            "40001",
+            "/email",
+        ),
+        (
+            json!({"business_name": "Ok", "password": "short"}),
+            "40001",
+            "/password",
+        ),
+        (
+            json!({"business_name": "Ok", "rollup_billing": "yes"}),
+            "40001",
+            "/rollup_billing",
+        ),
+        (
+            json!({"business_name": "x".repeat(256)}),
+            "40001",
+            "/business_name",
+        ),
     ];
     for (body, code, pointer) in cases {
         let reply = app.create_managed(&app.manager.key, body.clone()).await;
@@ -103,22 +142,42 @@ async fn only_approved_managers_may_manage_accounts() {
     let app = spawn_app().await;
     let managed = app.managed_of(&app.manager, "Child", json!({})).await;
 
-    let by_standard = app.create_managed(&app.standard.key, json!({"business_name": "X"})).await;
+    let by_standard = app
+        .create_managed(&app.standard.key, json!({"business_name": "X"}))
+        .await;
     by_standard.assert_error(403, "10010", None);
-    assert!(by_standard.error()["detail"].as_str().unwrap().contains("approved manager"));
+    assert!(
+        by_standard.error()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("approved manager")
+    );
 
     for (method, path) in [
         (Method::GET, "/v2/managed_accounts".to_owned()),
         (Method::POST, "/v2/managed_accounts".to_owned()),
-        (Method::GET, "/v2/managed_accounts/allocatable_global_outbound_channels".to_owned()),
+        (
+            Method::GET,
+            "/v2/managed_accounts/allocatable_global_outbound_channels".to_owned(),
+        ),
         (Method::GET, format!("/v2/managed_accounts/{}", managed.id)),
     ] {
         let reply = app
-            .request(method.clone(), &path, Some(&managed.key), Some(json!({"business_name": "Grandchild"})))
+            .request(
+                method.clone(),
+                &path,
+                Some(&managed.key),
+                Some(json!({"business_name": "Grandchild"})),
+            )
             .await;
         reply.assert_error(403, "10010", None);
         let reply = app
-            .request(method, &path, Some(&app.standard.key), Some(json!({"business_name": "Grandchild"})))
+            .request(
+                method,
+                &path,
+                Some(&app.standard.key),
+                Some(json!({"business_name": "Grandchild"})),
+            )
             .await;
         reply.assert_error(403, "10010", None);
     }
@@ -127,51 +186,109 @@ async fn only_approved_managers_may_manage_accounts() {
 #[tokio::test]
 async fn another_managers_account_is_not_found_everywhere() {
     let app = spawn_app().await;
-    let theirs = app.managed_of(&app.other_manager, "Not Yours", json!({})).await;
+    let theirs = app
+        .managed_of(&app.other_manager, "Not Yours", json!({}))
+        .await;
     let id = &theirs.id;
     let key = &app.manager.key;
 
     let replies = [
         app.get(&format!("/v2/managed_accounts/{id}"), key).await,
-        app.patch(&format!("/v2/managed_accounts/{id}"), key, json!({"managed_account_allow_custom_pricing": true})).await,
-        app.post(&format!("/v2/managed_accounts/{id}/actions/disable"), key, None).await,
-        app.post(&format!("/v2/managed_accounts/{id}/actions/enable"), key, Some(json!({}))).await,
-        app.patch(&format!("/v2/managed_accounts/{id}/update_global_channel_limit"), key, json!({"channel_limit": 1})).await,
-        app.get(&format!("/v2/managed_accounts/{id}/api_keys"), key).await,
-        app.post(&format!("/v2/managed_accounts/{id}/api_keys"), key, None).await,
+        app.patch(
+            &format!("/v2/managed_accounts/{id}"),
+            key,
+            json!({"managed_account_allow_custom_pricing": true}),
+        )
+        .await,
+        app.post(
+            &format!("/v2/managed_accounts/{id}/actions/disable"),
+            key,
+            None,
+        )
+        .await,
+        app.post(
+            &format!("/v2/managed_accounts/{id}/actions/enable"),
+            key,
+            Some(json!({})),
+        )
+        .await,
+        app.patch(
+            &format!("/v2/managed_accounts/{id}/update_global_channel_limit"),
+            key,
+            json!({"channel_limit": 1}),
+        )
+        .await,
+        app.get(&format!("/v2/managed_accounts/{id}/api_keys"), key)
+            .await,
+        app.post(&format!("/v2/managed_accounts/{id}/api_keys"), key, None)
+            .await,
         app.get("/v2/managed_accounts/not-a-uuid", key).await,
-        app.get("/v2/managed_accounts/00000000-0000-0000-0000-000000000000", key).await,
+        app.get(
+            "/v2/managed_accounts/00000000-0000-0000-0000-000000000000",
+            key,
+        )
+        .await,
     ];
     for reply in replies {
         reply.assert_error(404, "10005", None);
     }
     // Nothing changed for the real owner.
-    let owner_view = app.get(&format!("/v2/managed_accounts/{id}"), &app.other_manager.key).await;
+    let owner_view = app
+        .get(
+            &format!("/v2/managed_accounts/{id}"),
+            &app.other_manager.key,
+        )
+        .await;
     assert_eq!(owner_view.body["data"]["status"], "active");
-    assert_eq!(owner_view.body["data"]["managed_account_allow_custom_pricing"], false);
+    assert_eq!(
+        owner_view.body["data"]["managed_account_allow_custom_pricing"],
+        false
+    );
 }
 
 #[tokio::test]
 async fn custom_pricing_can_change_but_rollup_billing_cannot() {
     let app = spawn_app().await;
-    let managed = app.managed_of(&app.manager, "Roll Co", json!({"rollup_billing": true})).await;
+    let managed = app
+        .managed_of(&app.manager, "Roll Co", json!({"rollup_billing": true}))
+        .await;
     let path = format!("/v2/managed_accounts/{}", managed.id);
 
-    let on = app.patch(&path, &app.manager.key, json!({"managed_account_allow_custom_pricing": true})).await;
+    let on = app
+        .patch(
+            &path,
+            &app.manager.key,
+            json!({"managed_account_allow_custom_pricing": true}),
+        )
+        .await;
     on.assert_status(200);
-    assert_eq!(on.body["data"]["managed_account_allow_custom_pricing"], true);
+    assert_eq!(
+        on.body["data"]["managed_account_allow_custom_pricing"],
+        true
+    );
     // A rollup account has no balance of its own.
     assert!(on.body["data"].get("balance").is_none());
 
-    let change = app.patch(&path, &app.manager.key, json!({"rollup_billing": false, "managed_account_allow_custom_pricing": false})).await;
+    let change = app
+        .patch(
+            &path,
+            &app.manager.key,
+            json!({"rollup_billing": false, "managed_account_allow_custom_pricing": false}),
+        )
+        .await;
     change.assert_error(422, "40003", Some(("pointer", "/rollup_billing")));
     assert!(change.error()["detail"].as_str().unwrap().contains("fixed"));
 
     // Restating the current value is not a change; nothing else was applied by the refused request.
-    let same = app.patch(&path, &app.manager.key, json!({"rollup_billing": true})).await;
+    let same = app
+        .patch(&path, &app.manager.key, json!({"rollup_billing": true}))
+        .await;
     same.assert_status(200);
     assert_eq!(same.body["data"]["rollup_billing"], true);
-    assert_eq!(same.body["data"]["managed_account_allow_custom_pricing"], true);
+    assert_eq!(
+        same.body["data"]["managed_account_allow_custom_pricing"],
+        true
+    );
 }
 
 #[tokio::test]
@@ -181,26 +298,46 @@ async fn disabling_refuses_the_accounts_keys_and_enabling_restores_them() {
     let actions = format!("/v2/managed_accounts/{}/actions", managed.id);
 
     // The SDK sends no body for disable.
-    let disabled = app.post(&format!("{actions}/disable"), &app.manager.key, None).await;
+    let disabled = app
+        .post(&format!("{actions}/disable"), &app.manager.key, None)
+        .await;
     disabled.assert_status(200);
     assert_eq!(disabled.body["data"]["status"], "disabled");
 
     let refused = app.get("/v2/balance", &managed.key).await;
     refused.assert_error(403, "10010", None);
-    assert!(refused.error()["detail"].as_str().unwrap().contains("disabled"));
+    assert!(
+        refused.error()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("disabled")
+    );
 
     // Repeating the action is harmless.
-    app.post(&format!("{actions}/disable"), &app.manager.key, None).await.assert_status(200);
+    app.post(&format!("{actions}/disable"), &app.manager.key, None)
+        .await
+        .assert_status(200);
 
-    let listed = app.get("/v2/managed_accounts?filter%5Bstatus%5D%5Beq%5D=disabled", &app.manager.key).await;
+    let listed = app
+        .get(
+            "/v2/managed_accounts?filter%5Bstatus%5D%5Beq%5D=disabled",
+            &app.manager.key,
+        )
+        .await;
     assert_eq!(listed.body["meta"]["total_results"], 1);
 
     let enabled = app
-        .post(&format!("{actions}/enable"), &app.manager.key, Some(json!({"reenable_all_connections": true})))
+        .post(
+            &format!("{actions}/enable"),
+            &app.manager.key,
+            Some(json!({"reenable_all_connections": true})),
+        )
         .await;
     enabled.assert_status(200);
     assert_eq!(enabled.body["data"]["status"], "active");
-    app.get("/v2/balance", &managed.key).await.assert_status(200);
+    app.get("/v2/balance", &managed.key)
+        .await
+        .assert_status(200);
 }
 
 #[tokio::test]
@@ -211,9 +348,20 @@ async fn a_cancelled_account_can_be_neither_enabled_nor_disabled() {
     let actions = format!("/v2/managed_accounts/{}/actions", managed.id);
 
     for action in ["enable", "disable"] {
-        let reply = app.post(&format!("{actions}/{action}"), &app.manager.key, Some(json!({}))).await;
+        let reply = app
+            .post(
+                &format!("{actions}/{action}"),
+                &app.manager.key,
+                Some(json!({})),
+            )
+            .await;
         reply.assert_error(422, "40004", None);
-        assert!(reply.error()["detail"].as_str().unwrap().contains("cancelled"));
+        assert!(
+            reply.error()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("cancelled")
+        );
     }
     let refused = app.get("/v2/account", &managed.key).await;
     refused.assert_error(403, "10010", None);
@@ -226,54 +374,119 @@ async fn channel_limits_stay_within_the_managers_pool() {
     let b = app.managed_of(&app.manager, "Bravo", json!({})).await;
     let limit = |id: &str| format!("/v2/managed_accounts/{id}/update_global_channel_limit");
 
-    let set = app.patch(&limit(&a.id), &app.manager.key, json!({"channel_limit": 6})).await;
+    let set = app
+        .patch(&limit(&a.id), &app.manager.key, json!({"channel_limit": 6}))
+        .await;
     set.assert_status(200);
-    assert_eq!(set.body["data"]["record_type"], "managed_account_global_outbound_settings");
+    assert_eq!(
+        set.body["data"]["record_type"],
+        "managed_account_global_outbound_settings"
+    );
     assert_eq!(set.body["data"]["channel_limit"], 6);
     assert_eq!(set.body["data"]["manager_account_id"], app.manager.id);
 
-    let too_much = app.patch(&limit(&b.id), &app.manager.key, json!({"channel_limit": 5})).await;
+    let too_much = app
+        .patch(&limit(&b.id), &app.manager.key, json!({"channel_limit": 5}))
+        .await;
     too_much.assert_error(422, "40001", Some(("pointer", "/channel_limit")));
-    app.patch(&limit(&b.id), &app.manager.key, json!({"channel_limit": 4})).await.assert_status(200);
+    app.patch(&limit(&b.id), &app.manager.key, json!({"channel_limit": 4}))
+        .await
+        .assert_status(200);
     // Lowering one's own allocation is always possible, and frees channels.
-    app.patch(&limit(&a.id), &app.manager.key, json!({"channel_limit": 0})).await.assert_status(200);
+    app.patch(&limit(&a.id), &app.manager.key, json!({"channel_limit": 0}))
+        .await
+        .assert_status(200);
 
-    for bad in [json!({"channel_limit": -1}), json!({"channel_limit": 1.5}), json!({"channel_limit": "3"})] {
-        app.patch(&limit(&b.id), &app.manager.key, bad).await
+    for bad in [
+        json!({"channel_limit": -1}),
+        json!({"channel_limit": 1.5}),
+        json!({"channel_limit": "3"}),
+    ] {
+        app.patch(&limit(&b.id), &app.manager.key, bad)
+            .await
             .assert_error(422, "40001", Some(("pointer", "/channel_limit")));
     }
-    app.patch(&limit(&b.id), &app.manager.key, json!({})).await
+    app.patch(&limit(&b.id), &app.manager.key, json!({}))
+        .await
         .assert_error(422, "10004", Some(("pointer", "/channel_limit")));
 
-    let summary = app.get("/v2/managed_accounts/allocatable_global_outbound_channels", &app.manager.key).await;
+    let summary = app
+        .get(
+            "/v2/managed_accounts/allocatable_global_outbound_channels",
+            &app.manager.key,
+        )
+        .await;
     summary.assert_status(200);
-    assert_eq!(summary.body["data"]["record_type"], "allocatable_global_outbound_channels");
-    assert_eq!(summary.body["data"]["allocatable_global_outbound_channels"], 10);
+    assert_eq!(
+        summary.body["data"]["record_type"],
+        "allocatable_global_outbound_channels"
+    );
+    assert_eq!(
+        summary.body["data"]["allocatable_global_outbound_channels"],
+        10
+    );
     assert_eq!(summary.body["data"]["total_global_channels_allocated"], 4);
-    assert_eq!(summary.body["data"]["managed_account_allow_custom_pricing"], false);
+    assert_eq!(
+        summary.body["data"]["managed_account_allow_custom_pricing"],
+        false
+    );
 }
 
 #[tokio::test]
 async fn emails_change_by_the_manager_or_by_the_account_itself() {
     let app = spawn_app().await;
-    let managed = app.managed_of(&app.manager, "Mail Co", json!({"email": "old@customer.example"})).await;
+    let managed = app
+        .managed_of(
+            &app.manager,
+            "Mail Co",
+            json!({"email": "old@customer.example"}),
+        )
+        .await;
     let path = format!("/v2/managed_accounts/{}", managed.id);
 
-    let by_manager = app.patch(&path, &app.manager.key, json!({"email": "New@Customer.example"})).await;
+    let by_manager = app
+        .patch(
+            &path,
+            &app.manager.key,
+            json!({"email": "New@Customer.example"}),
+        )
+        .await;
     by_manager.assert_status(200);
     assert_eq!(by_manager.body["data"]["email"], "New@Customer.example");
 
-    let by_itself = app.patch("/v2/account", &managed.key, json!({"email": "self@customer.example"})).await;
+    let by_itself = app
+        .patch(
+            "/v2/account",
+            &managed.key,
+            json!({"email": "self@customer.example"}),
+        )
+        .await;
     by_itself.assert_status(200);
     assert_eq!(by_itself.body["data"]["email"], "self@customer.example");
 
     // The old address is free again; a taken one is refused, whoever asks.
-    app.managed_of(&app.manager, "Reuse Co", json!({"email": "old@customer.example"})).await;
-    app.patch(&path, &app.manager.key, json!({"email": "OLD@customer.example"})).await
-        .assert_error(422, "10012", Some(("pointer", "/email")));
-    app.patch("/v2/account", &app.standard.key, json!({"email": "Self@Customer.Example"})).await
-        .assert_error(422, "10012", Some(("pointer", "/email")));
-    app.patch("/v2/account", &app.standard.key, json!({"email": "nope"})).await
+    app.managed_of(
+        &app.manager,
+        "Reuse Co",
+        json!({"email": "old@customer.example"}),
+    )
+    .await;
+    app.patch(
+        &path,
+        &app.manager.key,
+        json!({"email": "OLD@customer.example"}),
+    )
+    .await
+    .assert_error(422, "10012", Some(("pointer", "/email")));
+    app.patch(
+        "/v2/account",
+        &app.standard.key,
+        json!({"email": "Self@Customer.Example"}),
+    )
+    .await
+    .assert_error(422, "10012", Some(("pointer", "/email")));
+    app.patch("/v2/account", &app.standard.key, json!({"email": "nope"}))
+        .await
         .assert_error(422, "40001", Some(("pointer", "/email")));
 }
 
@@ -298,12 +511,20 @@ async fn a_manager_whose_approval_is_withdrawn_can_no_longer_manage() {
     let id = steward::accounts::AccountId::parse(&app.manager.id).unwrap();
     let clock: steward::clock::ClockHandle = std::sync::Arc::new(app.clock.clone());
 
-    steward::accounts::operator::revoke_manager(&app.db, &clock, id).await.unwrap();
-    app.get("/v2/managed_accounts", &app.manager.key).await.assert_error(403, "10010", None);
+    steward::accounts::operator::revoke_manager(&app.db, &clock, id)
+        .await
+        .unwrap();
+    app.get("/v2/managed_accounts", &app.manager.key)
+        .await
+        .assert_error(403, "10010", None);
     // Its managed account keeps working.
-    app.get("/v2/account", &managed.key).await.assert_status(200);
+    app.get("/v2/account", &managed.key)
+        .await
+        .assert_status(200);
 
-    steward::accounts::operator::approve_manager(&app.db, &clock, id).await.unwrap();
+    steward::accounts::operator::approve_manager(&app.db, &clock, id)
+        .await
+        .unwrap();
     let listed = app.get("/v2/managed_accounts", &app.manager.key).await;
     assert_eq!(listed.body["meta"]["total_results"], 1);
 }

@@ -3,18 +3,29 @@ use crate::helpers::{TestApp, spawn_app};
 #[tokio::test]
 async fn the_openapi_document_describes_every_route_served() {
     let app = spawn_app().await;
-    let response = app.client.get(format!("{}/v2/openapi.json", app.address)).send().await.unwrap();
+    let response = app
+        .client
+        .get(format!("{}/v2/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap();
     let document = TestApp::read(response).await.body;
 
     let expected = [
         ("get", "/v2/managed_accounts"),
         ("post", "/v2/managed_accounts"),
-        ("get", "/v2/managed_accounts/allocatable_global_outbound_channels"),
+        (
+            "get",
+            "/v2/managed_accounts/allocatable_global_outbound_channels",
+        ),
         ("get", "/v2/managed_accounts/{id}"),
         ("patch", "/v2/managed_accounts/{id}"),
         ("post", "/v2/managed_accounts/{id}/actions/disable"),
         ("post", "/v2/managed_accounts/{id}/actions/enable"),
-        ("patch", "/v2/managed_accounts/{id}/update_global_channel_limit"),
+        (
+            "patch",
+            "/v2/managed_accounts/{id}/update_global_channel_limit",
+        ),
         ("get", "/v2/managed_accounts/{id}/api_keys"),
         ("post", "/v2/managed_accounts/{id}/api_keys"),
         ("delete", "/v2/managed_accounts/{id}/api_keys/{key_id}"),
@@ -32,13 +43,21 @@ async fn the_openapi_document_describes_every_route_served() {
     for (path, item) in paths {
         documented += item.as_object().unwrap().len();
         for (method, _) in item.as_object().unwrap() {
-            assert!(expected.contains(&(method.as_str(), path.as_str())), "undocumented in test: {method} {path}");
+            assert!(
+                expected.contains(&(method.as_str(), path.as_str())),
+                "undocumented in test: {method} {path}"
+            );
         }
     }
     assert_eq!(documented, expected.len());
     // Every documented route answers something other than "no such route".
     for (method, path) in expected {
-        let url = format!("{}{}", app.address, path.replace("{id}", "00000000-0000-0000-0000-000000000000").replace("{key_id}", "KEY0"));
+        let url = format!(
+            "{}{}",
+            app.address,
+            path.replace("{id}", "00000000-0000-0000-0000-000000000000")
+                .replace("{key_id}", "KEY0")
+        );
         let reply = app
             .client
             .request(method.to_uppercase().parse().unwrap(), url)
@@ -48,7 +67,10 @@ async fn the_openapi_document_describes_every_route_served() {
             .unwrap();
         let status = reply.status().as_u16();
         let body = TestApp::read(reply).await.body;
-        assert!(!(status == 404 && body.to_string().contains("No such route")), "{method} {path} is not served");
+        assert!(
+            !(status == 404 && body.to_string().contains("No such route")),
+            "{method} {path} is not served"
+        );
         assert_ne!(status, 405, "{method} {path}");
     }
     assert_eq!(
