@@ -257,11 +257,11 @@ pub async fn list_managed_accounts(
 ) -> Result<Page<Account>, AccountError> {
     ensure_manager(manager)?;
     let mut conn = db.read.acquire().await?;
-    let total = repo::count_managed(&mut conn, manager.id, filter).await?;
-    let items = if u64::try_from(total).unwrap_or(0) > page.offset() {
-        repo::list_managed(&mut conn, manager.id, filter, sort, page).await?
-    } else {
-        Vec::new()
+    let (items, total) = repo::list_managed(&mut conn, manager.id, filter, sort, page).await?;
+    // A page past the end has no row to carry the count: ask for it separately.
+    let total = match total {
+        Some(total) => total,
+        None => repo::count_managed(&mut conn, manager.id, filter).await?,
     };
     Ok(Page {
         items,

@@ -336,14 +336,15 @@ pub async fn count_managed(
     row.try_get(0)
 }
 
-/// One page of a manager's accounts matching `filter`, in `sort` order (ties by id).
+/// One page of a manager's accounts matching `filter`, in `sort` order (ties by id), with
+/// the total count of matches when the page is not empty (one scan instead of two).
 pub async fn list_managed(
     conn: &mut AnyConnection,
     manager_id: AccountId,
     filter: &ManagedAccountFilter,
     sort: Sort,
     page: PageRequest,
-) -> Result<Vec<Account>, sqlx::Error> {
+) -> Result<(Vec<Account>, Option<i64>), sqlx::Error> {
     let (clause, args) = where_clause(manager_id, filter);
     let direction = if sort.descending { "DESC" } else { "ASC" };
     let key = match sort.key {
@@ -351,11 +352,19 @@ pub async fn list_managed(
         SortKey::Email => "a.email_normalized",
     };
     let sql = format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE {clause} \
+        "SELECT {ACCOUNT_COLUMNS}, COUNT(*) OVER () AS total_results FROM accounts a WHERE {clause} \
          ORDER BY {key} {direction}, a.id {direction} LIMIT {} OFFSET {}",
         page.size(),
         page.offset()
     );
     let rows = bind_all(sqlx::query(&sql), args).fetch_all(conn).await?;
-    rows.iter().map(account_from_row).collect()
+    let total = rows
+        .first()
+        .map(|row| row.try_get("total_results"))
+        .transpose()?;
+    let accounts = rows
+        .iter()
+        .map(account_from_row)
+        .collect::<Result<_, _>>()?;
+    Ok((accounts, total))
 }

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Read-path benchmark of the Managed Accounts API, as ratios to a trivial endpoint of the
+# same server measured in the same run (this machine is noisy; ratios travel, absolutes don't).
+#
+#   bench/run.sh [sqlite|postgres]    (default: sqlite; postgres needs STEWARD_BENCH_POSTGRES_URL,
+#                                      a database URL the run may fill)
+#
+# Seeds one manager with 1000 managed accounts, then runs wrk against:
+#   baseline  GET /livez                                     (JSON, touches nothing)
+#   retrieve  GET /v2/managed_accounts/{id}                  (auth + one account)
+#   list      GET /v2/managed_accounts?filter[organization_name][contains]=…&page[size]=20
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+backend=${1:-sqlite}
+duration_s=${STEWARD_BENCH_DURATION_S:-10}
+connections=${STEWARD_BENCH_CONNECTIONS:-32}
+threads=1
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+cargo build --release --locked -q
+bin=target/release/steward
+
+work=$(mktemp -d /tmp/steward-bench.XXXXXX)
+server_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+case $backend in
+  sqlite) db="sqlite://$work/steward.db" ;;
+  postgres) db=${STEWARD_BENCH_POSTGRES_URL:?set STEWARD_BENCH_POSTGRES_URL} ;;
+  *) echo "unknown backend $backend" >&2; exit 2 ;;
+esac
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+base="http://127.0.0.1:$port"
+manager=$("$bin" admin create-account --database-url "$db" --manager \
+  --email "bench-$(date +%s%N)@reseller.example" --business-name "Bench Reseller" 2>/dev/null)
+key=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])' <<<"$manager")
+
+RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --database-url "$db" 2>"$work/server.log" &
+server_pid=$!
+for _ in $(seq 100); do curl -sf "$base/livez" >/dev/null && break; sleep 0.1; done
+
+echo "seeding 1000 managed accounts ($backend)…" >&2
+sample=$(python3 bench/seed.py "$base" "$key" 1000)
+
+run() {
+  local name=$1 url=$2
+  local out rps p99
+  out=$(wrk -t"$threads" -c"$connections" -d"${duration_s}s" --latency -H "Authorization: Bearer $key" "$url")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  printf '%s %s %s\n' "$name" "$rps" "$p99"
+}
+
+to_ms() { # wrk prints 1.23ms / 850.00us / 1.02s
+  python3 -c 'import sys,re
+v=sys.argv[1]; n=float(re.match(r"[\d.]+",v).group()); u=v[len(re.match(r"[\d.]+",v).group()):]
+print(round(n*{"us":0.001,"ms":1,"s":1000}[u],3))' "$1"
+}
+
+results=()
+results+=("$(run baseline "$base/livez")")
+results+=("$(run retrieve "$base/v2/managed_accounts/$sample")")
+results+=("$(run list "$base/v2/managed_accounts?filter%5Borganization_name%5D%5Bcontains%5D=customer%2005&page%5Bsize%5D=20")")
+
+read -r _ base_rps base_p99 <<<"${results[0]}"
+base_p99_ms=$(to_ms "$base_p99")
+printf '\nbackend=%s connections=%s duration=%ss cores=%s\n' "$backend" "$connections" "$duration_s" "$(nproc)"
+printf '%-9s %12s %10s %14s %14s\n' endpoint req/s p99_ms rps/baseline p99/baseline
+for line in "${results[@]}"; do
+  read -r name rps p99 <<<"$line"
+  p99_ms=$(to_ms "$p99")
+  python3 -c 'import sys
+n,r,p,br,bp=sys.argv[1],float(sys.argv[2]),float(sys.argv[3]),float(sys.argv[4]),float(sys.argv[5])
+print(f"{n:<9} {r:>12.0f} {p:>10.2f} {r/br:>14.2f} {p/bp:>14.2f}")' "$name" "$rps" "$p99_ms" "$base_rps" "$base_p99_ms"
+done
