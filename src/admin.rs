@@ -6,9 +6,14 @@ use serde_json::{Value, json};
 use crate::accounts::{
     self, Account, AccountError, AccountId, Email, NewAccount, OrganizationName, operator,
 };
+use crate::billing::{self, BillingError, IdempotencyKey, MoneyRequest, Movement};
 use crate::cli::AdminCommand;
 use crate::clock::{ClockHandle, from_epoch_ms, to_wire};
 use crate::db::Db;
+use crate::keys::service::ServiceKind;
+use crate::ledger;
+use crate::money::Money;
+use crate::pricing::{self, AssignTo, NewPriceList, PricingError};
 
 /// The JSON printed for an account.
 pub fn account_json(account: &Account) -> Value {
@@ -81,6 +86,186 @@ pub async fn run(db: &Db, clock: &ClockHandle, command: AdminCommand) -> anyhow:
             account,
             include_managed,
         } => operator::cancel_account(db, clock, account_id(&account)?, include_managed).await,
+        other => return money_and_pricing(db, clock, other).await,
     };
     Ok(account_json(&account.map_err(explain)?))
+}
+
+fn instant(text: Option<&str>, clock: &ClockHandle) -> anyhow::Result<i64> {
+    match text {
+        None => Ok(crate::clock::to_epoch_ms(clock.now())),
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| t.timestamp_millis())
+            .with_context(|| format!("'{text}' is not an RFC 3339 instant")),
+    }
+}
+
+fn amount(text: &str) -> anyhow::Result<Money> {
+    Money::parse_decimal(text).with_context(|| format!("'{text}' is not an amount"))
+}
+
+fn pricing_error(error: PricingError) -> anyhow::Error {
+    match error {
+        PricingError::BadFile(lines) => {
+            let listed: Vec<String> = lines
+                .iter()
+                .map(|l| format!("  line {}: {}", l.line, l.message))
+                .collect();
+            anyhow::anyhow!(
+                "the price list has bad lines; nothing was imported:\n{}",
+                listed.join("\n")
+            )
+        }
+        PricingError::Database(e) => anyhow::Error::new(e).context("Failed to update the database"),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+fn billing_error(error: BillingError) -> anyhow::Error {
+    match error {
+        BillingError::Database(e) => anyhow::Error::new(e).context("Failed to update the database"),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+/// The actor the CLI records in the audit trail.
+const CLI_ACTOR: &str = "operator:cli";
+
+async fn money_and_pricing(
+    db: &Db,
+    clock: &ClockHandle,
+    command: AdminCommand,
+) -> anyhow::Result<Value> {
+    match command {
+        AdminCommand::ImportPriceList {
+            file,
+            name,
+            platform_default,
+            assign_to,
+            effective_from,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("Failed to read {}", file.display()))?;
+            let rows = pricing::csv::parse(&text)
+                .map_err(|lines| pricing_error(PricingError::BadFile(lines)))?;
+            let assign_to = match (platform_default, assign_to) {
+                (true, _) => Some(AssignTo::PlatformDefault),
+                (false, Some(id)) => Some(AssignTo::Account(account_id(&id)?)),
+                (false, None) => None,
+            };
+            let new = NewPriceList {
+                name,
+                currency: crate::billing::CURRENCY.to_owned(),
+                effective_from_ms: instant(effective_from.as_deref(), clock)?,
+                assign_to,
+            };
+            let list = pricing::import(db, clock, new, &rows, CLI_ACTOR)
+                .await
+                .map_err(pricing_error)?;
+            Ok(
+                json!({"id": list.id, "name": list.name, "currency": list.currency,
+                "effective_from": to_wire(from_epoch_ms(list.effective_from_ms)), "rate_count": list.rate_count}),
+            )
+        }
+        AdminCommand::AssignPriceList {
+            price_list,
+            platform_default,
+            account,
+            effective_from,
+        } => {
+            let target = match (platform_default, account) {
+                (true, _) => AssignTo::PlatformDefault,
+                (false, Some(id)) => AssignTo::Account(account_id(&id)?),
+                (false, None) => anyhow::bail!("give --platform-default or --account"),
+            };
+            let from_ms = instant(effective_from.as_deref(), clock)?;
+            pricing::assign(db, clock, &price_list, target, from_ms, CLI_ACTOR)
+                .await
+                .map_err(pricing_error)?;
+            Ok(
+                json!({"price_list_id": price_list, "effective_from": to_wire(from_epoch_ms(from_ms))}),
+            )
+        }
+        AdminCommand::SetCreditLimit {
+            account,
+            amount: text,
+        } => {
+            let id = account_id(&account)?;
+            let balance = billing::set_credit_limit(db, clock, id, amount(&text)?, CLI_ACTOR)
+                .await
+                .map_err(billing_error)?;
+            Ok(
+                json!({"account_id": id.to_string(), "balance": balance.balance.to_decimal_string(2),
+                "credit_limit": balance.credit_limit.to_decimal_string(2),
+                "available_credit": balance.available_credit().to_decimal_string(2)}),
+            )
+        }
+        AdminCommand::Credit {
+            account,
+            amount: text,
+            reason,
+            idempotency_key,
+        } => {
+            let request = money_request(&account, &text, reason, &idempotency_key)?;
+            let (movement, replayed) = billing::credit(db, clock, request, CLI_ACTOR)
+                .await
+                .map_err(billing_error)?;
+            Ok(movement_json(&movement, replayed))
+        }
+        AdminCommand::Adjust {
+            account,
+            amount: text,
+            reason,
+            idempotency_key,
+        } => {
+            let request = money_request(&account, &text, reason, &idempotency_key)?;
+            let (movement, replayed) = billing::adjust(db, clock, request, CLI_ACTOR)
+                .await
+                .map_err(billing_error)?;
+            Ok(movement_json(&movement, replayed))
+        }
+        AdminCommand::CreateIngestKey => service_key(db, clock, ServiceKind::Ingest).await,
+        AdminCommand::CreateOperatorKey => service_key(db, clock, ServiceKind::Operator).await,
+        AdminCommand::VerifyLedger => match ledger::verify(db)
+            .await
+            .context("Failed to read the ledger")?
+        {
+            Ok(report) => Ok(
+                json!({"ok": true, "entries": report.entries, "books": report.books,
+                "usage_records": report.usage_records}),
+            ),
+            Err(violation) => anyhow::bail!("ledger invariant violated: {violation}"),
+        },
+        other => anyhow::bail!("unexpected command {other:?}"),
+    }
+}
+
+fn money_request(
+    account: &str,
+    amount_text: &str,
+    reason: String,
+    key: &str,
+) -> anyhow::Result<MoneyRequest> {
+    Ok(MoneyRequest {
+        account: account_id(account)?,
+        amount: amount(amount_text)?,
+        reason,
+        idempotency_key: IdempotencyKey::parse(key)
+            .context("--idempotency-key must be 1 to 255 visible ASCII characters")?,
+    })
+}
+
+fn movement_json(movement: &Movement, replayed: bool) -> Value {
+    let mut out = serde_json::to_value(movement).unwrap_or_default();
+    if let Some(fields) = out.as_object_mut() {
+        fields.insert("replayed".to_owned(), Value::from(replayed));
+    }
+    out
+}
+
+async fn service_key(db: &Db, clock: &ClockHandle, kind: ServiceKind) -> anyhow::Result<Value> {
+    let key = crate::keys::service::mint(db, clock, kind)
+        .await
+        .context("Failed to store the key")?;
+    Ok(json!({"id": key.id(), "kind": kind.as_str(), "api_key": key.secret()}))
 }

@@ -110,4 +110,82 @@ pub enum AdminCommand {
         #[arg(long)]
         include_managed: bool,
     },
+    /// Import a price list from CSV (`product,prefix,rate,initial_increment_s,subsequent_increment_s`).
+    ImportPriceList {
+        /// The CSV file.
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// A name for the list.
+        #[arg(long)]
+        name: String,
+        /// Make it the platform default.
+        #[arg(long, conflicts_with = "assign_to")]
+        platform_default: bool,
+        /// Assign it to this account.
+        #[arg(long)]
+        assign_to: Option<String>,
+        /// From when it applies (RFC 3339; default now).
+        #[arg(long)]
+        effective_from: Option<String>,
+    },
+    /// Assign an imported price list to an account or as the platform default.
+    AssignPriceList {
+        /// The price list id.
+        #[arg(long)]
+        price_list: String,
+        /// Make it the platform default.
+        #[arg(long, conflicts_with = "account")]
+        platform_default: bool,
+        /// The account.
+        #[arg(long)]
+        account: Option<String>,
+        /// From when it applies (RFC 3339; default now).
+        #[arg(long)]
+        effective_from: Option<String>,
+    },
+    /// Set an account's credit limit.
+    SetCreditLimit {
+        /// Account id.
+        #[arg(long)]
+        account: String,
+        /// Decimal amount ≥ 0, e.g. 100.00.
+        #[arg(long)]
+        amount: String,
+    },
+    /// Credit money to an account's balance.
+    Credit {
+        /// Account id.
+        #[arg(long)]
+        account: String,
+        /// Decimal amount > 0.
+        #[arg(long)]
+        amount: String,
+        /// Why (audited).
+        #[arg(long)]
+        reason: String,
+        /// Makes the command safe to repeat.
+        #[arg(long)]
+        idempotency_key: String,
+    },
+    /// Adjust an account's balance by a signed amount.
+    Adjust {
+        /// Account id.
+        #[arg(long)]
+        account: String,
+        /// Decimal amount ≠ 0 (negative takes money away).
+        #[arg(long, allow_hyphen_values = true)]
+        amount: String,
+        /// Why (audited).
+        #[arg(long)]
+        reason: String,
+        /// Makes the command safe to repeat.
+        #[arg(long)]
+        idempotency_key: String,
+    },
+    /// Mint a key for network elements (usage ingestion, call admission).
+    CreateIngestKey,
+    /// Mint a key for the operator API (`/admin/v1`).
+    CreateOperatorKey,
+    /// Re-derive every balance from postings and check every ledger invariant.
+    VerifyLedger,
 }

@@ -6,6 +6,8 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod admission;
+pub mod audit;
 pub mod billing;
 pub mod cli;
 pub mod clock;
@@ -13,5 +15,9 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod keys;
+pub mod ledger;
 pub mod money;
+pub mod pricing;
+pub mod rating;
 pub mod telemetry;
+pub mod usage;

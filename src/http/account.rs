@@ -115,15 +115,21 @@ pub struct UserBalance {
     pub pending: String,
     /// ISO 4217 currency.
     pub currency: &'static str,
+    /// Steward extension: true for a rollup-billing managed account, which has no balance
+    /// of its own (its spend is charged to its manager), so every figure is zero.
+    pub rollup_billing: bool,
 }
 
 /// The calling account's balance.
 #[utoipa::path(get, path = "/v2/balance", tag = "Billing",
     responses((status = 200, body = Data<UserBalance>), (status = 401, body = super::error::ErrorEnvelope)),
     security(("bearer" = [])))]
-pub async fn balance(caller: Caller) -> Json<Data<UserBalance>> {
-    let balance = billing::balance_of(&caller.account);
-    Json(Data {
+pub async fn balance(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Data<UserBalance>>, ApiError> {
+    let balance = billing::balance_of(&state.db, &caller.account).await?;
+    Ok(Json(Data {
         data: UserBalance {
             record_type: "balance",
             balance: balance.balance.to_decimal_string(WIRE_DECIMALS),
@@ -131,6 +137,7 @@ pub async fn balance(caller: Caller) -> Json<Data<UserBalance>> {
             available_credit: balance.available_credit().to_decimal_string(WIRE_DECIMALS),
             pending: balance.pending.to_decimal_string(WIRE_DECIMALS),
             currency: CURRENCY,
+            rollup_billing: caller.account.rollup_billing,
         },
-    })
+    }))
 }

@@ -298,6 +298,54 @@ impl From<AccountError> for ApiError {
     }
 }
 
+impl From<crate::pricing::PricingError> for ApiError {
+    fn from(error: crate::pricing::PricingError) -> Self {
+        use crate::pricing::PricingError as E;
+        match error {
+            E::BadFile(lines) => {
+                let listed: Vec<String> = lines
+                    .iter()
+                    .map(|l| format!("line {}: {}", l.line, l.message))
+                    .collect();
+                ApiError::new(
+                    ErrorKind::InvalidValue,
+                    format!(
+                        "The price list has bad lines; nothing was imported. {}",
+                        listed.join("; ")
+                    ),
+                )
+            }
+            E::NotFound(what) => ApiError::not_found(what),
+            E::Invalid(reason) => ApiError::new(ErrorKind::InvalidValue, reason),
+            E::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::billing::BillingError> for ApiError {
+    fn from(error: crate::billing::BillingError) -> Self {
+        use crate::billing::BillingError as E;
+        match error {
+            E::NotFound => ApiError::not_found("account"),
+            e @ E::NoOwnBalance => ApiError::new(ErrorKind::InvalidState, e.to_string()),
+            e @ E::IdempotencyKeyReused => {
+                ApiError::new(ErrorKind::InvalidValue, e.to_string()).parameter("Idempotency-Key")
+            }
+            E::Invalid(reason) => ApiError::new(ErrorKind::InvalidValue, reason).pointer("/amount"),
+            E::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::admission::AdmissionError> for ApiError {
+    fn from(error: crate::admission::AdmissionError) -> Self {
+        match error {
+            crate::admission::AdmissionError::NotFound(what) => ApiError::not_found(what),
+            crate::admission::AdmissionError::Database(e) => e.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -253,3 +253,70 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathPar
             .map_err(|_| ApiError::not_found("resource"))
     }
 }
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let unauthenticated = |detail: &str| ApiError::new(ErrorKind::Unauthenticated, detail);
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| unauthenticated("Send a key as 'Authorization: Bearer <key>'."))?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or_else(|| unauthenticated("The Authorization header must be 'Bearer <key>'."))
+}
+
+async fn service_caller(
+    parts: &Parts,
+    state: &AppState,
+    kind: keys::service::ServiceKind,
+) -> Result<String, ApiError> {
+    let presented = bearer(parts)?;
+    keys::service::authenticate(&state.db, presented, kind)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::Unauthenticated,
+                "The key is not valid for this API.",
+            )
+        })
+}
+
+/// A network element authenticated with an ingest key; holds the key's public id.
+#[derive(Debug, Clone)]
+pub struct IngestCaller(pub String);
+
+impl FromRequestParts<AppState> for IngestCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        service_caller(parts, state, keys::service::ServiceKind::Ingest)
+            .await
+            .map(IngestCaller)
+    }
+}
+
+/// The operator, authenticated with an operator key; holds the key's public id.
+#[derive(Debug, Clone)]
+pub struct OperatorCaller(pub String);
+
+impl FromRequestParts<AppState> for OperatorCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        service_caller(parts, state, keys::service::ServiceKind::Operator)
+            .await
+            .map(|id| OperatorCaller(format!("operator:{id}")))
+    }
+}

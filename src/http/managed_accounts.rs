@@ -17,7 +17,7 @@ use crate::accounts::{
     self, Account, AccountStatus, Email, ManagedAccountUpdate, NewManagedAccount, OrganizationName,
     Password,
 };
-use crate::billing;
+use crate::billing::{self, Balance};
 
 /// A managed account (Telnyx `ManagedAccount`). `api_key` holds the full key only in the
 /// response that created it; later reads carry the public identifier of the account's
@@ -88,7 +88,12 @@ pub struct ManagedAccountListing {
     pub status: &'static str,
 }
 
-fn managed_account(account: &Account, manager: &Account, api_key: String) -> ManagedAccount {
+fn managed_account(
+    account: &Account,
+    manager: &Account,
+    api_key: String,
+    balance: Option<Balance>,
+) -> ManagedAccount {
     ManagedAccount {
         record_type: "managed_account",
         id: account.id.to_string(),
@@ -100,7 +105,7 @@ fn managed_account(account: &Account, manager: &Account, api_key: String) -> Man
         created_at: timestamp(account.created_at_ms),
         updated_at: timestamp(account.updated_at_ms),
         organization_name: account.organization_name.clone(),
-        balance: (!account.rollup_billing).then(|| billing::balance_of(account).into()),
+        balance: balance.map(ManagedAccountBalance::from),
         managed_account_allow_custom_pricing: account.managed_account_allow_custom_pricing,
         rollup_billing: account.rollup_billing,
         status: account.status.as_str(),
@@ -124,13 +129,22 @@ fn listing(account: &Account, manager: &Account) -> ManagedAccountListing {
     }
 }
 
-fn respond(
+/// The managed account as a response; `api_key` is the given full key or, when none, the
+/// public id of its newest live key. Rollup accounts carry no balance object.
+async fn respond(
+    state: &AppState,
     manager: &Account,
-    (account, key_id): (Account, Option<String>),
-) -> Json<Data<ManagedAccount>> {
-    Json(Data {
-        data: managed_account(&account, manager, key_id.unwrap_or_default()),
-    })
+    account: &Account,
+    api_key: String,
+) -> Result<Json<Data<ManagedAccount>>, ApiError> {
+    let balance = if account.rollup_billing {
+        None
+    } else {
+        Some(billing::balance_of(&state.db, account).await?)
+    };
+    Ok(Json(Data {
+        data: managed_account(account, manager, api_key, balance),
+    }))
 }
 
 /// Filter keys the list understands; others are refused rather than silently ignored.
@@ -343,9 +357,7 @@ pub async fn create(
     let new = NewManagedAccount::try_from(body)?;
     let (account, key) =
         accounts::create_managed_account(&state.db, &state.clock, &caller.account, new).await?;
-    Ok(Json(Data {
-        data: managed_account(&account, &caller.account, key.secret().to_owned()),
-    }))
+    respond(&state, &caller.account, &account, key.secret().to_owned()).await
 }
 
 /// Retrieves one of the caller's managed accounts.
@@ -365,8 +377,15 @@ pub async fn retrieve(
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Data<ManagedAccount>>, ApiError> {
     accounts::ensure_manager(&caller.account)?;
-    let found = accounts::managed_account(&state.db, &caller.account, account_id(&id)?).await?;
-    Ok(respond(&caller.account, found))
+    let (account, key_id) =
+        accounts::managed_account(&state.db, &caller.account, account_id(&id)?).await?;
+    respond(
+        &state,
+        &caller.account,
+        &account,
+        key_id.unwrap_or_default(),
+    )
+    .await
 }
 
 /// Body of `PATCH /v2/managed_accounts/{id}`.
@@ -409,10 +428,16 @@ pub async fn update(
             .map_err(|e| invalid("/email", e))?,
         rollup_billing: body.rollup_billing,
     };
-    let updated =
+    let (account, key_id) =
         accounts::update_managed_account(&state.db, &state.clock, &caller.account, id, update)
             .await?;
-    Ok(respond(&caller.account, updated))
+    respond(
+        &state,
+        &caller.account,
+        &account,
+        key_id.unwrap_or_default(),
+    )
+    .await
 }
 
 /// Body of `POST …/actions/enable`.
@@ -474,7 +499,7 @@ async fn set_enabled(
     enabled: bool,
 ) -> Result<Json<Data<ManagedAccount>>, ApiError> {
     accounts::ensure_manager(&caller.account)?;
-    let updated = accounts::set_enabled(
+    let (account, key_id) = accounts::set_enabled(
         &state.db,
         &state.clock,
         &caller.account,
@@ -482,7 +507,7 @@ async fn set_enabled(
         enabled,
     )
     .await?;
-    Ok(respond(&caller.account, updated))
+    respond(state, &caller.account, &account, key_id.unwrap_or_default()).await
 }
 
 /// The manager's channel pool (Telnyx `ManagedAccountsGlobalOutboundChannels`).

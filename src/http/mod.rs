@@ -2,11 +2,15 @@
 //! the application's build/run steps.
 
 pub mod account;
+pub mod admin;
 pub mod api_keys;
+pub mod detail_records;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod managed_accounts;
+pub mod pricing;
+pub mod usage;
 pub mod wire;
 
 use std::future::Future;
@@ -42,6 +46,8 @@ pub struct AppState {
     pub db: Db,
     /// The clock.
     pub clock: ClockHandle,
+    /// This process's copy of the pricing index.
+    pub pricing: std::sync::Arc<crate::pricing::PricingCache>,
     /// Per-request time limit.
     pub request_timeout_ms: u64,
 }
@@ -91,6 +97,21 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_keys::revoke_own))
         .routes(routes!(account::retrieve, account::update))
         .routes(routes!(account::balance))
+        .routes(routes!(usage::ingest))
+        .routes(routes!(usage::admit))
+        .routes(routes!(usage::release))
+        .routes(routes!(usage::renew))
+        .routes(routes!(detail_records::list))
+        .routes(routes!(pricing::own_rates))
+        .routes(routes!(pricing::own_rate))
+        .routes(routes!(pricing::managed_rates))
+        .routes(routes!(pricing::managed_rate))
+        .routes(routes!(admin::import_price_list))
+        .routes(routes!(admin::assign_price_list))
+        .routes(routes!(admin::balance))
+        .routes(routes!(admin::set_credit_limit))
+        .routes(routes!(admin::credit))
+        .routes(routes!(admin::adjust))
 }
 
 /// The OpenAPI document of everything served.
@@ -193,6 +214,7 @@ impl Application {
         let state = AppState {
             db: db.clone(),
             clock,
+            pricing: std::sync::Arc::default(),
             request_timeout_ms: settings.request_timeout_ms,
         };
         Ok(Self {

@@ -6,6 +6,7 @@
 //! is enough at rest (a slow password hash would only slow every request).
 
 pub mod repo;
+pub mod service;
 
 use std::fmt;
 

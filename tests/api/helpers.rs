@@ -35,6 +35,10 @@ pub struct TestApp {
     pub other_manager: Actor,
     /// A standard (not approved) account.
     pub standard: Actor,
+    /// Key of the operator API.
+    pub operator_key: String,
+    /// Key of a network element (ingest, admission).
+    pub ingest_key: String,
     _dir: tempfile::TempDir,
 }
 
@@ -105,7 +109,10 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    steward::telemetry::init(false);
+    // Logs only when asked for (RUST_LOG=info cargo test …): they drown test output.
+    if std::env::var_os("RUST_LOG").is_some() {
+        steward::telemetry::init(false);
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let database_url = database_url(&dir).await;
     let mut settings = Settings {
@@ -148,7 +155,21 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let manager = seed("Manager@Reseller.example", "Reseller One", true, 10).await;
     let other_manager = seed("boss@other.example", "Other Reseller", true, 10).await;
     let standard = seed("solo@standard.example", "Standalone", false, 0).await;
+    let operator_key =
+        steward::keys::service::mint(&db, &handle, steward::keys::service::ServiceKind::Operator)
+            .await
+            .unwrap()
+            .secret()
+            .to_owned();
+    let ingest_key =
+        steward::keys::service::mint(&db, &handle, steward::keys::service::ServiceKind::Ingest)
+            .await
+            .unwrap()
+            .secret()
+            .to_owned();
     TestApp {
+        operator_key,
+        ingest_key,
         address,
         client: reqwest::Client::new(),
         db,
@@ -256,5 +277,116 @@ impl TestApp {
         accounts::operator::cancel_account(&self.db, &clock, id, include_managed)
             .await
             .unwrap();
+    }
+}
+
+/// A price list: US voice 0.01/min 60/60, catch-all voice 0.05/min 1/1, SMS 0.004/part,
+/// rental 1.00/month.
+pub const BASE_PRICES: &str = "product,prefix,rate,initial_increment_s,subsequent_increment_s
+voice_outbound,1,0.0100,60,60
+voice_outbound,,0.05,1,1
+voice_inbound,,0.002,6,6
+sms_outbound,,0.004,,
+mms_outbound,,0.02,,
+number_rental,,1.00,,
+";
+
+impl TestApp {
+    /// Imports a price list through the operator API; `query` like `platform_default=true`.
+    pub async fn import_prices(&self, csv: &str, query: &str) -> Reply {
+        let response = self
+            .client
+            .post(format!(
+                "{}/admin/v1/price_lists?name=test&{query}",
+                self.address
+            ))
+            .bearer_auth(&self.operator_key)
+            .header("content-type", "text/csv")
+            .body(csv.to_owned())
+            .send()
+            .await
+            .expect("request sent");
+        Self::read(response).await
+    }
+
+    /// Posts usage events with the ingest key.
+    pub async fn ingest(&self, events: Value) -> Reply {
+        self.request(
+            Method::POST,
+            "/v2/usage_events",
+            Some(&self.ingest_key),
+            Some(json!({ "events": events })),
+        )
+        .await
+    }
+
+    /// Asks for admission with the ingest key.
+    pub async fn admit(&self, account: &str, product: &str) -> Reply {
+        self.request(
+            Method::POST,
+            "/v2/admissions",
+            Some(&self.ingest_key),
+            Some(json!({"account_id": account, "product": product, "destination": "+14155550100"})),
+        )
+        .await
+    }
+
+    /// An operator API call with an idempotency key.
+    pub async fn operator_post(
+        &self,
+        path: &str,
+        idempotency_key: Option<&str>,
+        body: Value,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(&self.operator_key)
+            .json(&body);
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        Self::read(request.send().await.expect("request sent")).await
+    }
+
+    /// The `balance` figure an account's key sees.
+    pub async fn balance_of(&self, key: &str) -> String {
+        let reply = self.get("/v2/balance", key).await;
+        reply.assert_status(200);
+        reply.body["data"]["balance"].as_str().unwrap().to_owned()
+    }
+
+    /// Checks every ledger invariant.
+    pub async fn assert_ledger_clean(&self) {
+        let verdict = steward::ledger::verify(&self.db).await.unwrap();
+        assert!(verdict.is_ok(), "ledger violation: {verdict:?}");
+    }
+}
+
+/// A usage event occurring shortly after the test clock's start.
+pub fn event(id: &str, account: &str, product: &str, destination: &str, quantity: i64) -> Value {
+    json!({"id": id, "account_id": account, "product": product, "destination": destination,
+           "quantity": quantity, "occurred_at": "2026-01-01T12:00:30Z"})
+}
+
+impl TestApp {
+    /// A manager with no channel pool (the feature off).
+    pub async fn standard_manager(&self) -> Actor {
+        let clock: ClockHandle = Arc::new(self.clock.clone());
+        let new = NewAccount {
+            email: Email::parse("nopool@reseller.example").unwrap(),
+            organization_name: OrganizationName::parse("No Pool").unwrap(),
+            manager: true,
+            max_managed_accounts: None,
+            allocatable_channels: None,
+        };
+        let (account, key) = accounts::create_account(&self.db, &clock, new)
+            .await
+            .unwrap();
+        Actor {
+            id: account.id.to_string(),
+            email: account.email,
+            key: key.secret().to_owned(),
+        }
     }
 }

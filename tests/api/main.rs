@@ -7,6 +7,7 @@
     reason = "a test should fail loudly at the first surprise"
 )]
 
+mod admission;
 mod api_keys;
 mod cli;
 mod concurrency;
@@ -15,3 +16,5 @@ mod helpers;
 mod listing;
 mod managed_accounts;
 mod openapi;
+mod pricing;
+mod usage;

@@ -500,7 +500,8 @@ async fn balance_has_the_telnyx_fields_as_decimal_strings() {
     assert_eq!(
         reply.body,
         json!({"data": {"record_type": "balance", "balance": "0.00", "credit_limit": "0.00",
-                        "available_credit": "0.00", "pending": "0.00", "currency": "USD"}})
+                        "available_credit": "0.00", "pending": "0.00", "currency": "USD",
+                        "rollup_billing": false}})
     );
 }
 

@@ -37,6 +37,21 @@ async fn the_openapi_document_describes_every_route_served() {
         ("get", "/v2/balance"),
         ("get", "/healthz"),
         ("get", "/livez"),
+        ("post", "/v2/usage_events"),
+        ("post", "/v2/admissions"),
+        ("post", "/v2/channel_leases/{id}/actions/release"),
+        ("post", "/v2/channel_leases/{id}/actions/renew"),
+        ("get", "/v2/detail_records"),
+        ("get", "/v2/pricing/rates"),
+        ("get", "/v2/pricing/rate"),
+        ("get", "/v2/managed_accounts/{id}/pricing/rates"),
+        ("get", "/v2/managed_accounts/{id}/pricing/rate"),
+        ("post", "/admin/v1/price_lists"),
+        ("post", "/admin/v1/price_lists/{id}/assignments"),
+        ("get", "/admin/v1/accounts/{id}/balance"),
+        ("post", "/admin/v1/accounts/{id}/credit_limit"),
+        ("post", "/admin/v1/accounts/{id}/credits"),
+        ("post", "/admin/v1/accounts/{id}/adjustments"),
     ];
     let paths = document["paths"].as_object().unwrap();
     let mut documented = 0;

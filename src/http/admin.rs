@@ -1,0 +1,390 @@
+//! The operator API (`/admin/v1`, operator keys): price lists, credit limits, credits and
+//! adjustments. Money movements require an `Idempotency-Key` header; a retry with the same
+//! key and body replays the first answer (header `Idempotent-Replayed: true`).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use chrono::DateTime;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, ErrorKind};
+use super::extract::{JsonBody, OperatorCaller, PathParams, QueryParams, account_id};
+use super::wire::{Data, WIRE_DECIMALS, timestamp};
+use crate::billing::{self, IdempotencyKey, MoneyRequest, Movement};
+use crate::clock::to_epoch_ms;
+use crate::money::Money;
+use crate::pricing::{self, AssignTo, NewPriceList, PricingError};
+
+/// A price list header.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PriceListBody {
+    /// Always `price_list`.
+    pub record_type: &'static str,
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Currency.
+    pub currency: String,
+    /// From when it applies.
+    pub effective_from: String,
+    /// Rates it holds.
+    pub rate_count: i64,
+}
+
+fn effective_from(text: Option<&str>, state: &AppState, at: &str) -> Result<i64, ApiError> {
+    match text {
+        None => Ok(to_epoch_ms(state.clock.now())),
+        Some(text) => DateTime::parse_from_rfc3339(text)
+            .map(|t| t.timestamp_millis())
+            .map_err(|_| {
+                ApiError::new(
+                    ErrorKind::InvalidValue,
+                    "effective_from must be an RFC 3339 instant",
+                )
+                .parameter(at)
+            }),
+    }
+}
+
+/// Imports a price list from a CSV body (`product,prefix,rate,initial_increment_s,subsequent_increment_s`).
+/// A file with any bad line imports nothing; the error lists the bad lines.
+#[utoipa::path(post, path = "/admin/v1/price_lists", tag = "Operator",
+    params(("name" = String, Query), ("platform_default" = Option<bool>, Query), ("assign_to" = Option<String>, Query),
+        ("effective_from" = Option<String>, Query, description = "RFC 3339; default now")),
+    request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, body = Data<PriceListBody>), (status = 401, body = super::error::ErrorEnvelope),
+        (status = 422, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn import_price_list(
+    State(state): State<AppState>,
+    OperatorCaller(actor): OperatorCaller,
+    query: QueryParams,
+    body: Bytes,
+) -> Result<Json<Data<PriceListBody>>, ApiError> {
+    let name = query
+        .get("name")
+        .ok_or_else(|| ApiError::new(ErrorKind::Missing, "name is required").parameter("name"))?;
+    let assign_to = match (
+        query.bool("platform_default")?.unwrap_or(false),
+        query.get("assign_to"),
+    ) {
+        (true, Some(_)) => {
+            return Err(ApiError::new(
+                ErrorKind::InvalidValue,
+                "give platform_default or assign_to, not both",
+            )
+            .parameter("assign_to"));
+        }
+        (true, None) => Some(AssignTo::PlatformDefault),
+        (false, Some(id)) => Some(AssignTo::Account(account_id(id)?)),
+        (false, None) => None,
+    };
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::new(ErrorKind::BadRequest, "The CSV must be UTF-8 text."))?;
+    let rows = pricing::csv::parse(text).map_err(PricingError::BadFile)?;
+    let new = NewPriceList {
+        name: name.to_owned(),
+        currency: query
+            .get("currency")
+            .unwrap_or(billing::CURRENCY)
+            .to_owned(),
+        effective_from_ms: effective_from(query.get("effective_from"), &state, "effective_from")?,
+        assign_to,
+    };
+    let list = pricing::import(&state.db, &state.clock, new, &rows, &actor).await?;
+    Ok(Json(Data {
+        data: PriceListBody {
+            record_type: "price_list",
+            id: list.id,
+            name: list.name,
+            currency: list.currency,
+            effective_from: timestamp(list.effective_from_ms),
+            rate_count: list.rate_count,
+        },
+    }))
+}
+
+/// Body of an assignment.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AssignmentRequest {
+    /// The account (a managed account's own list applies only with custom pricing allowed).
+    pub account_id: Option<String>,
+    /// Make it the platform default instead.
+    pub platform_default: Option<bool>,
+    /// RFC 3339; default now. Usage already charged is never re-rated.
+    pub effective_from: Option<String>,
+}
+
+/// An assignment made.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AssignmentBody {
+    /// Always `price_list_assignment`.
+    pub record_type: &'static str,
+    /// The list.
+    pub price_list_id: String,
+    /// The account, or null for the platform default.
+    pub account_id: Option<String>,
+    /// From when.
+    pub effective_from: String,
+}
+
+/// Assigns a price list to an account or as the platform default.
+#[utoipa::path(post, path = "/admin/v1/price_lists/{id}/assignments", tag = "Operator",
+    params(("id" = String, Path)), request_body = AssignmentRequest,
+    responses((status = 200, body = Data<AssignmentBody>), (status = 404, body = super::error::ErrorEnvelope),
+        (status = 422, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn assign_price_list(
+    State(state): State<AppState>,
+    OperatorCaller(actor): OperatorCaller,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<AssignmentRequest>,
+) -> Result<Json<Data<AssignmentBody>>, ApiError> {
+    let target = match (
+        body.platform_default.unwrap_or(false),
+        body.account_id.as_deref(),
+    ) {
+        (true, None) => AssignTo::PlatformDefault,
+        (false, Some(account)) => AssignTo::Account(account_id(account)?),
+        _ => {
+            return Err(ApiError::new(
+                ErrorKind::InvalidValue,
+                "give exactly one of account_id and platform_default",
+            )
+            .pointer("/account_id"));
+        }
+    };
+    let from_ms = effective_from(body.effective_from.as_deref(), &state, "effective_from")?;
+    pricing::assign(&state.db, &state.clock, &id, target, from_ms, &actor).await?;
+    Ok(Json(Data {
+        data: AssignmentBody {
+            record_type: "price_list_assignment",
+            price_list_id: id,
+            account_id: match target {
+                AssignTo::Account(a) => Some(a.to_string()),
+                AssignTo::PlatformDefault => None,
+            },
+            effective_from: timestamp(from_ms),
+        },
+    }))
+}
+
+/// An account's balance as the operator sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OperatorBalance {
+    /// Always `balance`.
+    pub record_type: &'static str,
+    /// Account.
+    pub account_id: String,
+    /// Balance.
+    pub balance: String,
+    /// Credit limit.
+    pub credit_limit: String,
+    /// Balance + credit limit.
+    pub available_credit: String,
+    /// Currency.
+    pub currency: &'static str,
+}
+
+fn operator_balance(account: &str, balance: billing::Balance) -> OperatorBalance {
+    OperatorBalance {
+        record_type: "balance",
+        account_id: account.to_owned(),
+        balance: balance.balance.to_decimal_string(WIRE_DECIMALS),
+        credit_limit: balance.credit_limit.to_decimal_string(WIRE_DECIMALS),
+        available_credit: balance.available_credit().to_decimal_string(WIRE_DECIMALS),
+        currency: billing::CURRENCY,
+    }
+}
+
+/// Any account's balance.
+#[utoipa::path(get, path = "/admin/v1/accounts/{id}/balance", tag = "Operator", params(("id" = String, Path)),
+    responses((status = 200, body = Data<OperatorBalance>), (status = 404, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn balance(
+    State(state): State<AppState>,
+    _operator: OperatorCaller,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<Data<OperatorBalance>>, ApiError> {
+    let id = account_id(&id)?;
+    let mut conn = state.db.read.acquire().await?;
+    let account = crate::accounts::repo::find(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("account"))?;
+    drop(conn);
+    let balance = billing::balance_of(&state.db, &account).await?;
+    Ok(Json(Data {
+        data: operator_balance(&id.to_string(), balance),
+    }))
+}
+
+/// Body of a credit-limit change.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreditLimitRequest {
+    /// Decimal string ≥ 0, e.g. `"100.00"`.
+    pub amount: Option<String>,
+}
+
+fn amount(text: Option<&str>) -> Result<Money, ApiError> {
+    let text = text.ok_or_else(|| {
+        ApiError::new(ErrorKind::Missing, "amount is required").pointer("/amount")
+    })?;
+    Money::parse_decimal(text).map_err(|e| {
+        ApiError::new(ErrorKind::InvalidValue, format!("amount: {e}")).pointer("/amount")
+    })
+}
+
+/// Sets an account's credit limit (a credit-limit ledger entry for the difference).
+#[utoipa::path(post, path = "/admin/v1/accounts/{id}/credit_limit", tag = "Operator", params(("id" = String, Path)),
+    request_body = CreditLimitRequest,
+    responses((status = 200, body = Data<OperatorBalance>), (status = 404, body = super::error::ErrorEnvelope),
+        (status = 422, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn set_credit_limit(
+    State(state): State<AppState>,
+    OperatorCaller(actor): OperatorCaller,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<CreditLimitRequest>,
+) -> Result<Json<Data<OperatorBalance>>, ApiError> {
+    let id = account_id(&id)?;
+    let balance = billing::set_credit_limit(
+        &state.db,
+        &state.clock,
+        id,
+        amount(body.amount.as_deref())?,
+        &actor,
+    )
+    .await?;
+    Ok(Json(Data {
+        data: operator_balance(&id.to_string(), balance),
+    }))
+}
+
+/// Body of a credit or adjustment.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct MoneyBody {
+    /// Decimal string; credits > 0, adjustments ≠ 0 (negative takes money away).
+    pub amount: Option<String>,
+    /// Why (required, audited).
+    pub reason: Option<String>,
+}
+
+/// A posted movement.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MovementBody {
+    /// Always `ledger_movement`.
+    pub record_type: &'static str,
+    /// The movement.
+    #[serde(flatten)]
+    pub movement: MovementFields,
+}
+
+/// Fields of a movement.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MovementFields {
+    /// Journal entry id.
+    pub entry_id: String,
+    /// Account.
+    pub account_id: String,
+    /// `credit` or `adjustment`.
+    pub kind: String,
+    /// Signed amount.
+    pub amount: String,
+    /// Balance right after.
+    pub balance_after: String,
+    /// Why.
+    pub reason: String,
+}
+
+fn money_request(id: &str, headers: &HeaderMap, body: MoneyBody) -> Result<MoneyRequest, ApiError> {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::new(ErrorKind::Missing, "the Idempotency-Key header is required")
+                .parameter("Idempotency-Key")
+        })?;
+    let idempotency_key = IdempotencyKey::parse(key).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::InvalidValue,
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )
+        .parameter("Idempotency-Key")
+    })?;
+    Ok(MoneyRequest {
+        account: account_id(id)?,
+        amount: amount(body.amount.as_deref())?,
+        reason: body.reason.ok_or_else(|| {
+            ApiError::new(ErrorKind::Missing, "reason is required").pointer("/reason")
+        })?,
+        idempotency_key,
+    })
+}
+
+fn movement_response((movement, replayed): (Movement, bool)) -> Response {
+    let body = Json(Data {
+        data: MovementBody {
+            record_type: "ledger_movement",
+            movement: MovementFields {
+                entry_id: movement.entry_id,
+                account_id: movement.account_id,
+                kind: movement.kind,
+                amount: movement.amount,
+                balance_after: movement.balance_after,
+                reason: movement.reason,
+            },
+        },
+    });
+    let mut response = body.into_response();
+    if replayed {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
+
+/// Credits money to an account's balance.
+#[utoipa::path(post, path = "/admin/v1/accounts/{id}/credits", tag = "Operator",
+    params(("id" = String, Path), ("Idempotency-Key" = String, Header)), request_body = MoneyBody,
+    responses((status = 200, body = Data<MovementBody>), (status = 404, body = super::error::ErrorEnvelope),
+        (status = 422, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn credit(
+    State(state): State<AppState>,
+    OperatorCaller(actor): OperatorCaller,
+    PathParams(id): PathParams<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<MoneyBody>,
+) -> Result<Response, ApiError> {
+    let request = money_request(&id, &headers, body)?;
+    Ok(movement_response(
+        billing::credit(&state.db, &state.clock, request, &actor).await?,
+    ))
+}
+
+/// Adjusts an account's balance (either sign).
+#[utoipa::path(post, path = "/admin/v1/accounts/{id}/adjustments", tag = "Operator",
+    params(("id" = String, Path), ("Idempotency-Key" = String, Header)), request_body = MoneyBody,
+    responses((status = 200, body = Data<MovementBody>), (status = 404, body = super::error::ErrorEnvelope),
+        (status = 422, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn adjust(
+    State(state): State<AppState>,
+    OperatorCaller(actor): OperatorCaller,
+    PathParams(id): PathParams<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<MoneyBody>,
+) -> Result<Response, ApiError> {
+    let request = money_request(&id, &headers, body)?;
+    Ok(movement_response(
+        billing::adjust(&state.db, &state.clock, request, &actor).await?,
+    ))
+}

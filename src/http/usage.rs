@@ -1,0 +1,261 @@
+//! Network-element endpoints (ingest key): usage events, call admission, channel leases.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, ErrorKind};
+use super::extract::{IngestCaller, JsonBody, PathParams};
+use super::wire::Data;
+use crate::accounts::AccountId;
+use crate::admission::{self, Decision, LEASE_TTL_DEFAULT_S, LEASE_TTL_MAX_S};
+use crate::clock::{from_epoch_ms, to_wire};
+use crate::pricing::Product;
+use crate::usage::{self, BATCH_EVENTS_MAX, Outcome, RawEvent};
+
+/// Body of `POST /v2/usage_events`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UsageBatch {
+    /// Up to 10,000 events: `{id, account_id, product, destination, quantity, occurred_at, lease_id?}`.
+    #[schema(value_type = Vec<Object>)]
+    pub events: Option<Vec<RawEvent>>,
+}
+
+/// What happened to one event, in request order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventResult {
+    /// The event id as sent (null if it had none).
+    pub id: Option<String>,
+    /// `accepted`, `duplicate` or `rejected`.
+    pub status: &'static str,
+    /// Why it was rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Ingests a batch of usage events: each is rated and charged exactly once, ever.
+#[utoipa::path(post, path = "/v2/usage_events", tag = "Usage", request_body = UsageBatch,
+    responses((status = 200, body = Data<Vec<EventResult>>), (status = 401, body = super::error::ErrorEnvelope),
+        (status = 422, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn ingest(
+    State(state): State<AppState>,
+    IngestCaller(key_id): IngestCaller,
+    JsonBody(batch): JsonBody<UsageBatch>,
+) -> Result<Json<Data<Vec<EventResult>>>, ApiError> {
+    let events = batch.events.ok_or_else(|| {
+        ApiError::new(ErrorKind::Missing, "events is required").pointer("/events")
+    })?;
+    if events.len() > BATCH_EVENTS_MAX {
+        return Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            format!(
+                "a batch holds at most {BATCH_EVENTS_MAX} events; this one has {}",
+                events.len()
+            ),
+        )
+        .pointer("/events"));
+    }
+    let outcomes = usage::ingest(
+        &state.db,
+        &state.pricing,
+        &state.clock,
+        &events,
+        &format!("ingest:{key_id}"),
+    )
+    .await?;
+    let data = events
+        .into_iter()
+        .zip(outcomes)
+        .map(|(event, outcome)| {
+            let (status, reason) = match outcome {
+                Outcome::Accepted => ("accepted", None),
+                Outcome::Duplicate => ("duplicate", None),
+                Outcome::Rejected(reason) => ("rejected", Some(reason)),
+            };
+            EventResult {
+                id: event.id,
+                status,
+                reason,
+            }
+        })
+        .collect();
+    Ok(Json(Data { data }))
+}
+
+/// Body of `POST /v2/admissions`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AdmissionRequest {
+    /// The account that wants to start usage.
+    pub account_id: Option<String>,
+    /// The product.
+    pub product: Option<String>,
+    /// E.164 destination.
+    pub destination: Option<String>,
+    /// Lease lifetime for calls, 1 to 14,400 seconds (default 300).
+    pub ttl_s: Option<u32>,
+}
+
+/// The decision.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdmissionDecision {
+    /// Always `admission`.
+    pub record_type: &'static str,
+    /// Whether usage may start.
+    pub admitted: bool,
+    /// Why not: `account_disabled`, `account_cancelled`, `account_blocked`,
+    /// `insufficient_credit`, `channel_limit_reached`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// For calls: the lease to release (or to send with the call's usage event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_id: Option<String>,
+    /// When the lease lapses unless renewed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+fn field<'a>(value: Option<&'a str>, pointer: &str) -> Result<&'a str, ApiError> {
+    value.ok_or_else(|| {
+        ApiError::new(ErrorKind::Missing, format!("{} is required", &pointer[1..])).pointer(pointer)
+    })
+}
+
+/// Asks whether an account may start a call or send a message now.
+#[utoipa::path(post, path = "/v2/admissions", tag = "Usage", request_body = AdmissionRequest,
+    responses((status = 200, body = Data<AdmissionDecision>), (status = 401, body = super::error::ErrorEnvelope),
+        (status = 404, body = super::error::ErrorEnvelope), (status = 422, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn admit(
+    State(state): State<AppState>,
+    _caller: IngestCaller,
+    JsonBody(body): JsonBody<AdmissionRequest>,
+) -> Result<Json<Data<AdmissionDecision>>, ApiError> {
+    let account_id = field(body.account_id.as_deref(), "/account_id")?;
+    let account_id = AccountId::parse(account_id).ok_or_else(|| ApiError::not_found("account"))?;
+    let product = field(body.product.as_deref(), "/product")?;
+    let product = Product::parse(product).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::InvalidValue,
+            format!("unknown product '{product}'"),
+        )
+        .pointer("/product")
+    })?;
+    let destination = field(body.destination.as_deref(), "/destination")?;
+    let destination = usage::e164_digits(destination).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::InvalidValue,
+            "destination must be an E.164 number",
+        )
+        .pointer("/destination")
+    })?;
+    let ttl_s = ttl(body.ttl_s)?;
+    let decision = admission::admit(
+        &state.db,
+        &state.clock,
+        account_id,
+        product,
+        destination,
+        ttl_s,
+    )
+    .await?;
+    let data = match decision {
+        Decision::Admitted(lease) => AdmissionDecision {
+            record_type: "admission",
+            admitted: true,
+            reason: None,
+            expires_at: lease
+                .as_ref()
+                .map(|l| to_wire(from_epoch_ms(l.expires_at_ms))),
+            lease_id: lease.map(|l| l.id),
+        },
+        Decision::Refused(refusal) => AdmissionDecision {
+            record_type: "admission",
+            admitted: false,
+            reason: Some(refusal.as_str()),
+            lease_id: None,
+            expires_at: None,
+        },
+    };
+    Ok(Json(Data { data }))
+}
+
+fn ttl(ttl_s: Option<u32>) -> Result<u32, ApiError> {
+    let ttl_s = ttl_s.unwrap_or(LEASE_TTL_DEFAULT_S);
+    if (1..=LEASE_TTL_MAX_S).contains(&ttl_s) {
+        Ok(ttl_s)
+    } else {
+        Err(ApiError::new(
+            ErrorKind::InvalidValue,
+            format!("ttl_s must be from 1 to {LEASE_TTL_MAX_S}"),
+        )
+        .pointer("/ttl_s"))
+    }
+}
+
+/// A channel lease.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelLease {
+    /// Always `channel_lease`.
+    pub record_type: &'static str,
+    /// Lease id.
+    pub id: String,
+    /// The account holding it.
+    pub account_id: String,
+    /// Whether it still holds a channel.
+    pub live: bool,
+    /// Expiry.
+    pub expires_at: String,
+}
+
+impl From<admission::LeaseState> for ChannelLease {
+    fn from(state: admission::LeaseState) -> Self {
+        Self {
+            record_type: "channel_lease",
+            id: state.id,
+            account_id: state.account_id,
+            live: state.live,
+            expires_at: to_wire(state.expires_at),
+        }
+    }
+}
+
+/// Ends a call's lease. Releasing twice changes nothing.
+#[utoipa::path(post, path = "/v2/channel_leases/{id}/actions/release", tag = "Usage",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Data<ChannelLease>), (status = 401, body = super::error::ErrorEnvelope),
+        (status = 404, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn release(
+    State(state): State<AppState>,
+    _caller: IngestCaller,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<Data<ChannelLease>>, ApiError> {
+    let lease = admission::release(&state.db, &state.clock, &id).await?;
+    Ok(Json(Data { data: lease.into() }))
+}
+
+/// Body of a renewal.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RenewRequest {
+    /// New lifetime from now, 1 to 14,400 seconds (default 300).
+    pub ttl_s: Option<u32>,
+}
+
+/// Keeps a long call's lease alive.
+#[utoipa::path(post, path = "/v2/channel_leases/{id}/actions/renew", tag = "Usage",
+    params(("id" = String, Path)), request_body = RenewRequest,
+    responses((status = 200, body = Data<ChannelLease>), (status = 401, body = super::error::ErrorEnvelope),
+        (status = 404, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn renew(
+    State(state): State<AppState>,
+    _caller: IngestCaller,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<RenewRequest>,
+) -> Result<Json<Data<ChannelLease>>, ApiError> {
+    let lease = admission::renew(&state.db, &state.clock, &id, ttl(body.ttl_s)?).await?;
+    Ok(Json(Data { data: lease.into() }))
+}

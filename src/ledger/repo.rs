@@ -1,0 +1,137 @@
+//! SQL for the ledger: posting entries and reading balances.
+
+use sqlx::{AnyConnection, Row};
+
+use super::{AccountBalance, Book, Entry, EntryKind};
+use crate::accounts::AccountId;
+use crate::money::Money;
+
+/// Rows per multi-row INSERT (postings have 5 values: 1,000 rows stay far below both
+/// engines' bound-parameter limits).
+const INSERT_CHUNK_ROWS: usize = 1_000;
+
+/// Posts `entry` in the caller's transaction: the entry, its postings, and one update of
+/// each touched book's cached balance, in book order.
+pub async fn post_in_tx(
+    conn: &mut AnyConnection,
+    entry: &Entry,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO journal_entries (id, kind, account_id, reason, created_by, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&entry.id)
+    .bind(entry.kind.as_str())
+    .bind(entry.account.map(|a| a.to_string()))
+    .bind(entry.reason.as_deref())
+    .bind(&entry.created_by)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    let numbered: Vec<(usize, &super::Posting)> = entry.postings.iter().enumerate().collect();
+    for chunk in numbered.chunks(INSERT_CHUNK_ROWS) {
+        let mut sql = String::from(
+            "INSERT INTO postings (entry_id, seq, book, amount_nanos, spender_account_id) VALUES ",
+        );
+        for n in 0..chunk.len() {
+            let b = n * 5;
+            if n > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5
+            ));
+        }
+        let mut query = sqlx::query(&sql);
+        for (seq, posting) in chunk {
+            query = query
+                .bind(&entry.id)
+                .bind(i64::try_from(*seq).unwrap_or(i64::MAX))
+                .bind(posting.book.key())
+                .bind(posting.amount.nanos())
+                .bind(posting.spender.map(|s| s.to_string()));
+        }
+        query.execute(&mut *conn).await?;
+    }
+    let net = entry
+        .net_by_book()
+        .map_err(|e| sqlx::Error::Protocol(format!("entry {}: {e}", entry.id)))?;
+    for (book, amount) in net {
+        sqlx::query(
+            "INSERT INTO book_balances (book, balance_nanos, updated_at_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (book) DO UPDATE SET balance_nanos = book_balances.balance_nanos + excluded.balance_nanos, \
+             updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(book)
+        .bind(amount)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The cached balance of a book (zero if it has none yet).
+pub async fn book_balance(conn: &mut AnyConnection, book: Book) -> Result<Money, sqlx::Error> {
+    let nanos: Option<i64> =
+        sqlx::query_scalar("SELECT balance_nanos FROM book_balances WHERE book = $1")
+            .bind(book.key())
+            .fetch_optional(conn)
+            .await?;
+    Ok(Money::from_nanos(nanos.unwrap_or(0)))
+}
+
+/// Balance and credit limit of an account, in one query.
+pub async fn account_balance(
+    conn: &mut AnyConnection,
+    account: AccountId,
+) -> Result<AccountBalance, sqlx::Error> {
+    let rows = sqlx::query("SELECT book, balance_nanos FROM book_balances WHERE book IN ($1, $2)")
+        .bind(Book::Balance(account).key())
+        .bind(Book::CreditLine(account).key())
+        .fetch_all(conn)
+        .await?;
+    let mut balance = AccountBalance::default();
+    for row in rows {
+        let book: String = row.try_get("book")?;
+        let amount = Money::from_nanos(row.try_get("balance_nanos")?);
+        if book.starts_with("balance:") {
+            balance.balance = amount;
+        } else {
+            balance.credit_limit = amount;
+        }
+    }
+    Ok(balance)
+}
+
+/// Locks a book's cached balance row for the rest of the transaction (creating it at
+/// zero if needed), so decisions that read it are serialised across processes.
+pub async fn lock_book(
+    conn: &mut AnyConnection,
+    book: Book,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO book_balances (book, balance_nanos, updated_at_ms) VALUES ($1, 0, $2) \
+         ON CONFLICT (book) DO UPDATE SET updated_at_ms = book_balances.updated_at_ms",
+    )
+    .bind(book.key())
+    .bind(now_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Whether an entry of this kind exists (used by tests and verification).
+pub async fn count_entries(conn: &mut AnyConnection, kind: EntryKind) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM journal_entries WHERE kind = $1")
+        .bind(kind.as_str())
+        .fetch_one(conn)
+        .await
+}

@@ -1,0 +1,286 @@
+//! Price lists, their assignment to accounts, and the in-memory index rating reads.
+//!
+//! Who rates with which list, at instant `t`:
+//! - a standard or manager account: its own assignment in force at `t`, else the platform
+//!   default in force at `t`;
+//! - a managed account: its own assignment only if `managed_account_allow_custom_pricing`
+//!   is on and the operator assigned it one; otherwise whatever its manager rates with.
+//!
+//! Assignments are append-only rows with an effective-from instant, so a change never
+//! touches usage already rated (rated records keep the list and rate that produced them).
+//! Servers keep the whole index in memory and reload it when the database's pricing
+//! generation moves; the generation is read once per batch, so every process sees a
+//! change from its next batch on.
+
+pub mod csv;
+mod index;
+mod product;
+pub mod repo;
+
+use std::sync::Arc;
+
+pub use index::{PricingIndex, RateEntry, RateTable};
+pub use product::Product;
+
+use crate::accounts::{AccountId, AccountKind};
+use crate::audit;
+use crate::clock::{ClockHandle, to_epoch_ms};
+use crate::db::Db;
+
+/// Voice billing increments: an initial block, then subsequent blocks, in seconds (≥ 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Increments {
+    initial_s: u32,
+    subsequent_s: u32,
+}
+
+impl Increments {
+    /// Both must be at least one second.
+    pub fn new(initial_s: u32, subsequent_s: u32) -> Option<Self> {
+        (initial_s >= 1 && subsequent_s >= 1).then_some(Self {
+            initial_s,
+            subsequent_s,
+        })
+    }
+
+    /// The first block.
+    pub fn initial_s(self) -> u32 {
+        self.initial_s
+    }
+
+    /// Each later block.
+    pub fn subsequent_s(self) -> u32 {
+        self.subsequent_s
+    }
+}
+
+/// One rate of a price list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateRow {
+    /// Product.
+    pub product: Product,
+    /// Destination prefix, digits; empty is the catch-all.
+    pub prefix: String,
+    /// Per minute, per part or per month, in nano-units.
+    pub rate_nanos: i64,
+    /// Voice increments.
+    pub increments: Option<Increments>,
+}
+
+/// Where an assignment applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssignTo {
+    /// Every account without one of its own.
+    PlatformDefault,
+    /// One account.
+    Account(AccountId),
+}
+
+/// A price list as stored (without its rates).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceList {
+    /// Id.
+    pub id: String,
+    /// Operator's name for it.
+    pub name: String,
+    /// ISO 4217 currency of its rates.
+    pub currency: String,
+    /// Usage before this instant is not rated with it.
+    pub effective_from_ms: i64,
+    /// Rates it holds.
+    pub rate_count: i64,
+}
+
+/// Why a pricing operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PricingError {
+    /// The CSV had bad lines; nothing was imported.
+    #[error("the price list has {} bad line(s); nothing was imported", .0.len())]
+    BadFile(Vec<csv::LineError>),
+    /// No such price list or account.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Something about the request is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// A query failed.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+}
+
+/// What an import is given.
+#[derive(Debug)]
+pub struct NewPriceList {
+    /// Name.
+    pub name: String,
+    /// Currency (the platform bills in USD only, for now).
+    pub currency: String,
+    /// From when it applies.
+    pub effective_from_ms: i64,
+    /// Where to assign it right away, if anywhere.
+    pub assign_to: Option<AssignTo>,
+}
+
+/// Imports a parsed price list, assigns it if asked, and bumps the pricing generation, in
+/// one transaction.
+#[tracing::instrument(name = "steward.pricing.import", skip_all, fields(rates = rows.len()))]
+pub async fn import(
+    db: &Db,
+    clock: &ClockHandle,
+    new: NewPriceList,
+    rows: &[RateRow],
+    actor: &str,
+) -> Result<PriceList, PricingError> {
+    if new.currency != crate::billing::CURRENCY {
+        return Err(PricingError::Invalid(format!(
+            "the platform bills in {}; a price list in {} cannot be used",
+            crate::billing::CURRENCY,
+            new.currency
+        )));
+    }
+    let name = new.name.trim();
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(PricingError::Invalid(
+            "the name must be 1 to 255 characters".to_owned(),
+        ));
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    let now_ms = to_epoch_ms(clock.now());
+    let mut tx = db.write.begin().await?;
+    repo::insert_list(
+        &mut tx,
+        &id,
+        name,
+        &new.currency,
+        new.effective_from_ms,
+        now_ms,
+    )
+    .await?;
+    repo::insert_rates(&mut tx, &id, rows).await?;
+    if let Some(target) = new.assign_to {
+        assign_in_tx(&mut tx, &id, target, new.effective_from_ms, now_ms).await?;
+    }
+    repo::bump_generation(&mut tx).await?;
+    let details = serde_json::json!({"price_list_id": id, "name": name, "rates": rows.len(),
+        "assign_to": new.assign_to.map(describe)});
+    audit::record(&mut tx, actor, "price_list.import", None, &details, now_ms).await?;
+    tx.commit().await?;
+    Ok(PriceList {
+        id,
+        name: name.to_owned(),
+        currency: new.currency,
+        effective_from_ms: new.effective_from_ms,
+        rate_count: i64::try_from(rows.len()).unwrap_or(i64::MAX),
+    })
+}
+
+fn describe(target: AssignTo) -> String {
+    match target {
+        AssignTo::PlatformDefault => "platform_default".to_owned(),
+        AssignTo::Account(id) => id.to_string(),
+    }
+}
+
+async fn assign_in_tx(
+    tx: &mut sqlx::AnyConnection,
+    price_list_id: &str,
+    target: AssignTo,
+    effective_from_ms: i64,
+    now_ms: i64,
+) -> Result<(), PricingError> {
+    if let AssignTo::Account(account_id) = target {
+        crate::accounts::repo::find(tx, account_id)
+            .await?
+            .ok_or(PricingError::NotFound("account"))?;
+    }
+    let account = match target {
+        AssignTo::PlatformDefault => None,
+        AssignTo::Account(id) => Some(id),
+    };
+    repo::insert_assignment(tx, account, price_list_id, effective_from_ms, now_ms).await?;
+    Ok(())
+}
+
+/// Assigns an existing list from `effective_from_ms` on.
+#[tracing::instrument(name = "steward.pricing.assign", skip_all)]
+pub async fn assign(
+    db: &Db,
+    clock: &ClockHandle,
+    price_list_id: &str,
+    target: AssignTo,
+    effective_from_ms: i64,
+    actor: &str,
+) -> Result<(), PricingError> {
+    let now_ms = to_epoch_ms(clock.now());
+    let mut tx = db.write.begin().await?;
+    repo::find_list(&mut tx, price_list_id)
+        .await?
+        .ok_or(PricingError::NotFound("price list"))?;
+    assign_in_tx(&mut tx, price_list_id, target, effective_from_ms, now_ms).await?;
+    repo::bump_generation(&mut tx).await?;
+    let details = serde_json::json!({"price_list_id": price_list_id, "assign_to": describe(target),
+        "effective_from_ms": effective_from_ms});
+    let account = match target {
+        AssignTo::Account(id) => Some(id),
+        AssignTo::PlatformDefault => None,
+    };
+    audit::record(
+        &mut tx,
+        actor,
+        "price_list.assign",
+        account,
+        &details,
+        now_ms,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What rating needs to know about an account to find its list.
+#[derive(Debug, Clone, Copy)]
+pub struct PricingSubject {
+    /// The account.
+    pub id: AccountId,
+    /// Its kind.
+    pub kind: AccountKind,
+    /// Its manager, for managed accounts.
+    pub manager_id: Option<AccountId>,
+    /// Custom pricing flag.
+    pub allow_custom_pricing: bool,
+}
+
+/// The process's copy of the pricing index, refreshed when the generation moves.
+#[derive(Debug, Default)]
+pub struct PricingCache {
+    current: tokio::sync::RwLock<Option<Arc<PricingIndex>>>,
+    reload: tokio::sync::Mutex<()>,
+}
+
+impl PricingCache {
+    /// The index as of the database's current generation (one small query; a reload only
+    /// when pricing changed since the last call).
+    pub async fn current(&self, db: &Db) -> Result<Arc<PricingIndex>, sqlx::Error> {
+        let mut conn = db.read.acquire().await?;
+        let generation = repo::generation(&mut conn).await?;
+        if let Some(index) = self.fresh(generation).await {
+            return Ok(index);
+        }
+        // One reload at a time; whoever waited finds it done.
+        let _guard = self.reload.lock().await;
+        if let Some(index) = self.fresh(generation).await {
+            return Ok(index);
+        }
+        let index = Arc::new(index::load(&mut conn).await?);
+        *self.current.write().await = Some(Arc::clone(&index));
+        Ok(index)
+    }
+
+    async fn fresh(&self, generation: i64) -> Option<Arc<PricingIndex>> {
+        let current = self.current.read().await;
+        current
+            .as_ref()
+            .filter(|i| i.generation() >= generation)
+            .map(Arc::clone)
+    }
+}

@@ -1,0 +1,271 @@
+use chrono::TimeDelta;
+use futures::future::join_all;
+use serde_json::json;
+
+use crate::helpers::{BASE_PRICES, spawn_app};
+
+async fn fund(app: &crate::helpers::TestApp, account: &str, amount: &str) {
+    app.operator_post(
+        &format!("/admin/v1/accounts/{account}/credit_limit"),
+        None,
+        json!({"amount": amount}),
+    )
+    .await
+    .assert_status(200);
+}
+
+#[tokio::test]
+async fn concurrent_admissions_never_exceed_the_channel_limit() {
+    let app = spawn_app().await; // the manager's pool is 10
+    let child = app.managed_of(&app.manager, "Busy Co", json!({})).await;
+    fund(&app, &child.id, "50.00").await;
+    app.patch(
+        &format!(
+            "/v2/managed_accounts/{}/update_global_channel_limit",
+            child.id
+        ),
+        &app.manager.key,
+        json!({"channel_limit": 3}),
+    )
+    .await
+    .assert_status(200);
+
+    let replies = join_all((0..12).map(|_| app.admit(&child.id, "voice_outbound"))).await;
+
+    let admitted: Vec<&serde_json::Value> = replies
+        .iter()
+        .map(|r| &r.body["data"])
+        .filter(|d| d["admitted"] == true)
+        .collect();
+    assert_eq!(admitted.len(), 3);
+    for refused in replies
+        .iter()
+        .map(|r| &r.body["data"])
+        .filter(|d| d["admitted"] == false)
+    {
+        assert_eq!(refused["reason"], "channel_limit_reached");
+    }
+    // Messages and inbound calls take no outbound channel.
+    assert_eq!(
+        app.admit(&child.id, "sms_outbound").await.body["data"]["admitted"],
+        true
+    );
+    assert_eq!(
+        app.admit(&child.id, "voice_inbound").await.body["data"]["admitted"],
+        true
+    );
+
+    // Releasing one frees one.
+    let lease = admitted[0]["lease_id"].as_str().unwrap();
+    let released = app
+        .post(
+            &format!("/v2/channel_leases/{lease}/actions/release"),
+            &app.ingest_key,
+            None,
+        )
+        .await;
+    released.assert_status(200);
+    assert_eq!(released.body["data"]["live"], false);
+    assert_eq!(
+        app.admit(&child.id, "voice_outbound").await.body["data"]["admitted"],
+        true
+    );
+    assert_eq!(
+        app.admit(&child.id, "voice_outbound").await.body["data"]["reason"],
+        "channel_limit_reached"
+    );
+
+    // Leases of a crashed switch expire.
+    app.clock.advance(TimeDelta::seconds(301));
+    assert_eq!(
+        app.admit(&child.id, "voice_outbound").await.body["data"]["admitted"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn a_zero_channel_limit_admits_no_outbound_call_when_the_pool_is_on() {
+    let app = spawn_app().await;
+    let child = app.managed_of(&app.manager, "Zero Co", json!({})).await;
+    fund(&app, &child.id, "5.00").await;
+    assert_eq!(
+        app.admit(&child.id, "voice_outbound").await.body["data"]["reason"],
+        "channel_limit_reached"
+    );
+    // A manager without a pool (feature off) does not limit its accounts.
+    let other = app
+        .managed_of(&app.standard_manager().await, "Free Co", json!({}))
+        .await;
+    fund(&app, &other.id, "5.00").await;
+    assert_eq!(
+        app.admit(&other.id, "voice_outbound").await.body["data"]["admitted"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn no_credit_no_admission_and_rollup_uses_the_managers_credit() {
+    let app = spawn_app().await;
+    let own = app.managed_of(&app.manager, "Broke Co", json!({})).await;
+    let rollup = app
+        .managed_of(&app.manager, "Rollup Co", json!({"rollup_billing": true}))
+        .await;
+
+    assert_eq!(
+        app.admit(&own.id, "sms_outbound").await.body["data"]["reason"],
+        "insufficient_credit"
+    );
+    assert_eq!(
+        app.admit(&rollup.id, "sms_outbound").await.body["data"]["reason"],
+        "insufficient_credit"
+    );
+    let credited = app
+        .operator_post(
+            &format!("/admin/v1/accounts/{}/credits", app.manager.id),
+            Some("topup-1"),
+            json!({"amount": "10.00", "reason": "wire transfer"}),
+        )
+        .await;
+    credited.assert_status(200);
+    assert_eq!(
+        app.admit(&rollup.id, "sms_outbound").await.body["data"]["admitted"],
+        true
+    );
+    assert_eq!(
+        app.admit(&own.id, "sms_outbound").await.body["data"]["reason"],
+        "insufficient_credit"
+    );
+    // A rollup account cannot be credited itself.
+    app.operator_post(
+        &format!("/admin/v1/accounts/{}/credits", rollup.id),
+        Some("topup-2"),
+        json!({"amount": "1.00", "reason": "x"}),
+    )
+    .await
+    .assert_error(422, "40004", None);
+}
+
+#[tokio::test]
+async fn a_disabled_accounts_admitted_call_completes_and_is_charged() {
+    let app = spawn_app().await;
+    app.import_prices(BASE_PRICES, "platform_default=true")
+        .await
+        .assert_status(200);
+    let child = app.managed_of(&app.manager, "Ending Co", json!({})).await;
+    fund(&app, &child.id, "20.00").await;
+    app.patch(
+        &format!(
+            "/v2/managed_accounts/{}/update_global_channel_limit",
+            child.id
+        ),
+        &app.manager.key,
+        json!({"channel_limit": 1}),
+    )
+    .await
+    .assert_status(200);
+    let admitted = app.admit(&child.id, "voice_outbound").await;
+    let lease = admitted.body["data"]["lease_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    app.post(
+        &format!("/v2/managed_accounts/{}/actions/disable", child.id),
+        &app.manager.key,
+        None,
+    )
+    .await
+    .assert_status(200);
+    assert_eq!(
+        app.admit(&child.id, "voice_outbound").await.body["data"]["reason"],
+        "account_disabled"
+    );
+    assert_eq!(
+        app.admit(&child.id, "sms_outbound").await.body["data"]["reason"],
+        "account_disabled"
+    );
+
+    let mut call = crate::helpers::event(
+        "ended-call",
+        &child.id,
+        "voice_outbound",
+        "+14155550100",
+        90,
+    );
+    call["lease_id"] = json!(lease);
+    let charged = app.ingest(json!([call])).await;
+    assert_eq!(charged.body["data"][0]["status"], "accepted");
+    let live: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM channel_leases WHERE released_at_ms IS NULL")
+            .fetch_one(&app.db.read)
+            .await
+            .unwrap();
+    assert_eq!(live, 0, "charging the call released its lease");
+    let balance = app
+        .client
+        .get(format!(
+            "{}/admin/v1/accounts/{}/balance",
+            app.address, child.id
+        ))
+        .bearer_auth(&app.operator_key)
+        .send()
+        .await
+        .unwrap();
+    let balance = crate::helpers::TestApp::read(balance).await;
+    assert_eq!(balance.body["data"]["balance"], "-0.02");
+    assert_eq!(balance.body["data"]["available_credit"], "19.98");
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn credits_and_adjustments_are_idempotent_and_audited() {
+    let app = spawn_app().await;
+    let path = format!("/admin/v1/accounts/{}/credits", app.standard.id);
+    let body = json!({"amount": "25.50", "reason": "goodwill"});
+
+    let first = app.operator_post(&path, Some("k-1"), body.clone()).await;
+    let retry = app.operator_post(&path, Some("k-1"), body.clone()).await;
+
+    first.assert_status(200);
+    assert_eq!(first.body, retry.body);
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    assert_eq!(app.balance_of(&app.standard.key).await, "25.50");
+    app.operator_post(
+        &path,
+        Some("k-1"),
+        json!({"amount": "99.00", "reason": "goodwill"}),
+    )
+    .await
+    .assert_error(422, "40001", Some(("parameter", "Idempotency-Key")));
+    app.operator_post(&path, None, body.clone())
+        .await
+        .assert_error(422, "10004", Some(("parameter", "Idempotency-Key")));
+    app.operator_post(
+        &path,
+        Some("k-2"),
+        json!({"amount": "-1.00", "reason": "x"}),
+    )
+    .await
+    .assert_error(422, "40001", Some(("pointer", "/amount")));
+    app.operator_post(&path, Some("k-3"), json!({"amount": "1.00"}))
+        .await
+        .assert_error(422, "10004", Some(("pointer", "/reason")));
+
+    let adjusted = app
+        .operator_post(
+            &format!("/admin/v1/accounts/{}/adjustments", app.standard.id),
+            Some("adj-1"),
+            json!({"amount": "-0.50", "reason": "fee"}),
+        )
+        .await;
+    adjusted.assert_status(200);
+    assert_eq!(adjusted.body["data"]["balance_after"], "25.00");
+    let audited: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE account_id = $1")
+            .bind(&app.standard.id)
+            .fetch_one(&app.db.read)
+            .await
+            .unwrap();
+    assert_eq!(audited, 2);
+    app.assert_ledger_clean().await;
+}
