@@ -122,15 +122,16 @@ pub async fn admit(
         tx.commit().await?;
         return Ok(Decision::Admitted(None));
     }
-    if product == Product::VoiceOutbound && account.kind == AccountKind::Managed {
-        if let Some(manager_id) = account.manager_id {
-            let manager = crate::accounts::repo::find(&mut tx, manager_id).await?;
-            let pool_enabled = manager.is_some_and(|m| m.allocatable_channels > 0);
-            if pool_enabled
-                && live_outbound_leases(&mut tx, account_id, now_ms).await? >= account.channel_limit
-            {
-                return Ok(Decision::Refused(Refusal::ChannelLimitReached));
-            }
+    if product == Product::VoiceOutbound
+        && account.kind == AccountKind::Managed
+        && let Some(manager_id) = account.manager_id
+    {
+        let manager = crate::accounts::repo::find(&mut tx, manager_id).await?;
+        let pool_enabled = manager.is_some_and(|m| m.allocatable_channels > 0);
+        if pool_enabled
+            && live_outbound_leases(&mut tx, account_id, now_ms).await? >= account.channel_limit
+        {
+            return Ok(Decision::Refused(Refusal::ChannelLimitReached));
         }
     }
     let lease = Lease {

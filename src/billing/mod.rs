@@ -13,7 +13,7 @@ use crate::accounts::{Account, AccountId, AccountKind};
 use crate::audit;
 use crate::clock::{ClockHandle, to_epoch_ms};
 use crate::db::Db;
-use crate::ledger::{self, Book, Entry, EntryKind};
+use crate::ledger::{self, Book, Entry, EntryHeader, EntryKind};
 use crate::money::Money;
 
 /// The currency every account is billed in.
@@ -253,12 +253,15 @@ async fn move_money(
     }
     let account = own_balance_account(&mut tx, request.account).await?;
     let entry_id = uuid::Uuid::now_v7().to_string();
-    let entry = Entry::transfer(
-        entry_id.clone(),
+    let header = EntryHeader {
+        id: entry_id.clone(),
         kind,
-        Some(account.id),
-        Some(reason.clone()),
-        actor.to_owned(),
+        account: Some(account.id),
+        reason: Some(reason.clone()),
+        created_by: actor.to_owned(),
+    };
+    let entry = Entry::transfer(
+        header,
         counter_book,
         Book::Balance(account.id),
         request.amount,
@@ -321,15 +324,18 @@ pub async fn set_credit_limit(
         .checked_sub(current)
         .ok_or_else(|| BillingError::Invalid("amount out of range".to_owned()))?;
     if delta != Money::ZERO {
-        let entry = Entry::transfer(
-            uuid::Uuid::now_v7().to_string(),
-            EntryKind::CreditLimit,
-            Some(account.id),
-            Some(format!(
+        let header = EntryHeader {
+            id: uuid::Uuid::now_v7().to_string(),
+            kind: EntryKind::CreditLimit,
+            account: Some(account.id),
+            reason: Some(format!(
                 "credit limit set to {}",
                 limit.to_decimal_string(2)
             )),
-            actor.to_owned(),
+            created_by: actor.to_owned(),
+        };
+        let entry = Entry::transfer(
+            header,
             Book::PlatformCreditLines,
             Book::CreditLine(account.id),
             delta,

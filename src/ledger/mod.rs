@@ -87,14 +87,25 @@ pub struct Posting {
     pub spender: Option<AccountId>,
 }
 
+/// Who, what and why of an entry.
+#[derive(Debug, Clone)]
+pub struct EntryHeader {
+    /// Entry id (a UUID).
+    pub id: String,
+    /// Kind of movement.
+    pub kind: EntryKind,
+    /// The account whose money moves, when there is one.
+    pub account: Option<AccountId>,
+    /// Why (operator entries).
+    pub reason: Option<String>,
+    /// Who asked.
+    pub created_by: String,
+}
+
 /// A balanced journal entry, ready to post.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    id: String,
-    kind: EntryKind,
-    account: Option<AccountId>,
-    reason: Option<String>,
-    created_by: String,
+    header: EntryHeader,
     postings: Vec<Posting>,
 }
 
@@ -111,14 +122,7 @@ pub enum EntryError {
 
 impl Entry {
     /// Builds an entry if its postings sum to exactly zero.
-    pub fn new(
-        id: String,
-        kind: EntryKind,
-        account: Option<AccountId>,
-        reason: Option<String>,
-        created_by: String,
-        postings: Vec<Posting>,
-    ) -> Result<Self, EntryError> {
+    pub fn new(header: EntryHeader, postings: Vec<Posting>) -> Result<Self, EntryError> {
         let sum = postings
             .iter()
             .try_fold(Money::ZERO, |sum, p| sum.checked_add(p.amount))
@@ -126,23 +130,12 @@ impl Entry {
         if sum != Money::ZERO {
             return Err(EntryError::Unbalanced(sum));
         }
-        Ok(Self {
-            id,
-            kind,
-            account,
-            reason,
-            created_by,
-            postings,
-        })
+        Ok(Self { header, postings })
     }
 
     /// A transfer of `amount` from `from` to `to` (a two-posting entry).
     pub fn transfer(
-        id: String,
-        kind: EntryKind,
-        account: Option<AccountId>,
-        reason: Option<String>,
-        created_by: String,
+        header: EntryHeader,
         from: Book,
         to: Book,
         amount: Money,
@@ -162,12 +155,17 @@ impl Entry {
                 spender: None,
             },
         ];
-        Self::new(id, kind, account, reason, created_by, postings)
+        Self::new(header, postings)
     }
 
     /// The entry id.
     pub fn id(&self) -> &str {
-        &self.id
+        &self.header.id
+    }
+
+    /// Who, what and why.
+    pub fn header(&self) -> &EntryHeader {
+        &self.header
     }
 
     /// The postings.
@@ -208,6 +206,16 @@ mod tests {
         AccountId::generate()
     }
 
+    fn header(kind: EntryKind) -> EntryHeader {
+        EntryHeader {
+            id: "e".into(),
+            kind,
+            account: None,
+            reason: None,
+            created_by: "t".into(),
+        }
+    }
+
     #[test]
     fn unbalanced_entries_cannot_be_built() {
         let postings = vec![
@@ -222,14 +230,7 @@ mod tests {
                 spender: None,
             },
         ];
-        let built = Entry::new(
-            "e".into(),
-            EntryKind::Usage,
-            None,
-            None,
-            "t".into(),
-            postings,
-        );
+        let built = Entry::new(header(EntryKind::Usage), postings);
         assert_eq!(
             built.unwrap_err(),
             EntryError::Unbalanced(Money::from_nanos(-1))
@@ -239,8 +240,7 @@ mod tests {
     proptest! {
         #[test]
         fn transfers_always_balance(amount in -1_000_000_000_000_000_i64..1_000_000_000_000_000) {
-            let entry = Entry::transfer("e".into(), EntryKind::Credit, None, None, "t".into(),
-                Book::PlatformFunding, Book::Balance(account()), Money::from_nanos(amount)).unwrap();
+            let entry = Entry::transfer(header(EntryKind::Credit), Book::PlatformFunding, Book::Balance(account()), Money::from_nanos(amount)).unwrap();
             let sum: i64 = entry.postings().iter().map(|p| p.amount.nanos()).sum();
             prop_assert_eq!(sum, 0);
             let net: i64 = entry.net_by_book().unwrap().values().sum();
@@ -254,10 +254,10 @@ mod tests {
                 book: Book::Balance(payer), amount: Money::from_nanos(*a), spender: None }).collect();
             let total: i64 = amounts.iter().sum();
             // Without the balancing line it builds only if it already sums to zero.
-            let unbalanced = Entry::new("e".into(), EntryKind::Usage, None, None, "t".into(), postings.clone());
+            let unbalanced = Entry::new(header(EntryKind::Usage), postings.clone());
             prop_assert_eq!(unbalanced.is_ok(), total == 0);
             postings.push(Posting { book: Book::PlatformRevenue, amount: Money::from_nanos(-total), spender: None });
-            prop_assert!(Entry::new("e".into(), EntryKind::Usage, None, None, "t".into(), postings).is_ok());
+            prop_assert!(Entry::new(header(EntryKind::Usage), postings).is_ok());
         }
     }
 }

@@ -21,11 +21,11 @@ pub async fn post_in_tx(
         "INSERT INTO journal_entries (id, kind, account_id, reason, created_by, created_at_ms) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(&entry.id)
-    .bind(entry.kind.as_str())
-    .bind(entry.account.map(|a| a.to_string()))
-    .bind(entry.reason.as_deref())
-    .bind(&entry.created_by)
+    .bind(&entry.header.id)
+    .bind(entry.header.kind.as_str())
+    .bind(entry.header.account.map(|a| a.to_string()))
+    .bind(entry.header.reason.as_deref())
+    .bind(&entry.header.created_by)
     .bind(now_ms)
     .execute(&mut *conn)
     .await?;
@@ -51,7 +51,7 @@ pub async fn post_in_tx(
         let mut query = sqlx::query(&sql);
         for (seq, posting) in chunk {
             query = query
-                .bind(&entry.id)
+                .bind(&entry.header.id)
                 .bind(i64::try_from(*seq).unwrap_or(i64::MAX))
                 .bind(posting.book.key())
                 .bind(posting.amount.nanos())
@@ -61,7 +61,7 @@ pub async fn post_in_tx(
     }
     let net = entry
         .net_by_book()
-        .map_err(|e| sqlx::Error::Protocol(format!("entry {}: {e}", entry.id)))?;
+        .map_err(|e| sqlx::Error::Protocol(format!("entry {}: {e}", entry.header.id)))?;
     for (book, amount) in net {
         sqlx::query(
             "INSERT INTO book_balances (book, balance_nanos, updated_at_ms) VALUES ($1, $2, $3) \

@@ -22,7 +22,7 @@ use crate::accounts::{Account, AccountId};
 use crate::billing::payer_of;
 use crate::clock::{ClockHandle, to_epoch_ms};
 use crate::db::Db;
-use crate::ledger::{self, Book, Entry, EntryKind, Posting};
+use crate::ledger::{self, Book, Entry, EntryHeader, EntryKind, Posting};
 use crate::money::Money;
 use crate::pricing::{PricingCache, PricingSubject, Product};
 use crate::rating;
@@ -224,7 +224,7 @@ pub async fn ingest(
         }
         match parse_event(raw, now_ms) {
             Ok(event) => events.push((slot, event)),
-            Err(reason) => outcomes[slot] = Outcome::Rejected(reason),
+            Err(reason) => set(&mut outcomes, slot, Outcome::Rejected(reason)),
         }
     }
     let account_ids: Vec<AccountId> = events
@@ -241,12 +241,16 @@ pub async fn ingest(
     let mut rated = Vec::with_capacity(events.len());
     for (slot, event) in events {
         let Some(account) = accounts.get(&event.account_id) else {
-            outcomes[slot] = Outcome::Rejected("unknown account".to_owned());
+            set(
+                &mut outcomes,
+                slot,
+                Outcome::Rejected("unknown account".to_owned()),
+            );
             continue;
         };
         match rate(event, account, &index) {
             Ok(record) => rated.push((slot, record)),
-            Err(reason) => outcomes[slot] = Outcome::Rejected(reason),
+            Err(reason) => set(&mut outcomes, slot, Outcome::Rejected(reason)),
         }
     }
     let charged = charge(
@@ -258,19 +262,26 @@ pub async fn ingest(
     .await?;
     for (slot, record) in &rated {
         if !charged.contains(record.event.id.as_str()) {
-            outcomes[*slot] = Outcome::Duplicate;
+            set(&mut outcomes, *slot, Outcome::Duplicate);
         }
     }
     // A repeated id is a duplicate of a charged event, or refused like its first occurrence.
     for (slot, first) in repeats {
-        outcomes[slot] = match &outcomes[first] {
-            Outcome::Accepted | Outcome::Duplicate => Outcome::Duplicate,
-            Outcome::Rejected(_) => {
+        let repeat = match outcomes.get(first) {
+            Some(Outcome::Rejected(_)) => {
                 Outcome::Rejected("repeats the id of a rejected event in this batch".to_owned())
             }
+            _ => Outcome::Duplicate,
         };
+        set(&mut outcomes, slot, repeat);
     }
     Ok(outcomes)
+}
+
+fn set(outcomes: &mut [Outcome], slot: usize, outcome: Outcome) {
+    if let Some(place) = outcomes.get_mut(slot) {
+        *place = outcome;
+    }
 }
 
 /// Inserts the records and charges the new ones in one transaction; returns the ids that
@@ -337,15 +348,14 @@ fn usage_entry(
     let account = (payers.len() == 1)
         .then(|| payers.into_iter().next())
         .flatten();
-    Entry::new(
-        entry_id.to_owned(),
-        EntryKind::Usage,
+    let header = EntryHeader {
+        id: entry_id.to_owned(),
+        kind: EntryKind::Usage,
         account,
-        None,
-        created_by.to_owned(),
-        postings,
-    )
-    .map_err(|e| sqlx::Error::Protocol(e.to_string()))
+        reason: None,
+        created_by: created_by.to_owned(),
+    };
+    Entry::new(header, postings).map_err(|e| sqlx::Error::Protocol(e.to_string()))
 }
 
 /// How records are grouped for reading back.
@@ -389,7 +399,8 @@ mod tests {
     #[test]
     fn bad_events_say_why() {
         let now = 1_800_000_000_000;
-        let cases: [(fn(&mut RawEvent), &str); 7] = [
+        type Change = fn(&mut RawEvent);
+        let cases: [(Change, &str); 7] = [
             (|r| r.quantity = Some(serde_json::json!(-1)), "bad quantity"),
             (
                 |r| r.quantity = Some(serde_json::json!(1.5)),
