@@ -269,3 +269,44 @@ async fn credits_and_adjustments_are_idempotent_and_audited() {
     assert_eq!(audited, 2);
     app.assert_ledger_clean().await;
 }
+
+#[tokio::test]
+async fn the_channel_limit_holds_across_two_servers_on_one_database() {
+    let app = spawn_app().await;
+    let second = app.second_server().await;
+    let child = app.managed_of(&app.manager, "Two Servers", json!({})).await;
+    fund(&app, &child.id, "50.00").await;
+    app.patch(
+        &format!(
+            "/v2/managed_accounts/{}/update_global_channel_limit",
+            child.id
+        ),
+        &app.manager.key,
+        json!({"channel_limit": 4}),
+    )
+    .await
+    .assert_status(200);
+    let body =
+        json!({"account_id": child.id, "product": "voice_outbound", "destination": "+14155550100"});
+
+    let replies = join_all((0..16).map(|n| {
+        let base = if n % 2 == 0 {
+            app.address.clone()
+        } else {
+            second.clone()
+        };
+        let request = app
+            .client
+            .post(format!("{base}/v2/admissions"))
+            .bearer_auth(&app.ingest_key)
+            .json(&body);
+        async move { crate::helpers::TestApp::read(request.send().await.unwrap()).await }
+    }))
+    .await;
+
+    let admitted = replies
+        .iter()
+        .filter(|r| r.body["data"]["admitted"] == true)
+        .count();
+    assert_eq!(admitted, 4);
+}

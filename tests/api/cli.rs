@@ -167,3 +167,112 @@ async fn operator_verbs_approve_limit_pool_and_cancel() {
     let (ok, _, stderr) = steward(&db, &["revoke-manager", "--account", &child.id]);
     assert!(!ok && stderr.contains("one level only"), "{stderr}");
 }
+
+#[tokio::test]
+async fn money_and_pricing_verbs_work_end_to_end() {
+    let app = spawn_app().await;
+    let db = app.database_url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("prices.csv");
+    std::fs::write(&csv, crate::helpers::BASE_PRICES).unwrap();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "product,prefix,rate,initial_increment_s,subsequent_increment_s\nsms_outbound,1,x,,\n",
+    )
+    .unwrap();
+
+    let (ok, _, stderr) = steward(
+        &db,
+        &[
+            "import-price-list",
+            "--file",
+            bad.to_str().unwrap(),
+            "--name",
+            "Bad",
+        ],
+    );
+    assert!(!ok && stderr.contains("line 2"), "{stderr}");
+    let (ok, list, stderr) = steward(
+        &db,
+        &[
+            "import-price-list",
+            "--file",
+            csv.to_str().unwrap(),
+            "--name",
+            "Base",
+            "--assign-to",
+            &app.standard.id,
+            "--effective-from",
+            "2026-01-01T00:00:00Z",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(list["rate_count"], 6);
+    assert!(list["id"].as_str().is_some());
+
+    let (ok, limit, _) = steward(
+        &db,
+        &[
+            "set-credit-limit",
+            "--account",
+            &app.standard.id,
+            "--amount",
+            "100.00",
+        ],
+    );
+    assert!(ok);
+    assert_eq!(limit["available_credit"], "100.00");
+    let credit = [
+        "credit",
+        "--account",
+        &app.standard.id,
+        "--amount",
+        "50.00",
+        "--reason",
+        "prepayment",
+        "--idempotency-key",
+        "cli-1",
+    ];
+    let (ok, first, _) = steward(&db, &credit);
+    let (ok_again, again, _) = steward(&db, &credit);
+    assert!(ok && ok_again);
+    assert_eq!(first["entry_id"], again["entry_id"]);
+    assert_eq!(again["replayed"], true);
+    let (ok, adjusted, _) = steward(
+        &db,
+        &[
+            "adjust",
+            "--account",
+            &app.standard.id,
+            "--amount",
+            "-5.00",
+            "--reason",
+            "fee",
+            "--idempotency-key",
+            "cli-2",
+        ],
+    );
+    assert!(ok);
+    assert_eq!(adjusted["balance_after"], "45.00");
+
+    let (ok, ingest, _) = steward(&db, &["create-ingest-key"]);
+    assert!(ok);
+    let key = ingest["api_key"].as_str().unwrap();
+    let reply = app
+        .client
+        .post(format!("{}/v2/usage_events", app.address))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"events": [crate::helpers::event("cli-e1", &app.standard.id, "sms_outbound", "+15550000000", 1)]}))
+        .send()
+        .await
+        .unwrap();
+    let reply = crate::helpers::TestApp::read(reply).await;
+    assert_eq!(reply.body["data"][0]["status"], "accepted");
+    assert_eq!(app.balance_of(&app.standard.key).await, "45.00"); // 44.996 shown to two places
+
+    let (ok, verified, stderr) = steward(&db, &["verify-ledger"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(verified["ok"], true);
+    assert!(verified["entries"].as_i64().unwrap() >= 4);
+}

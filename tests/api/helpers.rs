@@ -390,3 +390,23 @@ impl TestApp {
         }
     }
 }
+
+impl TestApp {
+    /// Starts a second server on the same database (another process behind a load
+    /// balancer, as far as the database can tell) and returns its base address.
+    pub async fn second_server(&self) -> String {
+        let settings = Settings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database_url: DatabaseUrl::parse(&self.database_url).unwrap(),
+            request_timeout_ms: 30_000,
+            body_limit_bytes: 64 * 1024,
+        };
+        let clock: ClockHandle = Arc::new(self.clock.clone());
+        let app = Application::build(&settings, clock)
+            .await
+            .expect("build second app");
+        let address = format!("http://{}", app.local_addr().unwrap());
+        tokio::spawn(app.run_until(std::future::pending()));
+        address
+    }
+}
