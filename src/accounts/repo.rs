@@ -374,10 +374,9 @@ pub async fn find_many(
     conn: &mut AnyConnection,
     ids: &[AccountId],
 ) -> Result<std::collections::HashMap<AccountId, Account>, sqlx::Error> {
-    /// Ids per `IN (…)` list.
-    const CHUNK: usize = 500;
     let mut found = std::collections::HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(CHUNK) {
+    let chunk_rows = crate::db::insert_chunk_rows(conn, 1);
+    for chunk in ids.chunks(chunk_rows) {
         let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
         let sql = format!(
             "SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.id IN ({})",

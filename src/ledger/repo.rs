@@ -6,10 +6,6 @@ use super::{AccountBalance, Book, Entry, EntryKind};
 use crate::accounts::AccountId;
 use crate::money::Money;
 
-/// Rows per multi-row INSERT (postings have 5 values: 1,000 rows stay far below both
-/// engines' bound-parameter limits).
-const INSERT_CHUNK_ROWS: usize = 1_000;
-
 /// Posts `entry` in the caller's transaction: the entry, its postings, and one update of
 /// each touched book's cached balance, in book order.
 pub async fn post_in_tx(
@@ -30,7 +26,8 @@ pub async fn post_in_tx(
     .execute(&mut *conn)
     .await?;
     let numbered: Vec<(usize, &super::Posting)> = entry.postings.iter().enumerate().collect();
-    for chunk in numbered.chunks(INSERT_CHUNK_ROWS) {
+    let chunk_rows = crate::db::insert_chunk_rows(conn, 5);
+    for chunk in numbered.chunks(chunk_rows) {
         let mut sql = String::from(
             "INSERT INTO postings (entry_id, seq, book, amount_nanos, spender_account_id) VALUES ",
         );
@@ -62,17 +59,29 @@ pub async fn post_in_tx(
     let net = entry
         .net_by_book()
         .map_err(|e| sqlx::Error::Protocol(format!("entry {}: {e}", entry.header.id)))?;
-    for (book, amount) in net {
-        sqlx::query(
-            "INSERT INTO book_balances (book, balance_nanos, updated_at_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (book) DO UPDATE SET balance_nanos = book_balances.balance_nanos + excluded.balance_nanos, \
+    // One multi-row upsert per chunk; rows are in book order, so on PostgreSQL every
+    // transaction takes its row locks in the same order and none waits crosswise.
+    let books: Vec<(String, i64)> = net.into_iter().collect();
+    let chunk_rows = crate::db::insert_chunk_rows(conn, 3);
+    for chunk in books.chunks(chunk_rows) {
+        let mut sql =
+            String::from("INSERT INTO book_balances (book, balance_nanos, updated_at_ms) VALUES ");
+        for n in 0..chunk.len() {
+            if n > 0 {
+                sql.push(',');
+            }
+            let b = n * 3;
+            sql.push_str(&format!("(${}, ${}, ${})", b + 1, b + 2, b + 3));
+        }
+        sql.push_str(
+            " ON CONFLICT (book) DO UPDATE SET balance_nanos = book_balances.balance_nanos + excluded.balance_nanos, \
              updated_at_ms = excluded.updated_at_ms",
-        )
-        .bind(book)
-        .bind(amount)
-        .bind(now_ms)
-        .execute(&mut *conn)
-        .await?;
+        );
+        let mut query = sqlx::query(&sql);
+        for (book, amount) in chunk {
+            query = query.bind(book.as_str()).bind(*amount).bind(now_ms);
+        }
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }

@@ -5,10 +5,6 @@ use sqlx::{AnyConnection, Row};
 use super::{PriceList, RateRow};
 use crate::accounts::AccountId;
 
-/// Rows per multi-row INSERT: 1,000 rates × 6 values stays under SQLite's 32,766
-/// bound-parameter limit and PostgreSQL's 65,535.
-const INSERT_CHUNK_ROWS: usize = 1_000;
-
 /// The current pricing generation.
 pub async fn generation(conn: &mut AnyConnection) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT generation FROM pricing_generation WHERE id = 1")
@@ -52,7 +48,8 @@ pub async fn insert_rates(
     list_id: &str,
     rows: &[RateRow],
 ) -> Result<(), sqlx::Error> {
-    for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
+    let chunk_rows = crate::db::insert_chunk_rows(conn, 6);
+    for chunk in rows.chunks(chunk_rows) {
         let mut sql = String::from(
             "INSERT INTO price_list_rates (price_list_id, product, prefix, rate_nanos, \
              initial_increment_s, subsequent_increment_s) VALUES ",

@@ -8,10 +8,6 @@ use super::RatedRecord;
 use crate::accounts::AccountId;
 use crate::pricing::Product;
 
-/// Records per multi-row INSERT: 500 × 15 values = 7,500 parameters, well inside both
-/// engines' limits, and big enough that statement overhead is small.
-const INSERT_CHUNK_ROWS: usize = 500;
-
 const COLUMNS_PER_ROW: usize = 15;
 
 /// Inserts records whose event id is new; returns those ids.
@@ -22,7 +18,8 @@ pub async fn insert_records(
     now_ms: i64,
 ) -> Result<HashSet<String>, sqlx::Error> {
     let mut inserted = HashSet::with_capacity(records.len());
-    for chunk in records.chunks(INSERT_CHUNK_ROWS) {
+    let chunk_rows = crate::db::insert_chunk_rows(conn, COLUMNS_PER_ROW);
+    for chunk in records.chunks(chunk_rows) {
         let mut sql = String::with_capacity(200 + chunk.len() * 90);
         sql.push_str(
             "INSERT INTO usage_records (event_id, account_id, payer_account_id, product, destination, \
@@ -77,7 +74,8 @@ pub async fn release_leases(
     lease_ids: &[&str],
     now_ms: i64,
 ) -> Result<(), sqlx::Error> {
-    for chunk in lease_ids.chunks(INSERT_CHUNK_ROWS) {
+    let chunk_rows = crate::db::insert_chunk_rows(conn, 1);
+    for chunk in lease_ids.chunks(chunk_rows) {
         let placeholders: Vec<String> = (0..chunk.len()).map(|n| format!("${}", n + 2)).collect();
         let sql = format!(
             "UPDATE channel_leases SET released_at_ms = $1 WHERE released_at_ms IS NULL AND id IN ({})",

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Ingestion benchmark: events/s over HTTP (batches of 1,000; 1,000 managed accounts under 10
+# managers, half rollup; a price list of 20,000 prefixes), beside a baseline written straight
+# into the same database in the same run with no rating or ledger.
+#
+#   bench/ingest.sh sqlite|postgres [batches] [connections]
+#
+# postgres uses STEWARD_BENCH_POSTGRES_URL (a database the run may fill), or starts nothing
+# and fails if it is unset.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+backend=${1:-sqlite}
+batches=${2:-200}
+connections=${3:-4}
+
+cargo build --release --locked -q --bin steward --example ingest_bench
+work=$(mktemp -d /tmp/steward-ingest.XXXXXX)
+server_pid=
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+case $backend in
+  sqlite) db="sqlite://$work/steward.db" ;;
+  postgres) db=${STEWARD_BENCH_POSTGRES_URL:?set STEWARD_BENCH_POSTGRES_URL} ;;
+  *) echo "unknown backend $backend" >&2; exit 2 ;;
+esac
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# Migrate before the server and the bench open the database side by side.
+target/release/steward admin verify-ledger --database-url "$db" >/dev/null
+RUST_LOG=warn target/release/steward serve --listen "127.0.0.1:$port" --database-url "$db" 2>"$work/server.log" &
+server_pid=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/livez" >/dev/null && break; sleep 0.1; done
+printf '{"backend":"%s","cores":%s,"result":' "$backend" "$(nproc)"
+target/release/examples/ingest_bench --database-url "$db" --server "http://127.0.0.1:$port" \
+  --batches "$batches" --connections "$connections" | tr -d '\n'
+echo '}'
