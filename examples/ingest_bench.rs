@@ -7,6 +7,12 @@
 //! prefixes, an ingest key. Then `batches` batches of 1,000 events each are sent over
 //! `connections` concurrent HTTP connections.
 
+#![expect(
+    clippy::indexing_slicing,
+    clippy::as_conversions,
+    reason = "a benchmark driver: indices are taken modulo the length, counts become rates"
+)]
+
 use std::sync::Arc;
 use std::time::Instant;
 
