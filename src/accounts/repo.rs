@@ -368,28 +368,3 @@ pub async fn list_managed(
         .collect::<Result<_, _>>()?;
     Ok((accounts, total))
 }
-
-/// Accounts by id, in chunks that stay within bound-parameter limits.
-pub async fn find_many(
-    conn: &mut AnyConnection,
-    ids: &[AccountId],
-) -> Result<std::collections::HashMap<AccountId, Account>, sqlx::Error> {
-    let mut found = std::collections::HashMap::with_capacity(ids.len());
-    let chunk_rows = crate::db::insert_chunk_rows(conn, 1);
-    for chunk in ids.chunks(chunk_rows) {
-        let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-        let sql = format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.id IN ({})",
-            placeholders.join(",")
-        );
-        let mut query = sqlx::query(&sql);
-        for id in chunk {
-            query = query.bind(id.to_string());
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            let account = account_from_row(&row)?;
-            found.insert(account.id, account);
-        }
-    }
-    Ok(found)
-}

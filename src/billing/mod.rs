@@ -47,9 +47,24 @@ impl Balance {
 
 /// Whose balance pays for `account`'s usage: its manager's for rollup billing.
 pub fn payer_of(account: &Account) -> AccountId {
-    match (account.kind, account.manager_id) {
-        (AccountKind::Managed, Some(manager)) if account.rollup_billing => manager,
-        _ => account.id,
+    payer(
+        account.id,
+        account.kind,
+        account.manager_id,
+        account.rollup_billing,
+    )
+}
+
+/// [`payer_of`] from the account's facts alone.
+pub fn payer(
+    id: AccountId,
+    kind: AccountKind,
+    manager_id: Option<AccountId>,
+    rollup_billing: bool,
+) -> AccountId {
+    match (kind, manager_id) {
+        (AccountKind::Managed, Some(manager)) if rollup_billing => manager,
+        _ => id,
     }
 }
 

@@ -171,3 +171,42 @@ pub fn insert_chunk_rows(conn: &sqlx::AnyConnection, columns: usize) -> usize {
     };
     (budget / columns.max(1)).max(1)
 }
+
+/// The SQL type of one column of rows passed as JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonColumn {
+    /// Text (JSON string or null).
+    Text,
+    /// 64-bit integer (JSON integer or null).
+    BigInt,
+}
+
+/// A `SELECT` that yields the rows of a JSON array of arrays bound as parameter `$param`,
+/// one typed column per array position, in array order.
+///
+/// Large batches go to the database as one JSON text parameter instead of thousands of
+/// bound values: one statement per batch on either engine, and no per-parameter cost in
+/// the driver. This is the one place where the SQL differs by engine (JSON functions).
+pub fn json_rows_select(
+    conn: &sqlx::AnyConnection,
+    param: usize,
+    columns: &[JsonColumn],
+) -> String {
+    let sqlite = conn.backend_name() == "SQLite";
+    let fields: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| match (sqlite, column) {
+            (true, _) => format!("json_extract(value, '$[{i}]')"),
+            (false, JsonColumn::Text) => format!("(value ->> {i})"),
+            (false, JsonColumn::BigInt) => format!("CAST(value ->> {i} AS BIGINT)"),
+        })
+        .collect();
+    let source = if sqlite {
+        format!("json_each(${param})")
+    } else {
+        format!("jsonb_array_elements(CAST(${param} AS JSONB)) AS rows (value)")
+    };
+    // `WHERE true` lets SQLite parse an upsert after INSERT … SELECT.
+    format!("SELECT {} FROM {source} WHERE true", fields.join(", "))
+}

@@ -25,65 +25,55 @@ pub async fn post_in_tx(
     .bind(now_ms)
     .execute(&mut *conn)
     .await?;
-    let numbered: Vec<(usize, &super::Posting)> = entry.postings.iter().enumerate().collect();
-    let chunk_rows = crate::db::insert_chunk_rows(conn, 5);
-    for chunk in numbered.chunks(chunk_rows) {
-        let mut sql = String::from(
-            "INSERT INTO postings (entry_id, seq, book, amount_nanos, spender_account_id) VALUES ",
-        );
-        for n in 0..chunk.len() {
-            let b = n * 5;
-            if n > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5
-            ));
-        }
-        let mut query = sqlx::query(&sql);
-        for (seq, posting) in chunk {
-            query = query
-                .bind(&entry.header.id)
-                .bind(i64::try_from(*seq).unwrap_or(i64::MAX))
-                .bind(posting.book.key())
-                .bind(posting.amount.nanos())
-                .bind(posting.spender.map(|s| s.to_string()));
-        }
-        query.execute(&mut *conn).await?;
-    }
+    use crate::db::JsonColumn::{BigInt, Text};
+    let postings: Vec<_> = entry
+        .postings
+        .iter()
+        .enumerate()
+        .map(|(seq, p)| {
+            let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+            (
+                entry.header.id.as_str(),
+                seq,
+                p.book.key(),
+                p.amount.nanos(),
+                p.spender.map(|s| s.to_string()),
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO postings (entry_id, seq, book, amount_nanos, spender_account_id) {}",
+        crate::db::json_rows_select(conn, 1, &[Text, BigInt, Text, BigInt, Text])
+    );
+    sqlx::query(&sql)
+        .bind(encode(&postings)?)
+        .execute(&mut *conn)
+        .await?;
     let net = entry
         .net_by_book()
         .map_err(|e| sqlx::Error::Protocol(format!("entry {}: {e}", entry.header.id)))?;
-    // One multi-row upsert per chunk; rows are in book order, so on PostgreSQL every
+    // One upsert for every touched book, in book order, so that on PostgreSQL every
     // transaction takes its row locks in the same order and none waits crosswise.
-    let books: Vec<(String, i64)> = net.into_iter().collect();
-    let chunk_rows = crate::db::insert_chunk_rows(conn, 3);
-    for chunk in books.chunks(chunk_rows) {
-        let mut sql =
-            String::from("INSERT INTO book_balances (book, balance_nanos, updated_at_ms) VALUES ");
-        for n in 0..chunk.len() {
-            if n > 0 {
-                sql.push(',');
-            }
-            let b = n * 3;
-            sql.push_str(&format!("(${}, ${}, ${})", b + 1, b + 2, b + 3));
-        }
-        sql.push_str(
-            " ON CONFLICT (book) DO UPDATE SET balance_nanos = book_balances.balance_nanos + excluded.balance_nanos, \
-             updated_at_ms = excluded.updated_at_ms",
-        );
-        let mut query = sqlx::query(&sql);
-        for (book, amount) in chunk {
-            query = query.bind(book.as_str()).bind(*amount).bind(now_ms);
-        }
-        query.execute(&mut *conn).await?;
-    }
+    let books: Vec<(String, i64, i64)> = net
+        .into_iter()
+        .map(|(book, amount)| (book, amount, now_ms))
+        .collect();
+    let sql = format!(
+        "INSERT INTO book_balances (book, balance_nanos, updated_at_ms) {} ORDER BY 1 \
+         ON CONFLICT (book) DO UPDATE SET balance_nanos = book_balances.balance_nanos + excluded.balance_nanos, \
+         updated_at_ms = excluded.updated_at_ms",
+        crate::db::json_rows_select(conn, 1, &[Text, BigInt, BigInt])
+    );
+    sqlx::query(&sql)
+        .bind(encode(&books)?)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
+}
+
+fn encode<T: serde::Serialize>(rows: &T) -> Result<String, sqlx::Error> {
+    serde_json::to_string(rows)
+        .map_err(|e| sqlx::Error::Protocol(format!("Failed to encode ledger rows: {e}")))
 }
 
 /// The cached balance of a book (zero if it has none yet).

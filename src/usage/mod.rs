@@ -18,13 +18,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::DateTime;
 use serde::Deserialize;
 
-use crate::accounts::{Account, AccountId};
-use crate::billing::payer_of;
+use crate::accounts::AccountId;
 use crate::clock::{ClockHandle, to_epoch_ms};
 use crate::db::Db;
 use crate::ledger::{self, Book, Entry, EntryHeader, EntryKind, Posting};
 use crate::money::Money;
-use crate::pricing::{PricingCache, PricingSubject, Product};
+use crate::pricing::{PricingCache, Product};
 use crate::rating;
 
 /// Events accepted in one request.
@@ -164,23 +163,14 @@ pub fn parse_event(raw: &RawEvent, now_ms: i64) -> Result<UsageEvent, String> {
     })
 }
 
-fn subject(account: &Account) -> PricingSubject {
-    PricingSubject {
-        id: account.id,
-        kind: account.kind,
-        manager_id: account.manager_id,
-        allow_custom_pricing: account.managed_account_allow_custom_pricing,
-    }
-}
-
-/// Rates one event for `account` with the index.
+/// Rates one event for `payee` with the index.
 fn rate(
     event: UsageEvent,
-    account: &Account,
+    payee: &repo::Payee,
     index: &crate::pricing::PricingIndex,
 ) -> Result<RatedRecord, String> {
     let list = index
-        .list_for(&subject(account), event.occurred_at_ms)
+        .list_for(&payee.subject, event.occurred_at_ms)
         .ok_or("no price list applies to this account at occurred_at")?;
     let rate = list
         .lookup(event.product, &event.destination)
@@ -189,7 +179,7 @@ fn rate(
     let cost =
         rating::cost_nanos(event.product, rate.rate_nanos, billable).ok_or("cost out of range")?;
     Ok(RatedRecord {
-        payer: payer_of(account),
+        payer: payee.payer,
         billable_quantity: billable,
         price_list_id: list.id.clone(),
         rate_prefix: rate.prefix.clone(),
@@ -233,14 +223,14 @@ pub async fn ingest(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let accounts = {
+    let payees = {
         let mut conn = db.read.acquire().await?;
-        crate::accounts::repo::find_many(&mut conn, &account_ids).await?
+        repo::find_payees(&mut conn, &account_ids).await?
     };
     let index = pricing.current(db).await?;
     let mut rated = Vec::with_capacity(events.len());
     for (slot, event) in events {
-        let Some(account) = accounts.get(&event.account_id) else {
+        let Some(payee) = payees.get(&event.account_id) else {
             set(
                 &mut outcomes,
                 slot,
@@ -248,7 +238,7 @@ pub async fn ingest(
             );
             continue;
         };
-        match rate(event, account, &index) {
+        match rate(event, payee, &index) {
             Ok(record) => rated.push((slot, record)),
             Err(reason) => set(&mut outcomes, slot, Outcome::Rejected(reason)),
         }

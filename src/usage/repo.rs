@@ -1,71 +1,125 @@
 //! SQL for rated usage and detail records.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::{AnyConnection, Row};
 
 use super::RatedRecord;
-use crate::accounts::AccountId;
+use crate::accounts::{AccountId, AccountKind};
+use crate::pricing::PricingSubject;
 use crate::pricing::Product;
 
-const COLUMNS_PER_ROW: usize = 15;
-
-/// Inserts records whose event id is new; returns those ids.
+/// Inserts records whose event id is new, in one statement; returns those ids.
 pub async fn insert_records(
     conn: &mut AnyConnection,
     records: &[&RatedRecord],
     entry_id: &str,
     now_ms: i64,
 ) -> Result<HashSet<String>, sqlx::Error> {
+    use crate::db::JsonColumn::{BigInt, Text};
+    let columns = [
+        Text, Text, Text, Text, Text, BigInt, BigInt, Text, Text, BigInt, BigInt, BigInt, Text,
+        Text, BigInt,
+    ];
+    // One JSON array per row (serde writes tuples as arrays), in `columns` order.
+    let rows: Vec<_> = records
+        .iter()
+        .map(|r| {
+            let e = &r.event;
+            (
+                e.id.as_str(),
+                e.account_id.to_string(),
+                r.payer.to_string(),
+                e.product.as_str(),
+                e.destination.as_str(),
+                e.quantity,
+                r.billable_quantity,
+                r.price_list_id.as_str(),
+                r.rate_prefix.as_str(),
+                r.rate_nanos,
+                r.cost_nanos,
+                e.occurred_at_ms,
+                e.lease_id.as_deref(),
+                entry_id,
+                now_ms,
+            )
+        })
+        .collect();
+    let json = serde_json::to_string(&rows)
+        .map_err(|e| sqlx::Error::Protocol(format!("Failed to encode usage rows: {e}")))?;
+    let sql = format!(
+        "INSERT INTO usage_records (event_id, account_id, payer_account_id, product, destination, \
+         quantity, billable_quantity, price_list_id, rate_prefix, rate_nanos, cost_nanos, \
+         occurred_at_ms, lease_id, entry_id, created_at_ms) {} \
+         ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        crate::db::json_rows_select(conn, 1, &columns)
+    );
     let mut inserted = HashSet::with_capacity(records.len());
-    let chunk_rows = crate::db::insert_chunk_rows(conn, COLUMNS_PER_ROW);
-    for chunk in records.chunks(chunk_rows) {
-        let mut sql = String::with_capacity(200 + chunk.len() * 90);
-        sql.push_str(
-            "INSERT INTO usage_records (event_id, account_id, payer_account_id, product, destination, \
-             quantity, billable_quantity, price_list_id, rate_prefix, rate_nanos, cost_nanos, \
-             occurred_at_ms, lease_id, entry_id, created_at_ms) VALUES ",
-        );
-        for n in 0..chunk.len() {
-            if n > 0 {
-                sql.push(',');
-            }
-            sql.push('(');
-            for c in 0..COLUMNS_PER_ROW {
-                if c > 0 {
-                    sql.push(',');
-                }
-                sql.push('$');
-                sql.push_str(&(n * COLUMNS_PER_ROW + c + 1).to_string());
-            }
-            sql.push(')');
-        }
-        sql.push_str(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
-        let mut query = sqlx::query(&sql);
-        for record in chunk {
-            let event = &record.event;
-            query = query
-                .bind(event.id.as_str())
-                .bind(event.account_id.to_string())
-                .bind(record.payer.to_string())
-                .bind(event.product.as_str())
-                .bind(event.destination.as_str())
-                .bind(event.quantity)
-                .bind(record.billable_quantity)
-                .bind(record.price_list_id.as_str())
-                .bind(record.rate_prefix.as_str())
-                .bind(record.rate_nanos)
-                .bind(record.cost_nanos)
-                .bind(event.occurred_at_ms)
-                .bind(event.lease_id.as_deref())
-                .bind(entry_id)
-                .bind(now_ms);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            inserted.insert(row.try_get("event_id")?);
-        }
+    for row in sqlx::query(&sql).bind(json).fetch_all(&mut *conn).await? {
+        inserted.insert(row.try_get("event_id")?);
     }
     Ok(inserted)
+}
+
+/// What rating needs to know of an account: how it is priced and who pays.
+#[derive(Debug, Clone, Copy)]
+pub struct Payee {
+    /// Whose price list applies.
+    pub subject: PricingSubject,
+    /// Whose balance is charged (the manager's under rollup billing).
+    pub payer: AccountId,
+}
+
+/// The payees of a batch's accounts, in one query; unknown ids are simply absent.
+pub async fn find_payees(
+    conn: &mut AnyConnection,
+    ids: &[AccountId],
+) -> Result<HashMap<AccountId, Payee>, sqlx::Error> {
+    let wanted: Vec<[String; 1]> = ids.iter().map(|id| [id.to_string()]).collect();
+    let json = serde_json::to_string(&wanted)
+        .map_err(|e| sqlx::Error::Protocol(format!("Failed to encode account ids: {e}")))?;
+    let sql = format!(
+        "SELECT id, kind, manager_id, rollup_billing, managed_account_allow_custom_pricing \
+         FROM accounts WHERE id IN ({})",
+        crate::db::json_rows_select(conn, 1, &[crate::db::JsonColumn::Text])
+    );
+    let mut payees = HashMap::with_capacity(ids.len());
+    for row in sqlx::query(&sql).bind(json).fetch_all(&mut *conn).await? {
+        let decode = |column: &str, text: Option<String>| {
+            text.map(|t| {
+                AccountId::parse(&t).ok_or_else(|| sqlx::Error::ColumnDecode {
+                    index: column.to_owned(),
+                    source: "not a UUID".into(),
+                })
+            })
+            .transpose()
+        };
+        let Some(id) = decode("id", row.try_get("id")?)? else {
+            continue;
+        };
+        let manager_id = decode("manager_id", row.try_get("manager_id")?)?;
+        let kind: String = row.try_get("kind")?;
+        let kind = AccountKind::from_db(&kind).ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: "kind".to_owned(),
+            source: "unknown kind".into(),
+        })?;
+        let rollup = row.try_get::<i64, _>("rollup_billing")? != 0;
+        let subject = PricingSubject {
+            id,
+            kind,
+            manager_id,
+            allow_custom_pricing: row.try_get::<i64, _>("managed_account_allow_custom_pricing")?
+                != 0,
+        };
+        payees.insert(
+            id,
+            Payee {
+                subject,
+                payer: crate::billing::payer(id, kind, manager_id, rollup),
+            },
+        );
+    }
+    Ok(payees)
 }
 
 /// Releases the leases of calls now charged.
