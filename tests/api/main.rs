@@ -13,6 +13,7 @@ mod cli;
 mod concurrency;
 mod errors;
 mod helpers;
+mod ledger_properties;
 mod listing;
 mod managed_accounts;
 mod openapi;
