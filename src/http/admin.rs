@@ -388,3 +388,37 @@ pub async fn adjust(
         billing::adjust(&state.db, &state.clock, request, &actor).await?,
     ))
 }
+
+/// The rates of any price list.
+#[utoipa::path(get, path = "/admin/v1/price_lists/{id}/rates", tag = "Operator",
+    params(("id" = String, Path), ("page[number]" = Option<u32>, Query), ("page[size]" = Option<u32>, Query)),
+    responses((status = 200, body = super::wire::List<super::pricing::Rate>), (status = 404, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn price_list_rates(
+    State(state): State<AppState>,
+    _operator: OperatorCaller,
+    PathParams(id): PathParams<String>,
+    query: QueryParams,
+) -> Result<Json<super::wire::List<super::pricing::Rate>>, ApiError> {
+    super::pricing::rates_page(&state, &id, &query).await
+}
+
+/// The rate any account is charged for one product and destination (its effective list).
+#[utoipa::path(get, path = "/admin/v1/accounts/{id}/pricing/rate", tag = "Operator",
+    params(("id" = String, Path), ("product" = String, Query), ("destination" = String, Query)),
+    responses((status = 200, body = Data<super::pricing::Rate>), (status = 404, body = super::error::ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn account_rate(
+    State(state): State<AppState>,
+    _operator: OperatorCaller,
+    PathParams(id): PathParams<String>,
+    query: QueryParams,
+) -> Result<Json<Data<super::pricing::Rate>>, ApiError> {
+    let id = account_id(&id)?;
+    let mut conn = state.db.read.acquire().await?;
+    let account = crate::accounts::repo::find(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("account"))?;
+    drop(conn);
+    super::pricing::one_rate(&state, &account, &query).await
+}

@@ -9,10 +9,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::{ApiError, ErrorKind};
+use super::error::ApiError;
 use super::extract::{Caller, PathParams, QueryParams, account_id};
 use super::wire::{Data, List, PaginationMeta, timestamp};
-use crate::accounts::listing::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PageRequest};
+use crate::accounts::listing::PAGE_SIZE_MAX;
 use crate::accounts::{self, AccountError, AccountId};
 use crate::keys::{self, KeyRecord, MintedKey};
 
@@ -62,22 +62,6 @@ fn minted(key: &MintedKey, account_id: AccountId, created_by: AccountId, now_ms:
     }
 }
 
-fn page(query: &QueryParams) -> Result<PageRequest, ApiError> {
-    let number = query.u32("page[number]")?.unwrap_or(1);
-    let size = query.u32("page[size]")?.unwrap_or(PAGE_SIZE_DEFAULT);
-    PageRequest::new(number, size, PAGE_SIZE_MAX).ok_or_else(|| {
-        ApiError::new(
-            ErrorKind::InvalidValue,
-            format!("page[number] must be at least 1 and page[size] between 1 and {PAGE_SIZE_MAX}"),
-        )
-        .parameter(if number == 0 {
-            "page[number]"
-        } else {
-            "page[size]"
-        })
-    })
-}
-
 /// Resolves whose keys a request is about: the caller's own, or a managed account's of the
 /// calling manager (another manager's account is a 404).
 async fn owner(
@@ -102,7 +86,7 @@ async fn list_keys(
     managed_id: Option<&str>,
     query: &QueryParams,
 ) -> Result<Json<List<ApiKey>>, ApiError> {
-    let page = page(query)?;
+    let page = query.page(PAGE_SIZE_MAX)?;
     let owner = owner(state, caller, managed_id).await?;
     let keys = keys::list(&state.db, owner, page).await?;
     Ok(Json(List {

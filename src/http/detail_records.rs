@@ -11,7 +11,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorKind};
 use super::extract::{Caller, QueryParams, account_id};
 use super::wire::{List, PaginationMeta, timestamp};
-use crate::accounts::listing::{Page, PageRequest};
+use crate::accounts::listing::Page;
 use crate::accounts::{self, AccountId, AccountKind};
 use crate::billing::CURRENCY;
 use crate::money::Money;
@@ -251,19 +251,8 @@ pub async fn list(
             .parameter("sort"));
         }
     };
-    let number = query.u32("page[number]")?.unwrap_or(1);
-    let size = query.u32("page[size]")?.unwrap_or(20);
-    let page = PageRequest::new(number, size, DETAIL_PAGE_SIZE_MAX).ok_or_else(|| {
-        ApiError::new(
-            ErrorKind::InvalidValue,
-            format!("page[number] ≥ 1 and page[size] 1 to {DETAIL_PAGE_SIZE_MAX}"),
-        )
-        .parameter(if number == 0 {
-            "page[number]"
-        } else {
-            "page[size]"
-        })
-    })?;
+    let page = query.page(DETAIL_PAGE_SIZE_MAX)?;
+
     let (account, show_prices) = subject(&state, &caller, &query).await?;
     let record_query = RecordQuery {
         account_id: account,

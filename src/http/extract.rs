@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::{ApiError, ErrorKind};
+use crate::accounts::listing::{PAGE_SIZE_DEFAULT, PageRequest};
 use crate::accounts::{Account, AccountId, AccountStatus};
 use crate::keys;
 
@@ -180,6 +181,26 @@ impl QueryParams {
                 })
             })
             .transpose()
+    }
+}
+
+impl QueryParams {
+    /// `page[number]` (default 1) and `page[size]` (default 20, at most `size_max`).
+    pub fn page(&self, size_max: u32) -> Result<PageRequest, ApiError> {
+        let number = self.u32("page[number]")?.unwrap_or(1);
+        let size = self.u32("page[size]")?.unwrap_or(PAGE_SIZE_DEFAULT);
+        PageRequest::new(number, size, size_max).ok_or_else(|| {
+            let parameter = if number == 0 {
+                "page[number]"
+            } else {
+                "page[size]"
+            };
+            ApiError::new(
+                ErrorKind::InvalidValue,
+                format!("page[number] must be at least 1 and page[size] between 1 and {size_max}"),
+            )
+            .parameter(parameter)
+        })
     }
 }
 

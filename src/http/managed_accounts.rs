@@ -10,8 +10,7 @@ use super::error::{ApiError, ErrorKind};
 use super::extract::{Caller, JsonBody, PathParams, QueryParams, account_id};
 use super::wire::{Data, List, ManagedAccountBalance, PaginationMeta, timestamp};
 use crate::accounts::listing::{
-    FilterError, ManagedAccountFilter, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PageRequest, Sort,
-    StatusFilter,
+    FilterError, ManagedAccountFilter, PAGE_SIZE_MAX, PageRequest, Sort, StatusFilter,
 };
 use crate::accounts::{
     self, Account, AccountStatus, Email, ManagedAccountUpdate, NewManagedAccount, OrganizationName,
@@ -210,20 +209,8 @@ fn list_query(query: &QueryParams) -> Result<(ManagedAccountFilter, Sort, PageRe
             .parameter("sort")
         })?,
     };
-    let number = query.u32("page[number]")?.unwrap_or(1);
-    let size = query.u32("page[size]")?.unwrap_or(PAGE_SIZE_DEFAULT);
-    let page = PageRequest::new(number, size, PAGE_SIZE_MAX).ok_or_else(|| {
-        let parameter = if number == 0 {
-            "page[number]"
-        } else {
-            "page[size]"
-        };
-        ApiError::new(
-            ErrorKind::InvalidValue,
-            format!("page[number] must be at least 1 and page[size] between 1 and {PAGE_SIZE_MAX}"),
-        )
-        .parameter(parameter)
-    })?;
+    let page = query.page(PAGE_SIZE_MAX)?;
+
     Ok((filter, sort, page))
 }
 

@@ -112,6 +112,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::set_credit_limit))
         .routes(routes!(admin::credit))
         .routes(routes!(admin::adjust))
+        .routes(routes!(admin::price_list_rates))
+        .routes(routes!(admin::account_rate))
 }
 
 /// The OpenAPI document of everything served.

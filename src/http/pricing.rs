@@ -11,7 +11,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorKind};
 use super::extract::{Caller, PathParams, QueryParams, account_id};
 use super::wire::{Data, List, PaginationMeta};
-use crate::accounts::listing::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, Page, PageRequest};
+use crate::accounts::listing::{PAGE_SIZE_MAX, Page};
 use crate::accounts::{self, Account, AccountKind};
 use crate::billing::CURRENCY;
 use crate::money::Money;
@@ -114,19 +114,6 @@ async fn list_rates(
     account: &Account,
     query: &QueryParams,
 ) -> Result<Json<List<Rate>>, ApiError> {
-    let number = query.u32("page[number]")?.unwrap_or(1);
-    let size = query.u32("page[size]")?.unwrap_or(PAGE_SIZE_DEFAULT);
-    let page = PageRequest::new(number, size, PAGE_SIZE_MAX).ok_or_else(|| {
-        ApiError::new(
-            ErrorKind::InvalidValue,
-            format!("page[number] ≥ 1 and page[size] 1 to {PAGE_SIZE_MAX}"),
-        )
-        .parameter(if number == 0 {
-            "page[number]"
-        } else {
-            "page[size]"
-        })
-    })?;
     let index = index(state).await?;
     let list_id = index
         .list_for(
@@ -135,12 +122,22 @@ async fn list_rates(
         )
         .map(|l| l.id.clone())
         .ok_or_else(no_list)?;
+    rates_page(state, &list_id, query).await
+}
+
+/// One page of a price list's rates, by product and prefix.
+pub(super) async fn rates_page(
+    state: &AppState,
+    list_id: &str,
+    query: &QueryParams,
+) -> Result<Json<List<Rate>>, ApiError> {
+    let page = query.page(PAGE_SIZE_MAX)?;
     let mut conn = state.db.read.acquire().await?;
-    let header = crate::pricing::repo::find_list(&mut conn, &list_id)
+    let header = crate::pricing::repo::find_list(&mut conn, list_id)
         .await?
-        .ok_or_else(no_list)?;
+        .ok_or_else(|| ApiError::not_found("price list"))?;
     let rows =
-        crate::pricing::repo::list_rates(&mut conn, &list_id, page.size(), page.offset()).await?;
+        crate::pricing::repo::list_rates(&mut conn, list_id, page.size(), page.offset()).await?;
     let page = Page {
         items: rows,
         request: page,
@@ -148,11 +145,11 @@ async fn list_rates(
     };
     Ok(Json(List {
         meta: PaginationMeta::of(&page),
-        data: page.items.into_iter().map(|r| rate(&list_id, r)).collect(),
+        data: page.items.into_iter().map(|r| rate(list_id, r)).collect(),
     }))
 }
 
-async fn one_rate(
+pub(super) async fn one_rate(
     state: &AppState,
     account: &Account,
     query: &QueryParams,

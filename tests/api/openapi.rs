@@ -52,6 +52,8 @@ async fn the_openapi_document_describes_every_route_served() {
         ("post", "/admin/v1/accounts/{id}/credit_limit"),
         ("post", "/admin/v1/accounts/{id}/credits"),
         ("post", "/admin/v1/accounts/{id}/adjustments"),
+        ("get", "/admin/v1/price_lists/{id}/rates"),
+        ("get", "/admin/v1/accounts/{id}/pricing/rate"),
     ];
     let paths = document["paths"].as_object().unwrap();
     let mut documented = 0;

@@ -293,3 +293,47 @@ async fn a_managed_account_can_reach_no_price_or_cost_anywhere() {
     let balance = app.get("/v2/balance", &child.key).await;
     assert_eq!(balance.body["data"]["balance"], "-1.03");
 }
+
+#[tokio::test]
+async fn the_operator_sees_every_list_and_every_accounts_rates() {
+    let app = spawn_app().await;
+    let imported = app
+        .import_prices(BASE_PRICES, "platform_default=true")
+        .await;
+    let list_id = imported.body["data"]["id"].as_str().unwrap().to_owned();
+    app.import_prices(CUSTOM_PRICES, "name=x")
+        .await
+        .assert_status(200);
+    let child = app.managed_of(&app.manager, "Seen", json!({})).await;
+    let operator_get = |path: String| {
+        let request = app
+            .client
+            .get(format!("{}{path}", app.address))
+            .bearer_auth(&app.operator_key);
+        async move { TestApp::read(request.send().await.unwrap()).await }
+    };
+
+    let rates = operator_get(format!(
+        "/admin/v1/price_lists/{list_id}/rates?page%5Bsize%5D=50"
+    ))
+    .await;
+    rates.assert_status(200);
+    assert_eq!(rates.body["meta"]["total_results"], 6);
+    let rate = operator_get(format!(
+        "/admin/v1/accounts/{}/pricing/rate?product=sms_outbound&destination=%2B15550000000",
+        child.id
+    ))
+    .await;
+    assert_eq!(rate.body["data"]["rate"], "0.004000000");
+    operator_get("/admin/v1/price_lists/nope/rates".to_owned())
+        .await
+        .assert_error(404, "10005", None);
+    // Account keys cannot use the operator API.
+    let refused = app
+        .get(
+            &format!("/admin/v1/price_lists/{list_id}/rates"),
+            &app.manager.key,
+        )
+        .await;
+    refused.assert_error(401, "10009", None);
+}
