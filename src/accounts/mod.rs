@@ -270,6 +270,18 @@ pub async fn list_managed_accounts(
     })
 }
 
+/// Re-reads the account as the transaction left it, then commits.
+pub(crate) async fn commit_returning(
+    mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    id: AccountId,
+) -> Result<Account, AccountError> {
+    let updated = repo::find(&mut tx, id)
+        .await?
+        .ok_or(AccountError::NotFound)?;
+    tx.commit().await?;
+    Ok(updated)
+}
+
 /// Opens a transaction and reads a managed account of `manager` in it; another manager's
 /// account is `NotFound`. Pair with [`finish_managed`].
 async fn begin_managed(
@@ -363,11 +375,7 @@ pub async fn change_own_email(
     )
     .await
     .map_err(email_conflict)?;
-    let updated = repo::find(&mut tx, account.id)
-        .await?
-        .ok_or(AccountError::NotFound)?;
-    tx.commit().await?;
-    Ok(updated)
+    commit_returning(tx, account.id).await
 }
 
 /// Enables or disables a managed account. Asking for the state it is already in changes
@@ -462,11 +470,7 @@ pub async fn set_channel_limit(
         to_epoch_ms(clock.now()),
     )
     .await?;
-    let updated = repo::find(&mut tx, id)
-        .await?
-        .ok_or(AccountError::NotFound)?;
-    tx.commit().await?;
-    Ok(updated)
+    commit_returning(tx, id).await
 }
 
 pub mod operator;

@@ -1,7 +1,7 @@
 //! Operator actions on accounts: approval, limits, pools, cancellation.
 
 use super::repo::{self, Column, Value};
-use super::{Account, AccountError, AccountId, AccountKind, AccountStatus};
+use super::{Account, AccountError, AccountId, AccountKind, AccountStatus, commit_returning};
 use crate::clock::{ClockHandle, to_epoch_ms};
 use crate::db::Db;
 
@@ -65,11 +65,7 @@ async fn set_kind(
         to_epoch_ms(clock.now()),
     )
     .await?;
-    let updated = repo::find(&mut tx, id)
-        .await?
-        .ok_or(AccountError::NotFound)?;
-    tx.commit().await?;
-    Ok(updated)
+    commit_returning(tx, id).await
 }
 
 /// Sets how many live managed accounts a manager may hold. Lowering it below the current
@@ -126,11 +122,7 @@ async fn set_manager_number(
         to_epoch_ms(clock.now()),
     )
     .await?;
-    let updated = repo::find(&mut tx, id)
-        .await?
-        .ok_or(AccountError::NotFound)?;
-    tx.commit().await?;
-    Ok(updated)
+    commit_returning(tx, id).await
 }
 
 /// Cancels an account for good. A manager with live managed accounts is refused unless
@@ -166,10 +158,7 @@ pub async fn cancel_account(
         // A cancelled account holds no channels: its share returns to the manager's pool.
         repo::set(&mut tx, id, Column::ChannelLimit, Value::Int(0), now_ms).await?;
     }
-    let updated = repo::find(&mut tx, id)
-        .await?
-        .ok_or(AccountError::NotFound)?;
-    tx.commit().await?;
+    let updated = commit_returning(tx, id).await?;
     tracing::info!(account.id = %id, "Cancelled account {id}");
     Ok(updated)
 }

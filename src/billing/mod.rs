@@ -124,8 +124,9 @@ pub enum BillingError {
     Database(#[from] sqlx::Error),
 }
 
-/// The answer to a credit or adjustment; stored and replayed for retries.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// The answer to a credit or adjustment; stored and replayed for retries (and, being the
+/// stored answer, it is also the wire shape).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Movement {
     /// The journal entry posted.
     pub entry_id: String,

@@ -282,24 +282,7 @@ pub struct MovementBody {
     pub record_type: &'static str,
     /// The movement.
     #[serde(flatten)]
-    pub movement: MovementFields,
-}
-
-/// Fields of a movement.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MovementFields {
-    /// Journal entry id.
-    pub entry_id: String,
-    /// Account.
-    pub account_id: String,
-    /// `credit` or `adjustment`.
-    pub kind: String,
-    /// Signed amount.
-    pub amount: String,
-    /// Balance right after.
-    pub balance_after: String,
-    /// Why.
-    pub reason: String,
+    pub movement: Movement,
 }
 
 fn money_request(id: &str, headers: &HeaderMap, body: MoneyBody) -> Result<MoneyRequest, ApiError> {
@@ -331,14 +314,7 @@ fn movement_response((movement, replayed): (Movement, bool)) -> Response {
     let body = Json(Data {
         data: MovementBody {
             record_type: "ledger_movement",
-            movement: MovementFields {
-                entry_id: movement.entry_id,
-                account_id: movement.account_id,
-                kind: movement.kind,
-                amount: movement.amount,
-                balance_after: movement.balance_after,
-                reason: movement.reason,
-            },
+            movement,
         },
     });
     let mut response = body.into_response();

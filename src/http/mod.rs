@@ -191,7 +191,7 @@ async fn time_limit(State(state): State<AppState>, request: Request, next: Next)
         Ok(response) => response,
         Err(_) => ApiError::new(
             ErrorKind::Timeout,
-            "The request took too long and was cancelled; nothing was changed.",
+            "The request took longer than the server allows and was stopped; work not yet committed was rolled back.",
         )
         .into_response(),
     }

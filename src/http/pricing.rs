@@ -93,15 +93,6 @@ async fn index(state: &AppState) -> Result<std::sync::Arc<crate::pricing::Pricin
     Ok(state.pricing.current(&state.db).await?)
 }
 
-fn subject(account: &Account) -> PricingSubject {
-    PricingSubject {
-        id: account.id,
-        kind: account.kind,
-        manager_id: account.manager_id,
-        allow_custom_pricing: account.managed_account_allow_custom_pricing,
-    }
-}
-
 fn no_list() -> ApiError {
     ApiError::new(
         ErrorKind::NotFound,
@@ -117,7 +108,7 @@ async fn list_rates(
     let index = index(state).await?;
     let list_id = index
         .list_for(
-            &subject(account),
+            &PricingSubject::from(account),
             crate::clock::to_epoch_ms(state.clock.now()),
         )
         .map(|l| l.id.clone())
@@ -177,7 +168,7 @@ pub(super) async fn one_rate(
     let index = index(state).await?;
     let list = index
         .list_for(
-            &subject(account),
+            &PricingSubject::from(account),
             crate::clock::to_epoch_ms(state.clock.now()),
         )
         .ok_or_else(no_list)?;

@@ -250,6 +250,17 @@ pub struct PricingSubject {
     pub allow_custom_pricing: bool,
 }
 
+impl From<&crate::accounts::Account> for PricingSubject {
+    fn from(account: &crate::accounts::Account) -> Self {
+        Self {
+            id: account.id,
+            kind: account.kind,
+            manager_id: account.manager_id,
+            allow_custom_pricing: account.managed_account_allow_custom_pricing,
+        }
+    }
+}
+
 /// The process's copy of the pricing index, refreshed when the generation moves.
 #[derive(Debug, Default)]
 pub struct PricingCache {
