@@ -10,6 +10,7 @@ use crate::pricing::PricingSubject;
 use crate::pricing::Product;
 
 /// Inserts records whose event id is new, in one statement; returns those ids.
+/// `records` hold distinct event ids (the batch was de-duplicated before rating).
 pub async fn insert_records(
     conn: &mut AnyConnection,
     records: &[&RatedRecord],
@@ -51,14 +52,20 @@ pub async fn insert_records(
         "INSERT INTO usage_records (event_id, account_id, payer_account_id, product, destination, \
          quantity, billable_quantity, price_list_id, rate_prefix, rate_nanos, cost_nanos, \
          occurred_at_ms, lease_id, entry_id, created_at_ms) {} \
-         ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+         ON CONFLICT (event_id) DO NOTHING",
         crate::db::json_rows_select(conn, 1, &columns)
     );
-    let mut inserted = HashSet::with_capacity(records.len());
-    for row in sqlx::query(&sql).bind(json).fetch_all(&mut *conn).await? {
-        inserted.insert(row.try_get("event_id")?);
+    let count = sqlx::query(&sql).bind(json).execute(&mut *conn).await?.rows_affected();
+    // The usual case: every record was new, and there is nothing to read back.
+    if usize::try_from(count).is_ok_and(|n| n == records.len()) {
+        return Ok(records.iter().map(|r| r.event.id.clone()).collect());
     }
-    Ok(inserted)
+    // Some ids were charged before: the new rows are the ones carrying this entry.
+    let rows = sqlx::query("SELECT event_id FROM usage_records WHERE entry_id = $1")
+        .bind(entry_id)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(|row| row.try_get("event_id")).collect()
 }
 
 /// What rating needs to know of an account: how it is priced and who pays.
