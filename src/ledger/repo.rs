@@ -2,7 +2,7 @@
 
 use sqlx::{AnyConnection, Row};
 
-use super::{AccountBalance, Book, Entry, EntryKind};
+use super::{AccountBalance, Book, Entry};
 use crate::accounts::AccountId;
 use crate::money::Money;
 
@@ -125,12 +125,4 @@ pub async fn lock_book(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Whether an entry of this kind exists (used by tests and verification).
-pub async fn count_entries(conn: &mut AnyConnection, kind: EntryKind) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM journal_entries WHERE kind = $1")
-        .bind(kind.as_str())
-        .fetch_one(conn)
-        .await
 }
