@@ -77,6 +77,52 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Documents the errors any operation can answer, in the one envelope, so that the document
+/// lists every status the server can send: 400 (unparsable request), 401 (for operations that
+/// take a key), 422 (a value refused), 500 (a failure of ours).
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let envelope = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.put,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let responses = &mut operation.responses.responses;
+                let mut add = |status: &str, description: &str| {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| envelope(description).into());
+                };
+                add("400", "The request could not be parsed");
+                if secured {
+                    add("401", "No valid key");
+                }
+                add("422", "A value was refused");
+                add("500", "An unexpected error (logged)");
+            }
+        }
+    }
+}
+
 /// The route table. Every route is listed here and nowhere else.
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -116,14 +162,22 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::account_rate))
 }
 
+/// The routes and the OpenAPI document of everything they serve.
+fn routes_and_document() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut document) = routes().split_for_parts();
+    // After the split: the document holds every route's operation only now.
+    utoipa::Modify::modify(&CommonErrors, &mut document);
+    (router, document)
+}
+
 /// The OpenAPI document of everything served.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+    routes_and_document().1
 }
 
 /// The complete application: routes, OpenAPI document, middleware.
 pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
-    let (router, document) = routes().split_for_parts();
+    let (router, document) = routes_and_document();
     let document = std::sync::Arc::new(document);
     router
         .route(

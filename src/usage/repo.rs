@@ -55,7 +55,11 @@ pub async fn insert_records(
          ON CONFLICT (event_id) DO NOTHING",
         crate::db::json_rows_select(conn, 1, &columns)
     );
-    let count = sqlx::query(&sql).bind(json).execute(&mut *conn).await?.rows_affected();
+    let count = sqlx::query(&sql)
+        .bind(json)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
     // The usual case: every record was new, and there is nothing to read back.
     if usize::try_from(count).is_ok_and(|n| n == records.len()) {
         return Ok(records.iter().map(|r| r.event.id.clone()).collect());
