@@ -367,7 +367,7 @@ pub async fn adjust(
 
 /// The rates of any price list.
 #[utoipa::path(get, path = "/admin/v1/price_lists/{id}/rates", tag = "Operator",
-    params(("id" = String, Path), ("page[number]" = Option<u32>, Query), ("page[size]" = Option<u32>, Query)),
+    params(("id" = String, Path), ("page[number]" = Option<u32>, Query, minimum = 1, maximum = 1000000), ("page[size]" = Option<u32>, Query, minimum = 1, maximum = 250)),
     responses((status = 200, body = super::wire::List<super::pricing::Rate>), (status = 404, body = super::error::ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn price_list_rates(

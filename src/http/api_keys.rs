@@ -128,7 +128,7 @@ async fn revoke_key(
 
 /// Lists the caller's API keys (never their secrets).
 #[utoipa::path(get, path = "/v2/api_keys", tag = "API Keys",
-    params(("page[number]" = Option<u32>, Query), ("page[size]" = Option<u32>, Query)),
+    params(("page[number]" = Option<u32>, Query, minimum = 1, maximum = 1000000), ("page[size]" = Option<u32>, Query, minimum = 1, maximum = 250)),
     responses((status = 200, body = List<ApiKey>), (status = 401, body = super::error::ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn list_own(
@@ -167,7 +167,7 @@ pub async fn revoke_own(
 
 /// Lists a managed account's API keys.
 #[utoipa::path(get, path = "/v2/managed_accounts/{id}/api_keys", tag = "API Keys",
-    params(("id" = String, Path), ("page[number]" = Option<u32>, Query), ("page[size]" = Option<u32>, Query)),
+    params(("id" = String, Path), ("page[number]" = Option<u32>, Query, minimum = 1, maximum = 1000000), ("page[size]" = Option<u32>, Query, minimum = 1, maximum = 250)),
     responses((status = 200, body = List<ApiKey>), (status = 401, body = super::error::ErrorEnvelope),
         (status = 403, body = super::error::ErrorEnvelope), (status = 404, body = super::error::ErrorEnvelope)),
     security(("bearer" = [])))]

@@ -206,7 +206,7 @@ async fn subject(
         ("filter[started_at][lt]" = Option<String>, Query, description = "Before this date or instant"),
         ("filter[account_id]" = Option<String>, Query, description = "A managed account of the calling manager"),
         ("sort" = Option<String>, Query, description = "started_at or -started_at (default newest first)"),
-        ("page[number]" = Option<u32>, Query), ("page[size]" = Option<u32>, Query, description = "1 to 50, default 20"),
+        ("page[number]" = Option<u32>, Query, minimum = 1, maximum = 1000000), ("page[size]" = Option<u32>, Query, description = "1 to 50, default 20", minimum = 1, maximum = 50),
     ),
     responses((status = 200, body = List<DetailRecord>), (status = 400, body = super::error::ErrorEnvelope),
         (status = 401, body = super::error::ErrorEnvelope), (status = 404, body = super::error::ErrorEnvelope)),

@@ -241,8 +241,8 @@ fn parse_status(text: &str) -> Result<StatusFilter, ApiError> {
         ("filter[organization_name][eq]" = Option<String>, Query, description = "Exact organization name"),
         ("filter[status][eq]" = Option<String>, Query, description = "all, active, enabled, cancelled, disabled, blocked"),
         ("include_cancelled_accounts" = Option<bool>, Query, description = "Include cancelled accounts (default false)"),
-        ("page[number]" = Option<u32>, Query, description = "Page number, from 1"),
-        ("page[size]" = Option<u32>, Query, description = "Page size, 1 to 250 (default 20)"),
+        ("page[number]" = Option<u32>, Query, description = "Page number, from 1", minimum = 1, maximum = 1000000),
+        ("page[size]" = Option<u32>, Query, description = "Page size, 1 to 250 (default 20)", minimum = 1, maximum = 250),
         ("sort" = Option<String>, Query, description = "created_at, -created_at, email, -email; default newest first"),
     ),
     responses(

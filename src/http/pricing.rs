@@ -188,7 +188,7 @@ pub(super) async fn one_rate(
 
 /// The rates of the caller's effective price list.
 #[utoipa::path(get, path = "/v2/pricing/rates", tag = "Pricing",
-    params(("page[number]" = Option<u32>, Query), ("page[size]" = Option<u32>, Query)),
+    params(("page[number]" = Option<u32>, Query, minimum = 1, maximum = 1000000), ("page[size]" = Option<u32>, Query, minimum = 1, maximum = 250)),
     responses((status = 200, body = List<Rate>), (status = 403, body = super::error::ErrorEnvelope),
         (status = 404, body = super::error::ErrorEnvelope)),
     security(("bearer" = [])))]
@@ -218,7 +218,7 @@ pub async fn own_rate(
 
 /// The rates a managed account is charged (its manager's view).
 #[utoipa::path(get, path = "/v2/managed_accounts/{id}/pricing/rates", tag = "Pricing",
-    params(("id" = String, Path), ("page[number]" = Option<u32>, Query), ("page[size]" = Option<u32>, Query)),
+    params(("id" = String, Path), ("page[number]" = Option<u32>, Query, minimum = 1, maximum = 1000000), ("page[size]" = Option<u32>, Query, minimum = 1, maximum = 250)),
     responses((status = 200, body = List<Rate>), (status = 403, body = super::error::ErrorEnvelope),
         (status = 404, body = super::error::ErrorEnvelope)),
     security(("bearer" = [])))]
