@@ -4,6 +4,7 @@
 pub mod account;
 pub mod admin;
 pub mod api_keys;
+pub mod channels;
 pub mod detail_records;
 pub mod error;
 pub mod extract;
@@ -129,14 +130,14 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
         .routes(routes!(health::livez))
         .routes(routes!(managed_accounts::list, managed_accounts::create))
-        .routes(routes!(managed_accounts::allocatable_channels))
+        .routes(routes!(channels::allocatable_channels))
         .routes(routes!(
             managed_accounts::retrieve,
             managed_accounts::update
         ))
         .routes(routes!(managed_accounts::disable))
         .routes(routes!(managed_accounts::enable))
-        .routes(routes!(managed_accounts::update_channel_limit))
+        .routes(routes!(channels::update_channel_limit))
         .routes(routes!(api_keys::list_managed, api_keys::mint_managed))
         .routes(routes!(api_keys::revoke_managed))
         .routes(routes!(api_keys::list_own, api_keys::mint_own))
