@@ -64,11 +64,15 @@ pub async fn insert_records(
     if usize::try_from(count).is_ok_and(|n| n == records.len()) {
         return Ok(records.iter().map(|r| r.event.id.clone()).collect());
     }
-    // Some ids were charged before: the new rows are the ones carrying this entry.
-    let rows = sqlx::query("SELECT event_id FROM usage_records WHERE entry_id = $1")
-        .bind(entry_id)
-        .fetch_all(&mut *conn)
-        .await?;
+    // Some ids were charged before: the new rows are the batch's ids carrying this entry.
+    let ids: Vec<[&str; 1]> = records.iter().map(|r| [r.event.id.as_str()]).collect();
+    let ids = serde_json::to_string(&ids)
+        .map_err(|e| sqlx::Error::Protocol(format!("Failed to encode event ids: {e}")))?;
+    let sql = format!(
+        "SELECT event_id FROM usage_records WHERE entry_id = $2 AND event_id IN ({})",
+        crate::db::json_rows_select(conn, 1, &[Text])
+    );
+    let rows = sqlx::query(&sql).bind(ids).bind(entry_id).fetch_all(&mut *conn).await?;
     rows.iter().map(|row| row.try_get("event_id")).collect()
 }
 
