@@ -72,7 +72,11 @@ pub async fn insert_records(
         "SELECT event_id FROM usage_records WHERE entry_id = $2 AND event_id IN ({})",
         crate::db::json_rows_select(conn, 1, &[Text])
     );
-    let rows = sqlx::query(&sql).bind(ids).bind(entry_id).fetch_all(&mut *conn).await?;
+    let rows = sqlx::query(&sql)
+        .bind(ids)
+        .bind(entry_id)
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter().map(|row| row.try_get("event_id")).collect()
 }
 
