@@ -10,6 +10,11 @@ use std::fmt;
 /// per-second telecom rates without rounding at rating time.
 pub const NANOS_PER_UNIT: i64 = 1_000_000_000;
 
+/// The largest amount, of either sign, that one movement, one rate or one batch of usage
+/// may carry: 100 million units. Bounding every input keeps every sum of an entry, a batch
+/// or a balance far from the limit of an `i64` of nano-units (about 9.2 billion units).
+pub const AMOUNT_ABS_MAX_NANOS: i64 = 100_000_000 * NANOS_PER_UNIT;
+
 /// Decimal places in `NANOS_PER_UNIT`.
 const NANO_DECIMALS: u32 = 9;
 
@@ -28,8 +33,8 @@ pub enum MoneyParseError {
     /// More than nine decimal places.
     #[error("amount has more than 9 decimal places")]
     TooPrecise,
-    /// Beyond what an `i64` of nano-units can hold.
-    #[error("amount is out of range")]
+    /// Larger than [`AMOUNT_ABS_MAX_NANOS`] either way.
+    #[error("amount is out of range (at most 100000000 either way)")]
     OutOfRange,
 }
 
@@ -57,7 +62,8 @@ impl Money {
         self.nanos.checked_sub(other.nanos).map(Money::from_nanos)
     }
 
-    /// Parses `"12.5"`, `"-0.000000001"`, `"300"`: exact, no rounding.
+    /// Parses `"12.5"`, `"-0.000000001"`, `"300"`: exact, no rounding, and within
+    /// [`AMOUNT_ABS_MAX_NANOS`] either way.
     pub fn parse_decimal(text: &str) -> Result<Money, MoneyParseError> {
         let (negative, unsigned) = match text.strip_prefix('-') {
             Some(rest) => (true, rest),
@@ -86,6 +92,7 @@ impl Money {
         let magnitude = whole_units
             .checked_mul(NANOS_PER_UNIT)
             .and_then(|n| n.checked_add(fraction_nanos))
+            .filter(|n| *n <= AMOUNT_ABS_MAX_NANOS)
             .ok_or(MoneyParseError::OutOfRange)?;
         Ok(Money::from_nanos(if negative {
             -magnitude
@@ -162,6 +169,14 @@ mod tests {
         assert_eq!(
             Money::parse_decimal("99999999999999999999"),
             Err(MoneyParseError::OutOfRange)
+        );
+        assert_eq!(
+            Money::parse_decimal("-100000000.000000001"),
+            Err(MoneyParseError::OutOfRange)
+        );
+        assert_eq!(
+            Money::parse_decimal("100000000").unwrap().nanos(),
+            AMOUNT_ABS_MAX_NANOS
         );
     }
 }

@@ -16,6 +16,12 @@ pub enum AccountError {
     /// Managed accounts cannot have managed accounts (one level only).
     #[error("a managed account cannot manage accounts")]
     ManagedCannotManage,
+    /// No email was given and none can be derived from the manager's address (it is too
+    /// long to take a `+tag`).
+    #[error(
+        "no email address can be generated from the manager's address; give an email for the managed account"
+    )]
+    EmailRequired,
     /// The manager holds as many managed accounts as the operator allows.
     #[error("the manager already has its limit of {limit} managed accounts")]
     ManagedAccountLimitReached {

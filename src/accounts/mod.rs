@@ -205,7 +205,12 @@ pub async fn create_managed_account(
     Err(anyhow::anyhow!("Failed to generate a unique email address").into())
 }
 
+/// The longest local part an address may have (RFC 5321).
+const EMAIL_LOCAL_LENGTH_MAX: usize = 64;
+
 /// `local+<12 hex>@domain` from the manager's email; the hex is the random tail of the id.
+/// A long local part is shortened so the result stays a valid address; when even that
+/// cannot fit (a domain near the length limit), the caller must give an email.
 fn generated_email(manager: &Account, id: AccountId) -> Result<Email, AccountError> {
     let manager_email =
         Email::parse(&manager.email).map_err(|e| anyhow::anyhow!("manager email: {e}"))?;
@@ -215,11 +220,17 @@ fn generated_email(manager: &Account, id: AccountId) -> Result<Email, AccountErr
     let suffix = id_text
         .get(id_text.len().saturating_sub(12)..)
         .unwrap_or(&id_text);
-    Email::parse(&format!("{local}+{suffix}@{domain}"))
-        .map_err(|e| AccountError::Internal(anyhow::anyhow!("generated email: {e}")))
+    let room = EMAIL_LOCAL_LENGTH_MAX - 1 - suffix.len();
+    let mut cut = local.len().min(room);
+    while !local.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let local = local.get(..cut).unwrap_or_default().trim_end_matches('.');
+    Email::parse(&format!("{local}+{suffix}@{domain}")).map_err(|_| AccountError::EmailRequired)
 }
 
-/// Locks the manager's row and re-reads it: approval may have been withdrawn meanwhile.
+/// Locks the manager's row and re-reads it: approval may have been withdrawn, or the
+/// manager disabled or cancelled, since its key was checked.
 async fn lock_manager(
     conn: &mut AnyConnection,
     manager_id: AccountId,
@@ -231,7 +242,14 @@ async fn lock_manager(
         .await?
         .ok_or(AccountError::NotApprovedManager)?;
     ensure_manager(&current)?;
-    Ok(current)
+    match current.status {
+        AccountStatus::Active => Ok(current),
+        AccountStatus::Cancelled => Err(AccountError::Cancelled),
+        AccountStatus::Disabled | AccountStatus::Blocked => Err(AccountError::NotAllowed(format!(
+            "the manager account is {}",
+            current.status.as_str()
+        ))),
+    }
 }
 
 /// A managed account of `manager`, with the public id of its newest live key.
@@ -291,6 +309,9 @@ async fn begin_managed(
 ) -> Result<(sqlx::Transaction<'static, sqlx::Any>, Account), AccountError> {
     ensure_manager(manager)?;
     let mut tx = db.write.begin().await?;
+    // Lock the row before reading its status, so that a cancellation committed meanwhile
+    // is seen (and cannot be overwritten by an enable that read the old status).
+    repo::lock(&mut tx, id).await?;
     let (account, _) = repo::find_managed(&mut tx, manager.id, id)
         .await?
         .ok_or(AccountError::NotFound)?;

@@ -124,6 +124,15 @@ pub enum BillingError {
     Database(#[from] sqlx::Error),
 }
 
+impl From<ledger::PostError> for BillingError {
+    fn from(error: ledger::PostError) -> Self {
+        match error {
+            e @ ledger::PostError::BalanceOutOfRange => Self::Invalid(e.to_string()),
+            ledger::PostError::Database(e) => Self::Database(e),
+        }
+    }
+}
+
 /// The answer to a credit or adjustment; stored and replayed for retries (and, being the
 /// stored answer, it is also the wire shape).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]

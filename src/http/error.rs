@@ -277,6 +277,9 @@ impl From<AccountError> for ApiError {
                 "Only approved manager accounts can manage accounts. Ask the platform operator \
                  to approve this account as a manager.",
             ),
+            e @ AccountError::EmailRequired => {
+                ApiError::new(K::Missing, e.to_string()).pointer("/email")
+            }
             AccountError::ManagedCannotManage => {
                 ApiError::new(K::Forbidden, "A managed account cannot manage accounts.")
             }

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 pub use verify::{Violation, verify};
 
 use crate::accounts::AccountId;
-use crate::money::Money;
+use crate::money::{AMOUNT_ABS_MAX_NANOS, Money};
 
 /// A ledger book.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -118,10 +118,26 @@ pub enum EntryError {
     /// The sum does not fit in an `i64`.
     #[error("postings overflow")]
     Overflow,
+    /// A posting, or a book's net change, is larger than one movement may carry.
+    #[error("an amount of the entry is larger than 100000000 either way")]
+    OutOfRange,
+}
+
+/// Why a built entry could not be posted.
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    /// A cached balance would leave the range an `i64` of nano-units holds safely; nothing
+    /// was posted.
+    #[error("a balance would leave the range a balance can hold; nothing was posted")]
+    BalanceOutOfRange,
+    /// A query failed.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
 }
 
 impl Entry {
-    /// Builds an entry if its postings sum to exactly zero.
+    /// Builds an entry if its postings sum to exactly zero and no book's net change is
+    /// larger than [`AMOUNT_ABS_MAX_NANOS`] either way.
     pub fn new(header: EntryHeader, postings: Vec<Posting>) -> Result<Self, EntryError> {
         let sum = postings
             .iter()
@@ -130,7 +146,9 @@ impl Entry {
         if sum != Money::ZERO {
             return Err(EntryError::Unbalanced(sum));
         }
-        Ok(Self { header, postings })
+        let entry = Self { header, postings };
+        entry.net_by_book()?;
+        Ok(entry)
     }
 
     /// A transfer of `amount` from `from` to `to` (a two-posting entry).
@@ -182,6 +200,14 @@ impl Entry {
             *slot = slot
                 .checked_add(posting.amount.nanos())
                 .ok_or(EntryError::Overflow)?;
+        }
+        // Bounded net changes keep a cached balance update from overflowing (see
+        // `repo::post_in_tx`).
+        if net
+            .values()
+            .any(|n| n.unsigned_abs() > AMOUNT_ABS_MAX_NANOS.unsigned_abs())
+        {
+            return Err(EntryError::OutOfRange);
         }
         Ok(net)
     }
@@ -237,9 +263,48 @@ mod tests {
         );
     }
 
+    #[test]
+    fn amounts_beyond_one_movement_cannot_be_posted() {
+        let too_much = Money::from_nanos(AMOUNT_ABS_MAX_NANOS + 1);
+        let built = Entry::transfer(
+            header(EntryKind::Credit),
+            Book::PlatformFunding,
+            Book::Balance(account()),
+            too_much,
+        );
+        assert_eq!(built.unwrap_err(), EntryError::OutOfRange);
+        // Two postings each within range may still add up beyond it on one book.
+        let payer = account();
+        let half = Money::from_nanos(AMOUNT_ABS_MAX_NANOS / 2 + 1);
+        let postings = vec![
+            Posting {
+                book: Book::Balance(payer),
+                amount: half,
+                spender: None,
+            },
+            Posting {
+                book: Book::Balance(payer),
+                amount: half,
+                spender: None,
+            },
+            Posting {
+                book: Book::PlatformFunding,
+                amount: Money::from_nanos(-half.nanos()),
+                spender: None,
+            },
+            Posting {
+                book: Book::PlatformFunding,
+                amount: Money::from_nanos(-half.nanos()),
+                spender: None,
+            },
+        ];
+        let built = Entry::new(header(EntryKind::Credit), postings);
+        assert_eq!(built.unwrap_err(), EntryError::OutOfRange);
+    }
+
     proptest! {
         #[test]
-        fn transfers_always_balance(amount in -1_000_000_000_000_000_i64..1_000_000_000_000_000) {
+        fn transfers_always_balance(amount in -AMOUNT_ABS_MAX_NANOS..=AMOUNT_ABS_MAX_NANOS) {
             let entry = Entry::transfer(header(EntryKind::Credit), Book::PlatformFunding, Book::Balance(account()), Money::from_nanos(amount)).unwrap();
             let sum: i64 = entry.postings().iter().map(|p| p.amount.nanos()).sum();
             prop_assert_eq!(sum, 0);

@@ -2,17 +2,23 @@
 
 use sqlx::{AnyConnection, Row};
 
-use super::{AccountBalance, Book, Entry};
+use super::{AccountBalance, Book, Entry, PostError};
 use crate::accounts::AccountId;
-use crate::money::Money;
+use crate::money::{AMOUNT_ABS_MAX_NANOS, Money};
+
+/// The largest cached balance, either way, that may still take a net change: any change
+/// an entry can carry then still fits an `i64` (on SQLite an overflowing sum would silently
+/// turn into a floating-point value).
+const BALANCE_UPDATABLE_ABS_MAX_NANOS: i64 = i64::MAX - AMOUNT_ABS_MAX_NANOS;
 
 /// Posts `entry` in the caller's transaction: the entry, its postings, and one update of
-/// each touched book's cached balance, in book order.
+/// each touched book's cached balance, in book order. On an error the caller must roll
+/// back (dropping the transaction does).
 pub async fn post_in_tx(
     conn: &mut AnyConnection,
     entry: &Entry,
     now_ms: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), PostError> {
     sqlx::query(
         "INSERT INTO journal_entries (id, kind, account_id, reason, created_by, created_at_ms) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -58,16 +64,24 @@ pub async fn post_in_tx(
         .into_iter()
         .map(|(book, amount)| (book, amount, now_ms))
         .collect();
+    // A balance too close to the limit is not updated (the row does not count as
+    // affected), which the count below turns into an error.
     let sql = format!(
         "INSERT INTO book_balances (book, balance_nanos, updated_at_ms) {} ORDER BY 1 \
          ON CONFLICT (book) DO UPDATE SET balance_nanos = book_balances.balance_nanos + excluded.balance_nanos, \
-         updated_at_ms = excluded.updated_at_ms",
-        crate::db::json_rows_select(conn, 1, &[Text, BigInt, BigInt])
+         updated_at_ms = excluded.updated_at_ms \
+         WHERE book_balances.balance_nanos BETWEEN -{max} AND {max}",
+        crate::db::json_rows_select(conn, 1, &[Text, BigInt, BigInt]),
+        max = BALANCE_UPDATABLE_ABS_MAX_NANOS,
     );
-    sqlx::query(&sql)
+    let updated = sqlx::query(&sql)
         .bind(encode(&books)?)
         .execute(&mut *conn)
-        .await?;
+        .await?
+        .rows_affected();
+    if usize::try_from(updated).ok() != Some(books.len()) {
+        return Err(PostError::BalanceOutOfRange);
+    }
     Ok(())
 }
 

@@ -36,6 +36,42 @@ pub enum Violation {
         /// Sum of its usage records' costs.
         rated_nanos: i64,
     },
+    /// A usage entry that charged nothing anyone can trace: it has no usage records.
+    #[error("usage entry {entry} has no usage records")]
+    UsageEntryWithoutRecords {
+        /// Entry id.
+        entry: String,
+    },
+    /// A usage record whose payer is not the one its account's billing names (itself, or
+    /// its manager under rollup billing).
+    #[error(
+        "usage record {event_id} of account {account} is charged to {payer}, not to {expected}"
+    )]
+    WrongPayer {
+        /// The record's event id.
+        event_id: String,
+        /// The account that used it.
+        account: String,
+        /// The payer recorded.
+        payer: String,
+        /// The payer its billing names.
+        expected: String,
+    },
+    /// A usage entry whose debit of a balance, for one spender, differs from the cost of the
+    /// records that balance pays for that spender.
+    #[error(
+        "usage entry {entry} debits {book} (spender {spender}) by a total that differs from its records by {difference_nanos} nano-units"
+    )]
+    PayerPostingMismatch {
+        /// Entry id.
+        entry: String,
+        /// The balance book.
+        book: String,
+        /// The spending account (`-` for the payer itself).
+        spender: String,
+        /// Records' cost plus postings (zero when they agree).
+        difference_nanos: i64,
+    },
     /// A credit limit below zero.
     #[error("book {book} holds a negative credit limit ({nanos})")]
     NegativeCreditLine {
@@ -109,6 +145,61 @@ pub async fn verify(db: &Db) -> Result<Result<Report, Violation>, sqlx::Error> {
             entry: row.try_get("entry_id")?,
             charged_nanos: row.try_get("charged_nanos")?,
             rated_nanos: row.try_get("rated_nanos")?,
+        }));
+    }
+    let orphan = sqlx::query(
+        "SELECT e.id FROM journal_entries e WHERE e.kind = 'usage' \
+         AND NOT EXISTS (SELECT 1 FROM usage_records u WHERE u.entry_id = e.id) ORDER BY e.id LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = orphan {
+        return Ok(Err(Violation::UsageEntryWithoutRecords {
+            entry: row.try_get("id")?,
+        }));
+    }
+    // Manager and rollup flag are fixed for life, so the payer can be re-derived.
+    let wrong_payer = sqlx::query(
+        "SELECT event_id, account_id, payer_account_id, expected FROM ( \
+           SELECT u.event_id, u.account_id, u.payer_account_id, \
+             CASE WHEN a.kind = 'managed' AND a.rollup_billing <> 0 THEN a.manager_id ELSE a.id END AS expected \
+           FROM usage_records u JOIN accounts a ON a.id = u.account_id \
+         ) checked WHERE payer_account_id <> expected ORDER BY event_id LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = wrong_payer {
+        return Ok(Err(Violation::WrongPayer {
+            event_id: row.try_get("event_id")?,
+            account: row.try_get("account_id")?,
+            payer: row.try_get("payer_account_id")?,
+            expected: row.try_get("expected")?,
+        }));
+    }
+    // Per usage entry, balance book and spender: records' cost and postings cancel out.
+    // This catches a debit of the wrong balance, a lost spender tag, and records or
+    // postings missing on either side.
+    let payer_postings = sqlx::query(
+        "SELECT entry_id, book, spender, CAST(SUM(nanos) AS BIGINT) AS difference_nanos FROM ( \
+           SELECT u.entry_id, 'balance:' || u.payer_account_id AS book, \
+             CASE WHEN u.account_id = u.payer_account_id THEN '-' ELSE u.account_id END AS spender, \
+             u.cost_nanos AS nanos \
+           FROM usage_records u \
+           UNION ALL \
+           SELECT p.entry_id, p.book, COALESCE(p.spender_account_id, '-') AS spender, p.amount_nanos AS nanos \
+           FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
+           WHERE e.kind = 'usage' AND p.book LIKE 'balance:%' \
+         ) sides GROUP BY entry_id, book, spender HAVING SUM(nanos) <> 0 \
+         ORDER BY entry_id, book, spender LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = payer_postings {
+        return Ok(Err(Violation::PayerPostingMismatch {
+            entry: row.try_get("entry_id")?,
+            book: row.try_get("book")?,
+            spender: row.try_get("spender")?,
+            difference_nanos: row.try_get("difference_nanos")?,
         }));
     }
     let negative = sqlx::query(

@@ -20,6 +20,11 @@ pub const ERRORS_REPORTED_MAX: usize = 100;
 /// Longest prefix: E.164 numbers have at most 15 digits.
 pub const PREFIX_DIGITS_MAX: usize = 15;
 
+/// The highest rate accepted: 10,000 per minute, part or month. Anything above is a typo,
+/// and the bound keeps one event's cost (at most a week of seconds) within what one batch
+/// may charge.
+pub const RATE_MAX_NANOS: i64 = 10_000 * crate::money::NANOS_PER_UNIT;
+
 /// Longest increment accepted, in seconds.
 const INCREMENT_MAX_S: u32 = 3600;
 
@@ -98,10 +103,16 @@ fn parse_line(line: &str) -> Result<RateRow, String> {
             "prefix '{prefix}' must be up to {PREFIX_DIGITS_MAX} digits (empty: catch-all)"
         ));
     }
-    let rate = Money::parse_decimal(rate).map_err(|e| format!("rate '{rate}': {e}"))?;
-    if rate.nanos() < 0 {
-        return Err(format!("rate '{}' must not be negative", rate));
-    }
+    let rate_text = *rate;
+    let rate = Money::parse_decimal(rate_text)
+        .ok()
+        .filter(|rate| (0..=RATE_MAX_NANOS).contains(&rate.nanos()))
+        .ok_or_else(|| {
+            format!(
+                "rate '{rate_text}' must be a decimal from 0 to {}",
+                Money::from_nanos(RATE_MAX_NANOS).to_decimal_string(2)
+            )
+        })?;
     let increments = match (product.is_voice(), *initial, *subsequent) {
         (true, initial, subsequent) => Some(parse_increments(initial, subsequent)?),
         (false, "", "") => None,
@@ -157,11 +168,13 @@ mod tests {
     fn reports_every_bad_line_with_its_number() {
         let text = format!(
             "{HEADER}\nvoice_outbound,1,0.01,60,60\nfax,1,0.01,,\nvoice_outbound,1a,0.01,60,60\nvoice_outbound,2,-1,60,60\n\
-             voice_outbound,3,0.01,,\nsms_outbound,1,0.01,1,1\nvoice_outbound,1,0.02,6,6\nsms_outbound,1\nvoice_outbound,4,1.0000000001,6,6\n"
+             voice_outbound,3,0.01,,\nsms_outbound,1,0.01,1,1\nvoice_outbound,1,0.02,6,6\nsms_outbound,1\nvoice_outbound,4,1.0000000001,6,6\n\
+             number_rental,5,10000.01,,\nnumber_rental,6,10000,,\n"
         );
         let errors = parse(&text).unwrap_err();
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
-        assert_eq!(lines, [3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(lines, [3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        assert!(errors[8].message.contains("from 0 to 10000.00"));
         assert!(errors[0].message.contains("unknown product"));
         assert!(errors[5].message.contains("duplicate"));
     }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, Connection, Row};
 
 use super::{Increments, PricingSubject, Product};
 use crate::accounts::{AccountId, AccountKind};
@@ -56,12 +56,20 @@ impl PricingIndex {
         self.generation
     }
 
+    /// The newest assignment in force at `at_ms` whose list is itself in force then. An
+    /// assignment made ahead of its list's effective date must not hide the one before it,
+    /// so the walk goes back through history until a usable list is found.
     fn assigned(&self, account: Option<AccountId>, at_ms: i64) -> Option<&RateTable> {
-        let history = self.assignments.get(&account)?;
-        let (_, list_id) = history.iter().rev().find(|(from, _)| *from <= at_ms)?;
-        self.lists
-            .get(list_id)
-            .filter(|list| list.effective_from_ms <= at_ms)
+        self.assignments
+            .get(&account)?
+            .iter()
+            .rev()
+            .filter(|(from, _)| *from <= at_ms)
+            .find_map(|(_, list_id)| {
+                self.lists
+                    .get(list_id)
+                    .filter(|list| list.effective_from_ms <= at_ms)
+            })
     }
 
     fn own_or_default(&self, account: AccountId, at_ms: i64) -> Option<&RateTable> {
@@ -84,8 +92,19 @@ impl PricingIndex {
     }
 }
 
-/// Reads every list, rate and assignment.
+/// Reads every list, rate and assignment, all from one snapshot: an import committed
+/// between two of the reads must not yield an index that has its assignment but not its
+/// rates, labelled with the generation before it.
 pub(super) async fn load(conn: &mut AnyConnection) -> Result<PricingIndex, sqlx::Error> {
+    // PostgreSQL's default isolation takes a snapshot per statement; SQLite's WAL readers
+    // hold one snapshot from their first read to the end of the transaction.
+    let begin = if conn.backend_name() == "SQLite" {
+        "BEGIN"
+    } else {
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    };
+    let mut tx = conn.begin_with(begin).await?;
+    let conn = &mut *tx;
     let generation = super::repo::generation(conn).await?;
     let mut lists: HashMap<String, RateTable> = HashMap::new();
     for row in sqlx::query("SELECT id, effective_from_ms FROM price_lists")
@@ -147,9 +166,63 @@ pub(super) async fn load(conn: &mut AnyConnection) -> Result<PricingIndex, sqlx:
             row.try_get("price_list_id")?,
         ));
     }
+    tx.commit().await?;
     Ok(PricingIndex {
         generation,
         lists,
         assignments,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(id: &str, effective_from_ms: i64) -> (String, RateTable) {
+        let table = RateTable {
+            id: id.to_owned(),
+            effective_from_ms,
+            ..RateTable::default()
+        };
+        (id.to_owned(), table)
+    }
+
+    fn standard(id: AccountId) -> PricingSubject {
+        PricingSubject {
+            id,
+            kind: AccountKind::Standard,
+            manager_id: None,
+            allow_custom_pricing: false,
+        }
+    }
+
+    #[test]
+    fn an_assignment_whose_list_is_not_yet_effective_leaves_the_earlier_one_in_force() {
+        let account = AccountId::generate();
+        let index = PricingIndex {
+            generation: 1,
+            lists: [table("old", 0), table("future", 2_000), table("default", 0)]
+                .into_iter()
+                .collect(),
+            assignments: [
+                (
+                    Some(account),
+                    vec![(100, "old".to_owned()), (500, "future".to_owned())],
+                ),
+                (None, vec![(0, "default".to_owned())]),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let list_at = |at_ms| {
+            index
+                .list_for(&standard(account), at_ms)
+                .map(|l| l.id.as_str())
+        };
+        assert_eq!(list_at(50), Some("default"));
+        assert_eq!(list_at(100), Some("old"));
+        // Assigned at 500, but its list starts at 2,000: the earlier assignment holds.
+        assert_eq!(list_at(1_000), Some("old"));
+        assert_eq!(list_at(2_000), Some("future"));
+    }
 }

@@ -22,7 +22,7 @@ use crate::accounts::AccountId;
 use crate::clock::{ClockHandle, to_epoch_ms};
 use crate::db::Db;
 use crate::ledger::{self, Book, Entry, EntryHeader, EntryKind, Posting};
-use crate::money::Money;
+use crate::money::{AMOUNT_ABS_MAX_NANOS, Money};
 use crate::pricing::{PricingCache, Product};
 use crate::rating;
 
@@ -229,6 +229,9 @@ pub async fn ingest(
     };
     let index = pricing.current(db).await?;
     let mut rated = Vec::with_capacity(events.len());
+    // One batch is one journal entry, and an entry carries at most AMOUNT_ABS_MAX_NANOS:
+    // events beyond that are refused alone, in request order, to be sent again later.
+    let mut batch_cost_nanos: i64 = 0;
     for (slot, event) in events {
         let Some(payee) = payees.get(&event.account_id) else {
             set(
@@ -239,7 +242,23 @@ pub async fn ingest(
             continue;
         };
         match rate(event, payee, &index) {
-            Ok(record) => rated.push((slot, record)),
+            Ok(record) => match batch_cost_nanos
+                .checked_add(record.cost_nanos)
+                .filter(|total| *total <= AMOUNT_ABS_MAX_NANOS)
+            {
+                Some(total) => {
+                    batch_cost_nanos = total;
+                    rated.push((slot, record));
+                }
+                None => set(
+                    &mut outcomes,
+                    slot,
+                    Outcome::Rejected(
+                        "the batch's charges would exceed 100000000.00 in all; send this event in another batch"
+                            .to_owned(),
+                    ),
+                ),
+            },
             Err(reason) => set(&mut outcomes, slot, Outcome::Rejected(reason)),
         }
     }
@@ -294,7 +313,14 @@ async fn charge(
         .collect();
     if !new.is_empty() {
         let entry = usage_entry(&entry_id, &new, created_by)?;
-        ledger::repo::post_in_tx(&mut tx, &entry, now_ms).await?;
+        ledger::repo::post_in_tx(&mut tx, &entry, now_ms)
+            .await
+            .map_err(|e| match e {
+                ledger::PostError::Database(e) => e,
+                // Unreachable in practice (a balance near 9 billion units); fails the batch
+                // loudly rather than store a wrong balance.
+                e @ ledger::PostError::BalanceOutOfRange => sqlx::Error::Protocol(e.to_string()),
+            })?;
         let leases: Vec<&str> = new
             .iter()
             .filter_map(|r| r.event.lease_id.as_deref())

@@ -95,3 +95,72 @@ async fn concurrent_creates_with_one_email_yield_one_account() {
         refused.assert_error(422, "10012", Some(("pointer", "/email")));
     }
 }
+
+#[tokio::test]
+async fn an_enable_racing_a_cancellation_never_revives_the_account() {
+    let app = spawn_app().await;
+    let clock: ClockHandle = Arc::new(app.clock.clone());
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        let account = app
+            .managed_of(&app.manager, &format!("Race {n}"), json!({}))
+            .await;
+        let path = format!("/v2/managed_accounts/{}/actions/disable", account.id);
+        app.post(&path, &app.manager.key, None)
+            .await
+            .assert_status(200);
+        ids.push(account.id);
+    }
+
+    let app = &app;
+    let enables = join_all(ids.iter().map(|id| {
+        let path = format!("/v2/managed_accounts/{id}/actions/enable");
+        async move { app.post(&path, &app.manager.key, None).await }
+    }));
+    let cancels = join_all(ids.iter().map(|id| {
+        let id = AccountId::parse(id).unwrap();
+        operator::cancel_account(&app.db, &clock, id, false)
+    }));
+    let (enabled, cancelled) = tokio::join!(enables, cancels);
+
+    for outcome in cancelled {
+        outcome.unwrap();
+    }
+    for reply in &enabled {
+        // Either the enable came first (200) or it saw the cancellation (422).
+        assert!(reply.status == 200 || reply.status == 422, "{reply:?}");
+    }
+    for id in &ids {
+        let status: String = sqlx::query_scalar("SELECT status FROM accounts WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.db.read)
+            .await
+            .unwrap();
+        assert_eq!(status, "cancelled", "account {id}");
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_manager_creates_nothing_even_with_a_key_checked_before() {
+    let app = spawn_app().await;
+    let manager = app.standard_manager().await;
+    let clock: ClockHandle = Arc::new(app.clock.clone());
+    let id = AccountId::parse(&manager.id).unwrap();
+    let creates =
+        join_all((0..6).map(|n| {
+            app.create_managed(&manager.key, json!({"business_name": format!("Late {n}")}))
+        }));
+    let cancel = operator::cancel_account(&app.db, &clock, id, true);
+    let (replies, cancelled) = tokio::join!(creates, cancel);
+    cancelled.unwrap();
+
+    // Whatever was created before the cancellation was cancelled with it.
+    let live: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM accounts WHERE manager_id = $1 AND status <> 'cancelled'",
+    )
+    .bind(&manager.id)
+    .fetch_one(&app.db.read)
+    .await
+    .unwrap();
+    assert_eq!(live, 0, "{replies:?}");
+}

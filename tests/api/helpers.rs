@@ -372,9 +372,14 @@ pub fn event(id: &str, account: &str, product: &str, destination: &str, quantity
 impl TestApp {
     /// A manager with no channel pool (the feature off).
     pub async fn standard_manager(&self) -> Actor {
+        self.manager_with_email("nopool@reseller.example").await
+    }
+
+    /// A manager with no channel pool, signing in as `email`.
+    pub async fn manager_with_email(&self, email: &str) -> Actor {
         let clock: ClockHandle = Arc::new(self.clock.clone());
         let new = NewAccount {
-            email: Email::parse("nopool@reseller.example").unwrap(),
+            email: Email::parse(email).unwrap(),
             organization_name: OrganizationName::parse("No Pool").unwrap(),
             manager: true,
             max_managed_accounts: None,

@@ -67,6 +67,31 @@ async fn without_an_email_one_is_generated_from_the_managers_and_is_unique() {
 }
 
 #[tokio::test]
+async fn a_generated_email_stays_valid_for_long_manager_addresses() {
+    let app = spawn_app().await;
+    let long_local = "l".repeat(64);
+    let manager = app
+        .manager_with_email(&format!("{long_local}@reseller.example"))
+        .await;
+
+    let created = app.managed_of(&manager, "Long Co", json!({})).await;
+    let (local, domain) = created.email.split_once('@').unwrap();
+    assert_eq!(domain, "reseller.example");
+    assert!(local.len() <= 64, "{local}");
+    assert!(local.starts_with("lll") && local.contains('+'), "{local}");
+
+    // A domain so long that no tag fits: the manager is asked for an email instead.
+    let label = "d".repeat(60);
+    let domain = format!("{label}.{label}.{label}.{label}.example");
+    let crowded = app.manager_with_email(&format!("x@{domain}")).await;
+    app.create_managed(&crowded.key, json!({"business_name": "Crowded"}))
+        .await
+        .assert_error(422, "10004", Some(("pointer", "/email")));
+    let listed = app.get("/v2/managed_accounts", &crowded.key).await;
+    assert_eq!(listed.body["meta"]["total_results"], 0);
+}
+
+#[tokio::test]
 async fn an_email_in_use_anywhere_is_refused_whatever_its_case() {
     let app = spawn_app().await;
     app.managed_of(

@@ -356,3 +356,96 @@ async fn verify_ledger_names_a_tampered_balance() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("caches"));
 }
+
+/// Runs `sql` (binding `args` in order) on the test database.
+async fn tamper(app: &crate::helpers::TestApp, sql: &str, args: &[&str]) {
+    let mut query = sqlx::query(sql);
+    for arg in args {
+        query = query.bind(*arg);
+    }
+    query.execute(&app.db.write).await.unwrap();
+}
+
+#[tokio::test]
+async fn verify_ledger_names_charges_on_the_wrong_balance_and_entries_without_usage() {
+    let app = spawn_app().await;
+    app.import_prices(BASE_PRICES, "platform_default=true")
+        .await
+        .assert_status(200);
+    let rollup = app
+        .managed_of(&app.manager, "Rollup Co", json!({"rollup_billing": true}))
+        .await;
+    let own = app.managed_of(&app.manager, "Own Co", json!({})).await;
+    // Two batches, so that each event has a journal entry of its own.
+    for (id, account) in [("p1", &rollup.id), ("p2", &own.id)] {
+        app.ingest(json!([event(
+            id,
+            account,
+            "sms_outbound",
+            "+15550000000",
+            1
+        )]))
+        .await
+        .assert_status(200);
+    }
+    app.assert_ledger_clean().await;
+    let verdict = || async { steward::ledger::verify(&app.db).await.unwrap() };
+    let manager_book = format!("balance:{}", app.manager.id);
+    let own_book = format!("balance:{}", own.id);
+
+    // A rollup charge recorded as paid by the managed account itself.
+    let set_payer = "UPDATE usage_records SET payer_account_id = $1 WHERE event_id = $2";
+    tamper(&app, set_payer, &[&rollup.id, "p1"]).await;
+    let violation = verdict().await.unwrap_err().to_string();
+    assert!(
+        violation.contains("p1") && violation.contains("not to"),
+        "{violation}"
+    );
+    tamper(&app, set_payer, &[&app.manager.id, "p1"]).await;
+    app.assert_ledger_clean().await;
+
+    // The manager's debit moved onto another account's balance, with the cached balances
+    // moved along so that every book still matches its postings.
+    let move_posting =
+        "UPDATE postings SET book = $1 WHERE book = $2 AND spender_account_id IS NOT NULL";
+    let move_cache = "UPDATE book_balances SET balance_nanos = balance_nanos + $1 WHERE book = $2";
+    tamper(&app, move_posting, &[&own_book, &manager_book]).await;
+    sqlx::query(move_cache)
+        .bind(-4_000_000_i64)
+        .bind(&own_book)
+        .execute(&app.db.write)
+        .await
+        .unwrap();
+    sqlx::query(move_cache)
+        .bind(4_000_000_i64)
+        .bind(&manager_book)
+        .execute(&app.db.write)
+        .await
+        .unwrap();
+    let violation = verdict().await.unwrap_err().to_string();
+    assert!(violation.contains("debits"), "{violation}");
+    tamper(&app, move_posting, &[&manager_book, &own_book]).await;
+    sqlx::query(move_cache)
+        .bind(4_000_000_i64)
+        .bind(&own_book)
+        .execute(&app.db.write)
+        .await
+        .unwrap();
+    sqlx::query(move_cache)
+        .bind(-4_000_000_i64)
+        .bind(&manager_book)
+        .execute(&app.db.write)
+        .await
+        .unwrap();
+    app.assert_ledger_clean().await;
+
+    // A usage entry whose records are gone.
+    tamper(
+        &app,
+        "DELETE FROM usage_records WHERE event_id = $1",
+        &["p2"],
+    )
+    .await;
+    let violation = verdict().await.unwrap_err().to_string();
+    assert!(violation.contains("no usage records"), "{violation}");
+}
