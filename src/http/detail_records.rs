@@ -49,7 +49,8 @@ pub struct DetailRecord {
     /// Call duration in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call_sec: Option<i64>,
-    /// Seconds billed after increments.
+    /// Seconds billed after increments (only for those who may see prices: the
+    /// increments are part of the price list).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub billed_sec: Option<i64>,
     /// Months of number rental.
@@ -106,7 +107,8 @@ fn record(stored: StoredRecord, show_prices: bool) -> DetailRecord {
             }),
         parts: product.is_messaging().then_some(stored.quantity),
         call_sec: product.is_voice().then_some(stored.quantity),
-        billed_sec: product.is_voice().then_some(stored.billable_quantity),
+        // Billed seconds reveal the billing increments, a term of the price list.
+        billed_sec: (show_prices && product.is_voice()).then_some(stored.billable_quantity),
         months: (product == crate::pricing::Product::NumberRental).then_some(stored.quantity),
         started_at: timestamp(stored.occurred_at_ms),
         created_at: timestamp(stored.created_at_ms),

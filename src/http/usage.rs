@@ -19,8 +19,9 @@ use crate::usage::{self, BATCH_EVENTS_MAX, Outcome, RawEvent};
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UsageBatch {
     /// Up to 10,000 events: `{id, account_id, product, destination, quantity, occurred_at, lease_id?}`.
+    /// Each is checked on its own: a malformed one is rejected, the rest go on.
     #[schema(value_type = Vec<Object>)]
-    pub events: Option<Vec<RawEvent>>,
+    pub events: Option<Vec<serde_json::Value>>,
 }
 
 /// What happened to one event, in request order.
@@ -58,16 +59,17 @@ pub async fn ingest(
         )
         .pointer("/events"));
     }
+    let parsed: Vec<_> = events.iter().map(RawEvent::from_json).collect();
     let outcomes = usage::ingest(
         &state.db,
         &state.pricing,
         &state.clock,
-        &events,
+        &parsed,
         &format!("ingest:{key_id}"),
     )
     .await?;
     let data = events
-        .into_iter()
+        .iter()
         .zip(outcomes)
         .map(|(event, outcome)| {
             let (status, reason) = match outcome {
@@ -76,7 +78,10 @@ pub async fn ingest(
                 Outcome::Rejected(reason) => ("rejected", Some(reason)),
             };
             EventResult {
-                id: event.id,
+                id: event
+                    .get("id")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned),
                 status,
                 reason,
             }

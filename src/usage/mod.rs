@@ -54,6 +54,14 @@ pub struct RawEvent {
     pub lease_id: Option<String>,
 }
 
+impl RawEvent {
+    /// Reads one event of a batch. A value that is not an event object, or has a field of
+    /// the wrong type, is that event's rejection, not the batch's.
+    pub fn from_json(value: &serde_json::Value) -> Result<RawEvent, String> {
+        RawEvent::deserialize(value).map_err(|e| format!("malformed event: {e}"))
+    }
+}
+
 /// A checked event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageEvent {
@@ -195,7 +203,7 @@ pub async fn ingest(
     db: &Db,
     pricing: &PricingCache,
     clock: &ClockHandle,
-    raw: &[RawEvent],
+    raw: &[Result<RawEvent, String>],
     created_by: &str,
 ) -> Result<Vec<Outcome>, sqlx::Error> {
     let now_ms = to_epoch_ms(clock.now());
@@ -205,6 +213,13 @@ pub async fn ingest(
     let mut repeats = Vec::new();
     let mut events = Vec::with_capacity(raw.len());
     for (slot, raw) in raw.iter().enumerate() {
+        let raw = match raw {
+            Ok(raw) => raw,
+            Err(reason) => {
+                set(&mut outcomes, slot, Outcome::Rejected(reason.clone()));
+                continue;
+            }
+        };
         if let Some(first) = raw.id.as_deref().and_then(|id| first_slot.get(id)) {
             repeats.push((slot, *first));
             continue;

@@ -22,7 +22,9 @@ pub async fn insert_records(
         Text, Text, Text, Text, Text, BigInt, BigInt, Text, Text, BigInt, BigInt, BigInt, Text,
         Text, BigInt,
     ];
-    // One JSON array per row (serde writes tuples as arrays), in `columns` order.
+    // One JSON array per row (serde writes tuples as arrays), in `columns` order. Rows go
+    // in ordered by event id, so that on PostgreSQL two batches sharing ids take their
+    // index locks in the same order and never deadlock.
     let rows: Vec<_> = records
         .iter()
         .map(|r| {
@@ -51,7 +53,7 @@ pub async fn insert_records(
     let sql = format!(
         "INSERT INTO usage_records (event_id, account_id, payer_account_id, product, destination, \
          quantity, billable_quantity, price_list_id, rate_prefix, rate_nanos, cost_nanos, \
-         occurred_at_ms, lease_id, entry_id, created_at_ms) {} \
+         occurred_at_ms, lease_id, entry_id, created_at_ms) {} ORDER BY 1 \
          ON CONFLICT (event_id) DO NOTHING",
         crate::db::json_rows_select(conn, 1, &columns)
     );

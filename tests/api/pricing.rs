@@ -229,6 +229,7 @@ fn price_strings() -> Vec<&'static str> {
         "\"rate\"",
         "rate_measured_in",
         "price_list",
+        "billed_sec",
     ]
 }
 

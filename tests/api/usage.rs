@@ -159,6 +159,38 @@ async fn concurrent_overlapping_batches_charge_each_event_once() {
 }
 
 #[tokio::test]
+async fn batches_sharing_ids_in_opposite_orders_never_fail() {
+    let app = crate::helpers::spawn_app_with(|s| s.body_limit_bytes = 4 * 1024 * 1024).await;
+    app.import_prices(BASE_PRICES, "platform_default=true")
+        .await
+        .assert_status(200);
+    let own = app.managed_of(&app.manager, "Crossing Co", json!({})).await;
+    for round in 0..3 {
+        let forward: Vec<_> = (0..2_000)
+            .map(|n| {
+                let id = format!("x{round}-{n:04}");
+                event(&id, &own.id, "sms_outbound", "+15550000000", 1)
+            })
+            .collect();
+        let backward: Vec<_> = forward.iter().rev().cloned().collect();
+
+        let (a, b) = tokio::join!(app.ingest(json!(forward)), app.ingest(json!(backward)));
+
+        a.assert_status(200);
+        b.assert_status(200);
+        let accepted = [&a, &b]
+            .iter()
+            .flat_map(|r| r.body["data"].as_array().unwrap())
+            .filter(|e| e["status"] == "accepted")
+            .count();
+        assert_eq!(accepted, 2_000, "round {round}");
+    }
+    // 6,000 messages at 0.004.
+    assert_eq!(app.balance_of(&own.key).await, "-24.00");
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
 async fn bad_events_are_rejected_one_by_one_with_a_reason() {
     let app = spawn_app().await;
     app.import_prices("product,prefix,rate,initial_increment_s,subsequent_increment_s\nvoice_outbound,1,0.01,60,60\n", "platform_default=true")
@@ -182,25 +214,37 @@ async fn bad_events_are_rejected_one_by_one_with_a_reason() {
             ),
             event("fax", &own.id, "fax", "+14155550100", 1),
             event("ok", &own.id, "voice_outbound", "+14155550100", 30),
+            // Wrongly typed fields and non-objects spoil only their own event.
+            json!({"id": "typed", "account_id": 42, "product": "voice_outbound",
+                   "destination": "+14155550100", "quantity": 30, "occurred_at": "2026-01-01T12:00:30Z"}),
+            json!("not an event"),
+            event("after", &own.id, "voice_outbound", "+14155550100", 30),
         ]))
         .await;
 
     let results = reply.body["data"].as_array().unwrap();
-    let summary: Vec<(&str, &str)> = results
+    let summary: Vec<(Option<&str>, &str)> = results
         .iter()
-        .map(|r| (r["id"].as_str().unwrap(), r["status"].as_str().unwrap()))
+        .map(|r| (r["id"].as_str(), r["status"].as_str().unwrap()))
         .collect();
     assert_eq!(
         summary,
         [
-            ("ok", "accepted"),
-            ("neg", "rejected"),
-            ("no-rate", "rejected"),
-            ("who", "rejected"),
-            ("fax", "rejected"),
-            ("ok", "duplicate")
+            (Some("ok"), "accepted"),
+            (Some("neg"), "rejected"),
+            (Some("no-rate"), "rejected"),
+            (Some("who"), "rejected"),
+            (Some("fax"), "rejected"),
+            (Some("ok"), "duplicate"),
+            (Some("typed"), "rejected"),
+            (None, "rejected"),
+            (Some("after"), "accepted"),
         ]
     );
+    for malformed in &results[6..8] {
+        let reason = malformed["reason"].as_str().unwrap();
+        assert!(reason.contains("malformed event"), "{reason}");
+    }
     assert!(
         results[1]["reason"]
             .as_str()
@@ -277,8 +321,19 @@ async fn a_manager_reads_a_managed_accounts_records_with_costs_and_the_account_w
     let call = &mine.body["data"][0];
     assert_eq!(call["uuid"], "c1");
     assert_eq!(call["call_sec"], 61);
-    assert_eq!(call["billed_sec"], 120);
+    // Billed seconds would reveal the increments (60/60) of the manager's list.
+    assert!(call.get("billed_sec").is_none());
     assert!(call.get("cost").is_none() && call.get("rate").is_none());
+    let managers_calls = app
+        .get(
+            &format!(
+                "/v2/detail_records?filter%5Brecord_type%5D=sip-trunking&filter%5Baccount_id%5D={}",
+                own.id
+            ),
+            &app.manager.key,
+        )
+        .await;
+    assert_eq!(managers_calls.body["data"][0]["billed_sec"], 120);
 
     let managers_view = app
         .get(
@@ -448,4 +503,89 @@ async fn verify_ledger_names_charges_on_the_wrong_balance_and_entries_without_us
     .await;
     let violation = verdict().await.unwrap_err().to_string();
     assert!(violation.contains("no usage records"), "{violation}");
+}
+
+#[tokio::test]
+async fn amounts_are_bounded_so_no_sum_can_overflow() {
+    let app = spawn_app().await;
+    // 10,000 per minute is the highest rate a list may hold; one cent more is refused.
+    app.import_prices(
+        "product,prefix,rate,initial_increment_s,subsequent_increment_s\nvoice_outbound,,10000.01,1,1\n",
+        "platform_default=true",
+    )
+    .await
+    .assert_error(422, "40001", None);
+    app.import_prices(
+        "product,prefix,rate,initial_increment_s,subsequent_increment_s\nvoice_outbound,,10000,1,1\n",
+        "platform_default=true",
+    )
+    .await
+    .assert_status(200);
+    let own = app.managed_of(&app.manager, "Big Spender", json!({})).await;
+    // 300,000 seconds at 10,000 a minute: 50,000,000.00 each.
+    let call = |id: &str| event(id, &own.id, "voice_outbound", "+15550000000", 300_000);
+
+    let reply = app
+        .ingest(json!([call("b1"), call("b2"), call("b3")]))
+        .await;
+
+    let statuses: Vec<&str> = reply.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["accepted", "accepted", "rejected"]);
+    let reason = reply.body["data"][2]["reason"].as_str().unwrap();
+    assert!(reason.contains("another batch"), "{reason}");
+    assert_eq!(app.balance_of(&own.key).await, "-100000000.00");
+    // Sent again alone, it is charged.
+    let again = app.ingest(json!([call("b3")])).await;
+    assert_eq!(again.body["data"][0]["status"], "accepted");
+    assert_eq!(app.balance_of(&own.key).await, "-150000000.00");
+    app.assert_ledger_clean().await;
+
+    // Operator amounts carry the same bound.
+    let credits = format!("/admin/v1/accounts/{}/credits", app.standard.id);
+    app.operator_post(
+        &credits,
+        Some("big-1"),
+        json!({"amount": "100000000.01", "reason": "typo"}),
+    )
+    .await
+    .assert_error(422, "40001", Some(("pointer", "/amount")));
+
+    // A cached balance next to the limit of its integer takes no further change: the
+    // movement is refused and nothing is posted.
+    let book = format!("balance:{}", app.standard.id);
+    sqlx::query(
+        "INSERT INTO book_balances (book, balance_nanos, updated_at_ms) VALUES ($1, $2, 0)",
+    )
+    .bind(&book)
+    .bind(i64::MAX - 1)
+    .execute(&app.db.write)
+    .await
+    .unwrap();
+    let entries_before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM journal_entries")
+        .fetch_one(&app.db.read)
+        .await
+        .unwrap();
+    app.operator_post(
+        &credits,
+        Some("big-2"),
+        json!({"amount": "1.00", "reason": "top-up"}),
+    )
+    .await
+    .assert_error(422, "40001", Some(("pointer", "/amount")));
+    let entries_after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM journal_entries")
+        .fetch_one(&app.db.read)
+        .await
+        .unwrap();
+    assert_eq!(entries_after, entries_before);
+    let cached: i64 = sqlx::query_scalar("SELECT balance_nanos FROM book_balances WHERE book = $1")
+        .bind(&book)
+        .fetch_one(&app.db.read)
+        .await
+        .unwrap();
+    assert_eq!(cached, i64::MAX - 1);
 }
