@@ -67,6 +67,19 @@ impl Reply {
         self
     }
 
+    /// The per-event statuses of an ingestion reply, in request order.
+    pub fn statuses(&self) -> Vec<&str> {
+        self.body["data"]
+            .as_array()
+            .map(|results| {
+                results
+                    .iter()
+                    .map(|r| r["status"].as_str().unwrap_or("?"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Asserts an error with this status, code and blamed pointer (or parameter).
     #[track_caller]
     pub fn assert_error(&self, status: u16, code: &str, source: Option<(&str, &str)>) {

@@ -30,13 +30,7 @@ async fn usage_is_rated_exactly_and_charged_to_the_right_balance() {
         .await;
 
     reply.assert_status(200);
-    let statuses: Vec<&str> = reply.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(statuses, ["accepted"; 4]);
+    assert_eq!(reply.statuses(), ["accepted"; 4]);
     assert_eq!(app.balance_of(&own.key).await, "-0.07");
     // Rollup spend lands on the manager: 0.012 + 2.00.
     assert_eq!(app.balance_of(&app.manager.key).await, "-2.01");
@@ -144,14 +138,7 @@ async fn concurrent_overlapping_batches_charge_each_event_once() {
 
     let accepted: usize = replies
         .iter()
-        .map(|r| {
-            r.body["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|e| e["status"] == "accepted")
-                .count()
-        })
+        .map(|r| r.statuses().iter().filter(|s| **s == "accepted").count())
         .sum();
     assert_eq!(accepted, 80); // ids 0..80
     assert_eq!(app.balance_of(&own.key).await, "-0.32");
@@ -178,10 +165,10 @@ async fn batches_sharing_ids_in_opposite_orders_never_fail() {
 
         a.assert_status(200);
         b.assert_status(200);
-        let accepted = [&a, &b]
-            .iter()
-            .flat_map(|r| r.body["data"].as_array().unwrap())
-            .filter(|e| e["status"] == "accepted")
+        let accepted = [a.statuses(), b.statuses()]
+            .concat()
+            .into_iter()
+            .filter(|s| *s == "accepted")
             .count();
         assert_eq!(accepted, 2_000, "round {round}");
     }
@@ -463,35 +450,26 @@ async fn verify_ledger_names_charges_on_the_wrong_balance_and_entries_without_us
     // moved along so that every book still matches its postings.
     let move_posting =
         "UPDATE postings SET book = $1 WHERE book = $2 AND spender_account_id IS NOT NULL";
-    let move_cache = "UPDATE book_balances SET balance_nanos = balance_nanos + $1 WHERE book = $2";
+    // Moves `nanos` of cached balance from one book to another (sums stay matched).
+    let pool = &app.db.write;
+    let move_cache = |from: String, to: String, nanos: i64| async move {
+        let sql = "UPDATE book_balances SET balance_nanos = balance_nanos + $1 WHERE book = $2";
+        for (book, delta) in [(from, -nanos), (to, nanos)] {
+            sqlx::query(sql)
+                .bind(delta)
+                .bind(book)
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+    };
     tamper(&app, move_posting, &[&own_book, &manager_book]).await;
-    sqlx::query(move_cache)
-        .bind(-4_000_000_i64)
-        .bind(&own_book)
-        .execute(&app.db.write)
-        .await
-        .unwrap();
-    sqlx::query(move_cache)
-        .bind(4_000_000_i64)
-        .bind(&manager_book)
-        .execute(&app.db.write)
-        .await
-        .unwrap();
+    // The debit is -0.004: moving it is moving -4,000,000 nano-units.
+    move_cache(manager_book.clone(), own_book.clone(), -4_000_000).await;
     let violation = verdict().await.unwrap_err().to_string();
     assert!(violation.contains("debits"), "{violation}");
     tamper(&app, move_posting, &[&manager_book, &own_book]).await;
-    sqlx::query(move_cache)
-        .bind(4_000_000_i64)
-        .bind(&own_book)
-        .execute(&app.db.write)
-        .await
-        .unwrap();
-    sqlx::query(move_cache)
-        .bind(-4_000_000_i64)
-        .bind(&manager_book)
-        .execute(&app.db.write)
-        .await
-        .unwrap();
+    move_cache(own_book.clone(), manager_book.clone(), -4_000_000).await;
     app.assert_ledger_clean().await;
 
     // A usage entry whose records are gone.
@@ -529,13 +507,7 @@ async fn amounts_are_bounded_so_no_sum_can_overflow() {
         .ingest(json!([call("b1"), call("b2"), call("b3")]))
         .await;
 
-    let statuses: Vec<&str> = reply.body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(statuses, ["accepted", "accepted", "rejected"]);
+    assert_eq!(reply.statuses(), ["accepted", "accepted", "rejected"]);
     let reason = reply.body["data"][2]["reason"].as_str().unwrap();
     assert!(reason.contains("another batch"), "{reason}");
     assert_eq!(app.balance_of(&own.key).await, "-100000000.00");
@@ -545,18 +517,8 @@ async fn amounts_are_bounded_so_no_sum_can_overflow() {
     assert_eq!(app.balance_of(&own.key).await, "-150000000.00");
     app.assert_ledger_clean().await;
 
-    // Operator amounts carry the same bound.
-    let credits = format!("/admin/v1/accounts/{}/credits", app.standard.id);
-    app.operator_post(
-        &credits,
-        Some("big-1"),
-        json!({"amount": "100000000.01", "reason": "typo"}),
-    )
-    .await
-    .assert_error(422, "40001", Some(("pointer", "/amount")));
-
-    // A cached balance next to the limit of its integer takes no further change: the
-    // movement is refused and nothing is posted.
+    // Operator amounts carry the same bound; and a cached balance next to the limit of its
+    // integer takes no further change. Either movement is refused and nothing is posted.
     let book = format!("balance:{}", app.standard.id);
     sqlx::query(
         "INSERT INTO book_balances (book, balance_nanos, updated_at_ms) VALUES ($1, $2, 0)",
@@ -566,22 +528,25 @@ async fn amounts_are_bounded_so_no_sum_can_overflow() {
     .execute(&app.db.write)
     .await
     .unwrap();
-    let entries_before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM journal_entries")
-        .fetch_one(&app.db.read)
+    let entries = || async {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM journal_entries")
+            .fetch_one(&app.db.read)
+            .await
+            .unwrap();
+        count
+    };
+    let entries_before = entries().await;
+    let credits = format!("/admin/v1/accounts/{}/credits", app.standard.id);
+    for (key, amount) in [("big-1", "100000000.01"), ("big-2", "1.00")] {
+        app.operator_post(
+            &credits,
+            Some(key),
+            json!({"amount": amount, "reason": "top-up"}),
+        )
         .await
-        .unwrap();
-    app.operator_post(
-        &credits,
-        Some("big-2"),
-        json!({"amount": "1.00", "reason": "top-up"}),
-    )
-    .await
-    .assert_error(422, "40001", Some(("pointer", "/amount")));
-    let entries_after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM journal_entries")
-        .fetch_one(&app.db.read)
-        .await
-        .unwrap();
-    assert_eq!(entries_after, entries_before);
+        .assert_error(422, "40001", Some(("pointer", "/amount")));
+    }
+    assert_eq!(entries().await, entries_before);
     let cached: i64 = sqlx::query_scalar("SELECT balance_nanos FROM book_balances WHERE book = $1")
         .bind(&book)
         .fetch_one(&app.db.read)
