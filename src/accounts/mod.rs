@@ -311,7 +311,7 @@ async fn begin_managed(
     let mut tx = db.write.begin().await?;
     // Lock the row before reading its status, so that a cancellation committed meanwhile
     // is seen (and cannot be overwritten by an enable that read the old status).
-    repo::lock(&mut tx, id).await?;
+    repo::lock_managed(&mut tx, manager.id, id).await?;
     let (account, _) = repo::find_managed(&mut tx, manager.id, id)
         .await?
         .ok_or(AccountError::NotFound)?;
@@ -468,6 +468,8 @@ pub async fn set_channel_limit(
     let requested = i64::from(channel_limit);
     let mut tx = db.write.begin().await?;
     let current = lock_manager(&mut tx, manager.id).await?;
+    // Manager first, then the managed row (the order cancellation takes them in).
+    repo::lock_managed(&mut tx, manager.id, id).await?;
     let (account, _) = repo::find_managed(&mut tx, manager.id, id)
         .await?
         .ok_or(AccountError::NotFound)?;

@@ -138,6 +138,22 @@ pub async fn lock(conn: &mut AnyConnection, id: AccountId) -> Result<bool, sqlx:
     Ok(done.rows_affected() == 1)
 }
 
+/// Like [`lock`], for a managed account of `manager_id` only (another's row is left alone).
+pub async fn lock_managed(
+    conn: &mut AnyConnection,
+    manager_id: AccountId,
+    id: AccountId,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE accounts SET updated_at_ms = updated_at_ms WHERE id = $1 AND manager_id = $2",
+    )
+    .bind(id.to_string())
+    .bind(manager_id.to_string())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Managed accounts of a manager that count against its limit (all but cancelled ones).
 pub async fn count_live_managed(
     conn: &mut AnyConnection,

@@ -119,6 +119,9 @@ pub enum BillingError {
     /// The request is not acceptable; the text says why.
     #[error("{0}")]
     Invalid(String),
+    /// A balance the movement touches is too close to the limit of its integer.
+    #[error("{0}")]
+    BalanceOutOfRange(ledger::PostError),
     /// A query failed.
     #[error("database error")]
     Database(#[from] sqlx::Error),
@@ -127,7 +130,7 @@ pub enum BillingError {
 impl From<ledger::PostError> for BillingError {
     fn from(error: ledger::PostError) -> Self {
         match error {
-            e @ ledger::PostError::BalanceOutOfRange => Self::Invalid(e.to_string()),
+            e @ ledger::PostError::BalanceOutOfRange => Self::BalanceOutOfRange(e),
             ledger::PostError::Database(e) => Self::Database(e),
         }
     }

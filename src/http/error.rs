@@ -331,6 +331,10 @@ impl From<crate::billing::BillingError> for ApiError {
         match error {
             E::NotFound => ApiError::not_found("account"),
             e @ E::NoOwnBalance => ApiError::new(ErrorKind::InvalidState, e.to_string()),
+            e @ E::BalanceOutOfRange(_) => {
+                tracing::error!("A balance reached the limit of its integer: {e}");
+                ApiError::new(ErrorKind::InvalidState, e.to_string())
+            }
             e @ E::IdempotencyKeyReused => {
                 ApiError::new(ErrorKind::InvalidValue, e.to_string()).parameter("Idempotency-Key")
             }

@@ -149,7 +149,7 @@ pub async fn verify(db: &Db) -> Result<Result<Report, Violation>, sqlx::Error> {
     }
     let orphan = sqlx::query(
         "SELECT e.id FROM journal_entries e WHERE e.kind = 'usage' \
-         AND NOT EXISTS (SELECT 1 FROM usage_records u WHERE u.entry_id = e.id) ORDER BY e.id LIMIT 1",
+         AND e.id NOT IN (SELECT u.entry_id FROM usage_records u) ORDER BY e.id LIMIT 1",
     )
     .fetch_optional(&mut *conn)
     .await?;

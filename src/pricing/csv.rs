@@ -20,10 +20,10 @@ pub const ERRORS_REPORTED_MAX: usize = 100;
 /// Longest prefix: E.164 numbers have at most 15 digits.
 pub const PREFIX_DIGITS_MAX: usize = 15;
 
-/// The highest rate accepted: 10,000 per minute, part or month. Anything above is a typo,
-/// and the bound keeps one event's cost (at most a week of seconds) within what one batch
-/// may charge.
-pub const RATE_MAX_NANOS: i64 = 10_000 * crate::money::NANOS_PER_UNIT;
+/// The highest rate accepted: 9,000 per minute, part or month. Anything above is a typo,
+/// and the bound keeps one event's cost within what one batch may charge: the longest call
+/// (a week) rounded up by the longest increment bills 608,399 s, 91.3 million at this rate.
+pub const RATE_MAX_NANOS: i64 = 9_000 * crate::money::NANOS_PER_UNIT;
 
 /// Longest increment accepted, in seconds.
 const INCREMENT_MAX_S: u32 = 3600;
@@ -169,12 +169,12 @@ mod tests {
         let text = format!(
             "{HEADER}\nvoice_outbound,1,0.01,60,60\nfax,1,0.01,,\nvoice_outbound,1a,0.01,60,60\nvoice_outbound,2,-1,60,60\n\
              voice_outbound,3,0.01,,\nsms_outbound,1,0.01,1,1\nvoice_outbound,1,0.02,6,6\nsms_outbound,1\nvoice_outbound,4,1.0000000001,6,6\n\
-             number_rental,5,10000.01,,\nnumber_rental,6,10000,,\n"
+             number_rental,5,9000.01,,\nnumber_rental,6,9000,,\n"
         );
         let errors = parse(&text).unwrap_err();
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, [3, 4, 5, 6, 7, 8, 9, 10, 11]);
-        assert!(errors[8].message.contains("from 0 to 10000.00"));
+        assert!(errors[8].message.contains("from 0 to 9000.00"));
         assert!(errors[0].message.contains("unknown product"));
         assert!(errors[5].message.contains("duplicate"));
     }
@@ -186,5 +186,22 @@ mod tests {
             1
         );
         assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn the_costliest_event_fits_one_batch() {
+        let longest = crate::pricing::Product::VoiceOutbound.quantity_max();
+        let worst = Increments::new(INCREMENT_MAX_S, INCREMENT_MAX_S);
+        let billed = crate::rating::billable_quantity(
+            crate::pricing::Product::VoiceOutbound,
+            longest,
+            worst,
+        );
+        let cost = crate::rating::cost_nanos(
+            crate::pricing::Product::VoiceOutbound,
+            RATE_MAX_NANOS,
+            billed,
+        );
+        assert!(cost.is_some_and(|c| c <= crate::money::AMOUNT_ABS_MAX_NANOS));
     }
 }

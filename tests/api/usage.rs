@@ -486,35 +486,35 @@ async fn verify_ledger_names_charges_on_the_wrong_balance_and_entries_without_us
 #[tokio::test]
 async fn amounts_are_bounded_so_no_sum_can_overflow() {
     let app = spawn_app().await;
-    // 10,000 per minute is the highest rate a list may hold; one cent more is refused.
+    // 9,000 per minute is the highest rate a list may hold; one cent more is refused.
     app.import_prices(
-        "product,prefix,rate,initial_increment_s,subsequent_increment_s\nvoice_outbound,,10000.01,1,1\n",
+        "product,prefix,rate,initial_increment_s,subsequent_increment_s\nvoice_outbound,,9000.01,1,1\n",
         "platform_default=true",
     )
     .await
     .assert_error(422, "40001", None);
     app.import_prices(
-        "product,prefix,rate,initial_increment_s,subsequent_increment_s\nvoice_outbound,,10000,1,1\n",
+        "product,prefix,rate,initial_increment_s,subsequent_increment_s\nvoice_outbound,,9000,1,1\n",
         "platform_default=true",
     )
     .await
     .assert_status(200);
     let own = app.managed_of(&app.manager, "Big Spender", json!({})).await;
-    // 300,000 seconds at 10,000 a minute: 50,000,000.00 each.
-    let call = |id: &str| event(id, &own.id, "voice_outbound", "+15550000000", 300_000);
+    // 400,000 seconds at 9,000 a minute: 60,000,000.00 each.
+    let call = |id: &str| event(id, &own.id, "voice_outbound", "+15550000000", 400_000);
 
     let reply = app
         .ingest(json!([call("b1"), call("b2"), call("b3")]))
         .await;
 
-    assert_eq!(reply.statuses(), ["accepted", "accepted", "rejected"]);
-    let reason = reply.body["data"][2]["reason"].as_str().unwrap();
+    assert_eq!(reply.statuses(), ["accepted", "rejected", "rejected"]);
+    let reason = reply.body["data"][1]["reason"].as_str().unwrap();
     assert!(reason.contains("another batch"), "{reason}");
-    assert_eq!(app.balance_of(&own.key).await, "-100000000.00");
+    assert_eq!(app.balance_of(&own.key).await, "-60000000.00");
     // Sent again alone, it is charged.
     let again = app.ingest(json!([call("b3")])).await;
     assert_eq!(again.body["data"][0]["status"], "accepted");
-    assert_eq!(app.balance_of(&own.key).await, "-150000000.00");
+    assert_eq!(app.balance_of(&own.key).await, "-120000000.00");
     app.assert_ledger_clean().await;
 
     // Operator amounts carry the same bound; and a cached balance next to the limit of its
@@ -537,14 +537,23 @@ async fn amounts_are_bounded_so_no_sum_can_overflow() {
     };
     let entries_before = entries().await;
     let credits = format!("/admin/v1/accounts/{}/credits", app.standard.id);
-    for (key, amount) in [("big-1", "100000000.01"), ("big-2", "1.00")] {
+    // The amount is at fault here, the balance's state there.
+    for (key, amount, code, source) in [
+        (
+            "big-1",
+            "100000000.01",
+            "40001",
+            Some(("pointer", "/amount")),
+        ),
+        ("big-2", "1.00", "40004", None),
+    ] {
         app.operator_post(
             &credits,
             Some(key),
             json!({"amount": amount, "reason": "top-up"}),
         )
         .await
-        .assert_error(422, "40001", Some(("pointer", "/amount")));
+        .assert_error(422, code, source);
     }
     assert_eq!(entries().await, entries_before);
     let cached: i64 = sqlx::query_scalar("SELECT balance_nanos FROM book_balances WHERE book = $1")
