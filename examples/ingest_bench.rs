@@ -127,6 +127,7 @@ async fn set_up(db: &Db, clock: &ClockHandle, run: &str) -> anyhow::Result<Vec<S
             manager: true,
             max_managed_accounts: None,
             allocatable_channels: None,
+            password: None,
         };
         let (manager, _) = accounts::create_account(db, clock, new)
             .await

@@ -4,7 +4,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use crate::accounts::{
-    self, Account, AccountError, AccountId, Email, NewAccount, OrganizationName, operator,
+    self, Account, AccountError, AccountId, Email, NewAccount, OrganizationName, Password, operator,
 };
 use crate::billing::{self, BillingError, IdempotencyKey, MoneyRequest, Movement};
 use crate::cli::AdminCommand;
@@ -26,6 +26,7 @@ pub fn account_json(account: &Account) -> Value {
         "manager_account_id": account.manager_id.map(|id| id.to_string()),
         "max_managed_accounts": account.max_managed_accounts,
         "allocatable_channels": account.allocatable_channels,
+        "password_set": account.has_password,
         "created_at": to_wire(from_epoch_ms(account.created_at_ms)),
         "updated_at": to_wire(from_epoch_ms(account.updated_at_ms)),
     })
@@ -52,6 +53,8 @@ pub async fn run(db: &Db, clock: &ClockHandle, command: AdminCommand) -> anyhow:
             manager,
             max_managed_accounts,
             allocatable_channels,
+            password,
+            password_stdin,
         } => {
             let new = NewAccount {
                 email: Email::parse(&email).context("--email")?,
@@ -60,6 +63,7 @@ pub async fn run(db: &Db, clock: &ClockHandle, command: AdminCommand) -> anyhow:
                 manager,
                 max_managed_accounts,
                 allocatable_channels,
+                password: read_password(password, password_stdin)?,
             };
             let (account, key) = accounts::create_account(db, clock, new)
                 .await
@@ -85,10 +89,42 @@ pub async fn run(db: &Db, clock: &ClockHandle, command: AdminCommand) -> anyhow:
         AdminCommand::CancelAccount {
             account,
             include_managed,
-        } => operator::cancel_account(db, clock, account_id(&account)?, include_managed).await,
+            release_email,
+        } => {
+            let id = account_id(&account)?;
+            operator::cancel_account(db, clock, id, include_managed, release_email, CLI_ACTOR).await
+        }
+        AdminCommand::ReleaseEmail { account } => {
+            operator::release_email(db, clock, account_id(&account)?, CLI_ACTOR).await
+        }
+        AdminCommand::SetPassword {
+            account,
+            password,
+            password_stdin,
+        } => {
+            let password = read_password(password, password_stdin)?
+                .context("give --password or --password-stdin")?;
+            accounts::set_password(db, clock, account_id(&account)?, password, CLI_ACTOR).await
+        }
         other => return money_and_pricing(db, clock, other).await,
     };
     Ok(account_json(&account.map_err(explain)?))
+}
+
+/// The password given on the command line or, with `--password-stdin`, on the first line of
+/// standard input (which keeps it out of the process list and the shell history).
+fn read_password(flag: Option<String>, stdin: bool) -> anyhow::Result<Option<Password>> {
+    let text = if stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("Failed to read the password from standard input")?;
+        Some(line.trim_end_matches(['\r', '\n']).to_owned())
+    } else {
+        flag
+    };
+    text.map(|t| Password::parse(&t).context("password"))
+        .transpose()
 }
 
 fn instant(text: Option<&str>, clock: &ClockHandle) -> anyhow::Result<i64> {

@@ -70,6 +70,12 @@ pub enum AdminCommand {
         /// The manager's pool of global outbound channels (default 0: feature off).
         #[arg(long)]
         allocatable_channels: Option<i64>,
+        /// A portal password (8 to 256 characters); prefer --password-stdin.
+        #[arg(long, conflicts_with = "password_stdin")]
+        password: Option<String>,
+        /// Read the portal password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
     },
     /// Approve an existing standard account as a manager.
     ApproveManager {
@@ -101,7 +107,7 @@ pub enum AdminCommand {
         #[arg(long)]
         channels: i64,
     },
-    /// Cancel an account for good: its keys stop working and it cannot be re-enabled.
+    /// Cancel an account for good: its keys are revoked and it takes no further change.
     CancelAccount {
         /// Account id.
         #[arg(long)]
@@ -109,6 +115,32 @@ pub enum AdminCommand {
         /// For a manager: cancel its managed accounts in the same step.
         #[arg(long)]
         include_managed: bool,
+        /// Also free its email, so that a new (e.g. managed) account can use it.
+        #[arg(long)]
+        release_email: bool,
+    },
+    /// Free a cancelled account's email; the account keeps its history under a tombstone address.
+    ReleaseEmail {
+        /// Account id (must be cancelled).
+        #[arg(long)]
+        account: String,
+    },
+    /// Set (or replace) an account's portal password.
+    SetPassword {
+        /// Account id.
+        #[arg(long)]
+        account: String,
+        /// The password (8 to 256 characters); prefer --password-stdin, which keeps it out of
+        /// the process list and shell history.
+        #[arg(
+            long,
+            conflicts_with = "password_stdin",
+            required_unless_present = "password_stdin"
+        )]
+        password: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
     },
     /// Import a price list from CSV (`product,prefix,rate,initial_increment_s,subsequent_increment_s`).
     ImportPriceList {

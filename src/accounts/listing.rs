@@ -170,10 +170,14 @@ impl ManagedAccountFilter {
         Ok(())
     }
 
-    /// Exact email (emails are unique case-insensitively, so compared that way).
+    /// Exact email, compared by its unique key (case-insensitive, one form of the domain);
+    /// text that is not a valid address can match nothing but is compared folded.
     pub fn email_eq(&mut self, text: &str) -> Result<(), FilterError> {
         check_length(text, 0)?;
-        self.email_eq = Some(fold(text.trim()));
+        let key = super::Email::parse(text)
+            .map(|email| email.normalized())
+            .unwrap_or_else(|_| fold(text.trim()));
+        self.email_eq = Some(key);
         Ok(())
     }
 

@@ -9,6 +9,7 @@
 //! The last two are checked inside a transaction that first takes the manager's row lock
 //! ([`repo::lock`]), so every such check on one manager is serialised by the database.
 
+pub mod api_keys;
 mod error;
 pub mod listing;
 pub mod repo;
@@ -26,7 +27,7 @@ use self::listing::{ManagedAccountFilter, Page, PageRequest, Sort};
 use self::repo::{Column, NewAccountRow, Value};
 use crate::clock::{ClockHandle, to_epoch_ms};
 use crate::db::{Db, is_unique_violation};
-use crate::keys::{self, MintedKey};
+use crate::keys::MintedKey;
 
 /// Managed accounts a manager may hold unless the operator says otherwise.
 pub const MAX_MANAGED_ACCOUNTS_DEFAULT: i64 = 1000;
@@ -47,6 +48,8 @@ pub struct NewAccount {
     pub max_managed_accounts: Option<i64>,
     /// Channel pool (default 0).
     pub allocatable_channels: Option<i64>,
+    /// Portal password; without one the account cannot sign in until one is set.
+    pub password: Option<Password>,
 }
 
 /// What a manager gives to create a managed account.
@@ -101,6 +104,21 @@ async fn hash_password(password: Option<Password>) -> Result<Option<String>, Acc
     Ok(Some(hash))
 }
 
+/// Brings emails stored by earlier versions to today's unique key (once per database; see
+/// [`repo::rekey_legacy_emails`]). Accounts that could not be re-keyed are logged for the
+/// operator: two accounts then hold two spellings of one mailbox.
+pub async fn upgrade_stored_emails(db: &Db, clock: &ClockHandle) -> anyhow::Result<()> {
+    let mut tx = db.write.begin().await?;
+    let conflicts = repo::rekey_legacy_emails(&mut tx, to_epoch_ms(clock.now()))
+        .await
+        .context("Failed to re-key stored emails")?;
+    tx.commit().await?;
+    for id in conflicts {
+        tracing::warn!(account.id = %id, "Account {id} shares its mailbox with another account under a different spelling of the domain; its email keeps its old key");
+    }
+    Ok(())
+}
+
 /// Creates a standard or manager account with a first API key (operator).
 #[tracing::instrument(name = "steward.accounts.create_account", skip_all)]
 pub async fn create_account(
@@ -114,6 +132,7 @@ pub async fn create_account(
             "limits must not be negative".to_owned(),
         ));
     }
+    let password_hash = hash_password(new.password).await?;
     let id = AccountId::generate();
     let now_ms = to_epoch_ms(clock.now());
     let mut tx = db.write.begin().await?;
@@ -123,7 +142,7 @@ pub async fn create_account(
         email_normalized: &new.email.normalized(),
         organization_name: new.organization_name.as_ref(),
         organization_name_folded: &new.organization_name.folded(),
-        password_hash: None,
+        password_hash: password_hash.as_deref(),
         kind: if new.manager {
             AccountKind::Manager
         } else {
@@ -140,7 +159,7 @@ pub async fn create_account(
     };
     repo::insert(&mut tx, &row).await.map_err(email_conflict)?;
     let key = MintedKey::generate();
-    keys::repo::insert(&mut tx, &key, id, None, now_ms).await?;
+    api_keys::repo::insert(&mut tx, &key, id, None, now_ms).await?;
     let account = repo::find(&mut tx, id)
         .await?
         .ok_or(AccountError::NotFound)?;
@@ -194,7 +213,7 @@ pub async fn create_managed_account(
             other => other?,
         }
         let key = MintedKey::generate();
-        keys::repo::insert(&mut tx, &key, id, Some(manager.id), now_ms).await?;
+        api_keys::repo::insert(&mut tx, &key, id, Some(manager.id), now_ms).await?;
         let account = repo::find(&mut tx, id)
             .await?
             .ok_or(AccountError::NotFound)?;
@@ -354,6 +373,9 @@ pub async fn update_managed_account(
 ) -> Result<(Account, Option<String>), AccountError> {
     let now_ms = to_epoch_ms(clock.now());
     let (mut tx, account) = begin_managed(db, manager, id).await?;
+    if account.status == AccountStatus::Cancelled {
+        return Err(AccountError::Cancelled);
+    }
     if update
         .rollup_billing
         .is_some_and(|wanted| wanted != account.rollup_billing)
@@ -368,9 +390,6 @@ pub async fn update_managed_account(
         repo::set(&mut tx, id, Column::AllowCustomPricing, value, now_ms).await?;
     }
     if let Some(email) = update.email {
-        if account.status == AccountStatus::Cancelled {
-            return Err(AccountError::Cancelled);
-        }
         repo::set_email(&mut tx, id, email.as_ref(), &email.normalized(), now_ms)
             .await
             .map_err(email_conflict)?;
@@ -397,6 +416,42 @@ pub async fn change_own_email(
     .await
     .map_err(email_conflict)?;
     commit_returning(tx, account.id).await
+}
+
+/// Sets (or replaces) an account's portal password. A cancelled account takes no change.
+/// `actor` is recorded in the audit trail (the password itself never is).
+#[tracing::instrument(name = "steward.accounts.set_password", skip_all, fields(account.id = %id))]
+pub async fn set_password(
+    db: &Db,
+    clock: &ClockHandle,
+    id: AccountId,
+    password: Password,
+    actor: &str,
+) -> Result<Account, AccountError> {
+    let hash = hash_password(Some(password)).await?;
+    let now_ms = to_epoch_ms(clock.now());
+    let mut tx = db.write.begin().await?;
+    if !repo::lock(&mut tx, id).await? {
+        return Err(AccountError::NotFound);
+    }
+    let account = repo::find(&mut tx, id)
+        .await?
+        .ok_or(AccountError::NotFound)?;
+    if account.status == AccountStatus::Cancelled {
+        return Err(AccountError::Cancelled);
+    }
+    repo::set_password_hash(&mut tx, id, hash.as_deref(), now_ms).await?;
+    let details = serde_json::json!({"password": "set"});
+    crate::audit::record(
+        &mut tx,
+        actor,
+        "account.set_password",
+        Some(id),
+        &details,
+        now_ms,
+    )
+    .await?;
+    commit_returning(tx, id).await
 }
 
 /// Enables or disables a managed account. Asking for the state it is already in changes

@@ -1,7 +1,9 @@
 //! Operator actions on accounts: approval, limits, pools, cancellation.
 
 use super::repo::{self, Column, Value};
-use super::{Account, AccountError, AccountId, AccountKind, AccountStatus, commit_returning};
+use super::{
+    Account, AccountError, AccountId, AccountKind, AccountStatus, Email, commit_returning,
+};
 use crate::clock::{ClockHandle, to_epoch_ms};
 use crate::db::Db;
 
@@ -105,6 +107,9 @@ async fn set_manager_number(
     let mut tx = db.write.begin().await?;
     let account = find_for_update(&mut tx, id).await?;
     not_managed(&account)?;
+    if account.status == AccountStatus::Cancelled {
+        return Err(AccountError::Cancelled);
+    }
     if matches!(column, Column::AllocatableChannels) {
         // Re-read under the lock: allocations may have changed since the caller looked.
         let allocated = repo::channels_allocated(&mut tx, id, None).await?;
@@ -125,14 +130,18 @@ async fn set_manager_number(
     commit_returning(tx, id).await
 }
 
-/// Cancels an account for good. A manager with live managed accounts is refused unless
-/// `include_managed`, which cancels them in the same transaction.
+/// Cancels an account for good: its keys are revoked and it takes no further change. A
+/// manager with live managed accounts is refused unless `include_managed`, which cancels
+/// them in the same transaction. With `release_email` its email is freed as well (see
+/// [`release_email`]).
 #[tracing::instrument(name = "steward.accounts.cancel", skip_all, fields(account.id = %id))]
 pub async fn cancel_account(
     db: &Db,
     clock: &ClockHandle,
     id: AccountId,
     include_managed: bool,
+    release_email: bool,
+    actor: &str,
 ) -> Result<Account, AccountError> {
     let now_ms = to_epoch_ms(clock.now());
     let mut tx = db.write.begin().await?;
@@ -158,7 +167,71 @@ pub async fn cancel_account(
         // A cancelled account holds no channels: its share returns to the manager's pool.
         repo::set(&mut tx, id, Column::ChannelLimit, Value::Int(0), now_ms).await?;
     }
+    // Its keys are refused from now on anyway; revoking them says so in every key list.
+    super::api_keys::repo::revoke_all(&mut tx, id, include_managed, now_ms).await?;
+    if release_email {
+        release_email_in_tx(&mut tx, &account, actor, now_ms).await?;
+    }
     let updated = commit_returning(tx, id).await?;
     tracing::info!(account.id = %id, "Cancelled account {id}");
     Ok(updated)
+}
+
+/// Frees a cancelled account's email for a new account (the platform's one way to bring an
+/// existing customer under a manager: cancel the account, release its email, let the
+/// manager create a managed account with it). The old account keeps its history and ledger
+/// under a tombstone address that can never collide; a live account's email is never
+/// released.
+#[tracing::instrument(name = "steward.accounts.release_email", skip_all, fields(account.id = %id))]
+pub async fn release_email(
+    db: &Db,
+    clock: &ClockHandle,
+    id: AccountId,
+    actor: &str,
+) -> Result<Account, AccountError> {
+    let now_ms = to_epoch_ms(clock.now());
+    let mut tx = db.write.begin().await?;
+    let account = find_for_update(&mut tx, id).await?;
+    if account.status != AccountStatus::Cancelled {
+        return Err(AccountError::NotAllowed(
+            "only a cancelled account's email can be released; cancel the account first \
+             (cancel-account --release-email does both)"
+                .to_owned(),
+        ));
+    }
+    release_email_in_tx(&mut tx, &account, actor, now_ms).await?;
+    commit_returning(tx, id).await
+}
+
+async fn release_email_in_tx(
+    tx: &mut sqlx::AnyConnection,
+    account: &Account,
+    actor: &str,
+    now_ms: i64,
+) -> Result<(), AccountError> {
+    let tombstone = Email::tombstone(account.id);
+    if account.email == tombstone.as_ref() {
+        return Ok(());
+    }
+    repo::set_email(
+        tx,
+        account.id,
+        tombstone.as_ref(),
+        &tombstone.normalized(),
+        now_ms,
+    )
+    .await?;
+    let details =
+        serde_json::json!({"released_email": account.email, "tombstone": tombstone.as_ref()});
+    crate::audit::record(
+        tx,
+        actor,
+        "account.release_email",
+        Some(account.id),
+        &details,
+        now_ms,
+    )
+    .await?;
+    tracing::info!(account.id = %account.id, "Released the email of cancelled account {}", account.id);
+    Ok(())
 }

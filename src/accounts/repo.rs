@@ -268,6 +268,22 @@ pub async fn set_email(
     Ok(())
 }
 
+/// Replaces the password hash (an argon2id PHC string).
+pub async fn set_password_hash(
+    conn: &mut AnyConnection,
+    id: AccountId,
+    hash: Option<&str>,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts SET password_hash = $1, updated_at_ms = $2 WHERE id = $3")
+        .bind(hash)
+        .bind(now_ms)
+        .bind(id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Cancels every managed account of a manager.
 pub async fn cancel_all_managed(
     conn: &mut AnyConnection,
@@ -383,4 +399,56 @@ pub async fn list_managed(
         .map(account_from_row)
         .collect::<Result<_, _>>()?;
     Ok((accounts, total))
+}
+
+/// Re-keys emails stored before keys mapped domains to one ASCII form (UTS-46), once per
+/// database: the first process to claim the run does it in the same transaction. An
+/// account whose new key is already taken by another keeps its old key (two accounts
+/// would otherwise share one mailbox) and is named in the returned list for the operator.
+pub async fn rekey_legacy_emails(
+    conn: &mut AnyConnection,
+    now_ms: i64,
+) -> Result<Vec<AccountId>, sqlx::Error> {
+    let claimed = sqlx::query(
+        "INSERT INTO maintenance_runs (name, ran_at_ms) VALUES ('email_keys_uts46', $1) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if !claimed {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query("SELECT id, email, email_normalized FROM accounts")
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut conflicts = Vec::new();
+    for row in rows {
+        let (id, email, key): (String, String, String) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        // Only addresses that still parse can be re-keyed; others keep what they have.
+        let Ok(parsed) = super::Email::parse(&email) else {
+            continue;
+        };
+        if parsed.normalized() == key {
+            continue;
+        }
+        let taken: Option<String> =
+            sqlx::query_scalar("SELECT id FROM accounts WHERE email_normalized = $1")
+                .bind(parsed.normalized())
+                .fetch_optional(&mut *conn)
+                .await?;
+        if taken.is_some() {
+            conflicts.push(parse_id(&id, "id")?);
+            continue;
+        }
+        sqlx::query("UPDATE accounts SET email_normalized = $1 WHERE id = $2")
+            .bind(parsed.normalized())
+            .bind(&id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(conflicts)
 }

@@ -43,42 +43,113 @@ impl fmt::Display for AccountId {
 #[error("{0}")]
 pub struct InvalidValue(pub String);
 
-/// An email address, as given (case kept) with its case-insensitive key.
+/// An email address, as given (case kept), with the key that makes it unique.
+///
+/// Two spellings of one mailbox must not become two accounts, and an address must not be
+/// able to pass for another one: the key lower-cases the local part and maps the domain to
+/// its one ASCII form (UTS-46: `bücher.example` and `xn--bcher-kva.example` are one
+/// domain); invisible characters (zero-width spaces, bidi controls …) and parts mixing
+/// scripts (a Cyrillic `а` among Latin letters) are refused, because they exist only to
+/// make one address look like another.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Email {
     text: String,
+    normalized: String,
 }
 
+/// The reserved top-level domain of released emails ([`Email::tombstone`]): RFC 2606 keeps
+/// `.invalid` from ever being a real domain, and [`Email::parse`] refuses it, so a
+/// tombstone can never collide with an address someone registers.
+const TOMBSTONE_DOMAIN: &str = "released.invalid";
+
 impl Email {
-    /// Parses an address: trimmed, at most 254 characters, one `@`, a dotted domain.
+    /// Parses an address: trimmed, at most 254 characters, one `@`, a dotted domain that
+    /// maps to ASCII under UTS-46, no invisible characters, no part mixing scripts.
     pub fn parse(text: &str) -> Result<Self, InvalidValue> {
         let text = text.trim();
         let invalid = || InvalidValue(format!("'{text}' is not a valid email address"));
         if text.is_empty() || text.len() > EMAIL_LENGTH_MAX {
             return Err(invalid());
         }
-        if !email_address::EmailAddress::is_valid(text) {
-            return Err(invalid());
+        if let Some(c) = text.chars().find(|c| c.is_control() || is_invisible(*c)) {
+            return Err(InvalidValue(format!(
+                "the email address contains an invisible or control character (U+{:04X}); \
+                 such characters make one address look like another",
+                u32::from(c)
+            )));
         }
-        let (_, domain) = text.rsplit_once('@').ok_or_else(invalid)?;
+        let (local, domain) = text.rsplit_once('@').ok_or_else(invalid)?;
         // Quoted locals and IP-literal domains are valid RFC 5322 but never a real sign-in.
         if text.contains(['"', ' ', '[', ']']) || !domain.contains('.') || domain.ends_with('.') {
             return Err(invalid());
         }
+        for part in std::iter::once(local).chain(domain.split('.')) {
+            if !unicode_security::MixedScript::is_single_script(part) {
+                return Err(InvalidValue(format!(
+                    "'{part}' mixes letters of different scripts (for example Latin and \
+                     Cyrillic), which makes the address look like another one; \
+                     write it in one script"
+                )));
+            }
+        }
+        let ascii_domain = domain_to_ascii(domain).ok_or_else(invalid)?;
+        if ascii_domain == TOMBSTONE_DOMAIN || ascii_domain.ends_with(".invalid") {
+            return Err(InvalidValue(
+                "addresses under the reserved .invalid domain cannot be used".to_owned(),
+            ));
+        }
+        if !email_address::EmailAddress::is_valid(&format!("{local}@{ascii_domain}")) {
+            return Err(invalid());
+        }
         Ok(Self {
             text: text.to_owned(),
+            normalized: format!("{}@{ascii_domain}", local.to_lowercase()),
         })
     }
 
-    /// The key that makes emails unique regardless of case.
+    /// The address a cancelled account keeps once its email is released: unique (it names
+    /// the account) and under a domain no real address can have.
+    pub fn tombstone(account: AccountId) -> Self {
+        let text = format!("cancelled-{account}@{TOMBSTONE_DOMAIN}");
+        Self {
+            normalized: text.clone(),
+            text,
+        }
+    }
+
+    /// The key that makes emails unique: lower-cased local part, ASCII (UTS-46) domain.
     pub fn normalized(&self) -> String {
-        self.text.to_lowercase()
+        self.normalized.clone()
     }
 
     /// The local part and the domain.
     pub fn split(&self) -> (&str, &str) {
         self.text.rsplit_once('@').unwrap_or((&self.text, ""))
     }
+}
+
+/// A domain in its one ASCII form (UTS-46, strict: STD3 rules, hyphen rules, DNS lengths),
+/// lower-cased; `None` if it is not a valid domain.
+fn domain_to_ascii(domain: &str) -> Option<String> {
+    use idna::AsciiDenyList;
+    use idna::uts46::{DnsLength, Hyphens, Uts46};
+    Uts46::new()
+        .to_ascii(
+            domain.as_bytes(),
+            AsciiDenyList::STD3,
+            Hyphens::Check,
+            DnsLength::Verify,
+        )
+        .ok()
+        .map(std::borrow::Cow::into_owned)
+}
+
+/// Characters that render as nothing (Unicode Default_Ignorable_Code_Point: zero-width
+/// spaces and joiners, bidi controls, soft hyphens, variation selectors, tags …).
+fn is_invisible(c: char) -> bool {
+    use icu_properties::CodePointSetData;
+    use icu_properties::props::DefaultIgnorableCodePoint;
+    CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
 }
 
 impl AsRef<str> for Email {
@@ -300,6 +371,47 @@ mod tests {
         }
         let long = format!("{}@example.com", "a".repeat(250));
         assert!(Email::parse(&long).is_err());
+    }
+
+    #[test]
+    fn one_mailbox_has_one_key_whatever_the_domain_spelling() {
+        let unicode = Email::parse("U@Bücher.example").unwrap();
+        let ascii = Email::parse("u@xn--bcher-kva.example").unwrap();
+        assert_eq!(unicode.normalized(), "u@xn--bcher-kva.example");
+        assert_eq!(unicode.normalized(), ascii.normalized());
+        // As given, for display.
+        assert_eq!(unicode.as_ref(), "U@Bücher.example");
+    }
+
+    #[test]
+    fn look_alike_addresses_are_refused_with_a_reason() {
+        for (bad, why) in [
+            ("jo\u{200B}hn@example.com", "invisible"),
+            ("john@exa\u{00AD}mple.com", "invisible"),
+            ("john\u{202E}@example.com", "invisible"),
+            ("p\u{0430}ypal@example.com", "scripts"), // Cyrillic а among Latin letters
+            ("john@p\u{0430}ypal.com", "scripts"),
+            ("someone@released.invalid", "reserved"),
+        ] {
+            let error = Email::parse(bad).unwrap_err();
+            assert!(error.0.contains(why), "{bad:?}: {}", error.0);
+        }
+        // One script, or scripts that are written together, are fine.
+        for good in [
+            "δοκιμή@example.gr",
+            "山田たろう@example.jp",
+            "user123@пример.рф",
+        ] {
+            assert!(Email::parse(good).is_ok(), "{good} refused");
+        }
+    }
+
+    #[test]
+    fn tombstones_never_parse_as_user_input() {
+        let id = AccountId::generate();
+        let tombstone = Email::tombstone(id);
+        assert!(tombstone.as_ref().contains(&id.to_string()));
+        assert!(Email::parse(tombstone.as_ref()).is_err());
     }
 
     #[test]

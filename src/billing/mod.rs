@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
 
-use crate::accounts::{Account, AccountId, AccountKind};
+use crate::accounts::{Account, AccountId, AccountKind, AccountStatus};
 use crate::audit;
 use crate::clock::{ClockHandle, to_epoch_ms};
 use crate::db::Db;
@@ -113,6 +113,9 @@ pub enum BillingError {
         "the account uses rollup billing and has no balance of its own; credit its manager instead"
     )]
     NoOwnBalance,
+    /// A cancelled account takes no change.
+    #[error("the account is cancelled and takes no further changes")]
+    Cancelled,
     /// The key was used before for a different request.
     #[error("the idempotency key was already used for a different request")]
     IdempotencyKeyReused,
@@ -222,6 +225,9 @@ async fn own_balance_account(
         .ok_or(BillingError::NotFound)?;
     if account.rollup_billing {
         return Err(BillingError::NoOwnBalance);
+    }
+    if account.status == AccountStatus::Cancelled {
+        return Err(BillingError::Cancelled);
     }
     Ok(account)
 }

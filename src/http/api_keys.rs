@@ -12,9 +12,10 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{Caller, PathParams, QueryParams, account_id};
 use super::wire::{Data, List, PaginationMeta, timestamp};
+use crate::accounts::api_keys::{self as keys, KeyRecord};
 use crate::accounts::listing::PAGE_SIZE_MAX;
 use crate::accounts::{self, AccountError, AccountId};
-use crate::keys::{self, KeyRecord, MintedKey};
+use crate::keys::MintedKey;
 
 /// An API key as shown: the secret only when just minted.
 #[derive(Debug, Serialize, ToSchema)]

@@ -269,7 +269,9 @@ impl From<AccountError> for ApiError {
             AccountError::EmailTaken => ApiError::new(
                 K::Duplicate,
                 "An account with this email already exists. Existing accounts cannot be moved \
-                 under a manager; choose an email that is not in use.",
+                 under a manager: to bring that customer under a manager, ask the platform \
+                 operator to cancel the existing account and release its email, then create \
+                 the managed account with it. Otherwise choose an email that is not in use.",
             )
             .pointer("/email"),
             AccountError::NotApprovedManager => ApiError::new(
@@ -320,6 +322,7 @@ impl From<crate::pricing::PricingError> for ApiError {
             }
             E::NotFound(what) => ApiError::not_found(what),
             E::Invalid(reason) => ApiError::new(ErrorKind::InvalidValue, reason),
+            e @ E::Cancelled => ApiError::new(ErrorKind::InvalidState, e.to_string()),
             E::Database(e) => e.into(),
         }
     }
@@ -330,7 +333,9 @@ impl From<crate::billing::BillingError> for ApiError {
         use crate::billing::BillingError as E;
         match error {
             E::NotFound => ApiError::not_found("account"),
-            e @ E::NoOwnBalance => ApiError::new(ErrorKind::InvalidState, e.to_string()),
+            e @ (E::NoOwnBalance | E::Cancelled) => {
+                ApiError::new(ErrorKind::InvalidState, e.to_string())
+            }
             e @ E::BalanceOutOfRange(_) => {
                 tracing::error!("A balance reached the limit of its integer: {e}");
                 ApiError::new(ErrorKind::InvalidState, e.to_string())

@@ -234,7 +234,7 @@ impl FromRequestParts<AppState> for Caller {
             })
             .map(str::trim)
             .ok_or_else(|| unauthenticated("The Authorization header must be 'Bearer <key>'."))?;
-        let (account, key_id) = keys::authenticate(&state.db, presented)
+        let (account, key_id) = crate::accounts::api_keys::authenticate(&state.db, presented)
             .await?
             .ok_or_else(|| unauthenticated("The API key is not valid or has been revoked."))?;
         let refusal = match account.status {

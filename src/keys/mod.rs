@@ -1,25 +1,19 @@
 //! API keys: minted at random, shown once, stored only as a SHA-256 digest.
 //!
+//! This module holds the key format and the service keys (operator, ingest); account keys
+//! are part of the accounts aggregate (`accounts::api_keys`).
+//!
 //! A key reads `KEY<32 hex>_<64 hex>`. The part before `_` is the key's public identifier:
 //! safe to list, log and return where the Telnyx schema wants an `api_key` on a later read.
 //! The whole key is 256 bits of randomness after the identifier, so a plain SHA-256 digest
 //! is enough at rest (a slow password hash would only slow every request).
 
-pub mod repo;
 pub mod service;
 
 use std::fmt;
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-
-use crate::accounts::listing::{Page, PageRequest};
-use crate::accounts::{Account, AccountError, AccountId};
-use crate::clock::{ClockHandle, to_epoch_ms};
-use crate::db::Db;
-
-/// Live keys one account may hold: a bound on what a leaked manager key could mint.
-pub const ACTIVE_KEYS_PER_ACCOUNT_MAX: i64 = 50;
 
 /// A freshly minted key: the only moment the secret exists outside the caller's hands.
 pub struct MintedKey {
@@ -62,21 +56,6 @@ impl fmt::Debug for MintedKey {
     }
 }
 
-/// A key as listed: never the secret.
-#[derive(Debug, Clone)]
-pub struct KeyRecord {
-    /// Public identifier.
-    pub id: String,
-    /// The account the key acts as.
-    pub account_id: AccountId,
-    /// Who minted it (None: the operator).
-    pub created_by_account_id: Option<AccountId>,
-    /// When it was minted, ms since the epoch.
-    pub created_at_ms: i64,
-    /// When it was revoked, if it was.
-    pub revoked_at_ms: Option<i64>,
-}
-
 /// The SHA-256 digest of a presented key, hex.
 pub fn digest(presented: &str) -> String {
     hex_lower(&Sha256::digest(presented.as_bytes()))
@@ -91,82 +70,11 @@ fn hex_upper(bytes: &[u8]) -> String {
 }
 
 /// Longest bearer token looked up; anything longer cannot be one of ours.
-const PRESENTED_KEY_LENGTH_MAX: usize = 256;
+pub const PRESENTED_KEY_LENGTH_MAX: usize = 256;
 
-/// The account a presented key acts as, and the key's id; `None` for an unknown or revoked key.
-pub async fn authenticate(
-    db: &Db,
-    presented: &str,
-) -> Result<Option<(Account, String)>, sqlx::Error> {
-    if presented.is_empty() || presented.len() > PRESENTED_KEY_LENGTH_MAX {
-        return Ok(None);
-    }
-    let mut conn = db.read.acquire().await?;
-    repo::find_account_by_digest(&mut conn, &digest(presented)).await
-}
-
-/// Mints a key for `account_id`, on behalf of `created_by` (None: the operator).
-#[tracing::instrument(name = "steward.keys.mint", skip_all, fields(account.id = %account_id))]
-pub async fn mint(
-    db: &Db,
-    clock: &ClockHandle,
-    account_id: AccountId,
-    created_by: Option<AccountId>,
-) -> Result<MintedKey, AccountError> {
-    let mut tx = db.write.begin().await?;
-    if !crate::accounts::repo::lock(&mut tx, account_id).await? {
-        return Err(AccountError::NotFound);
-    }
-    if repo::count_live(&mut tx, account_id).await? >= ACTIVE_KEYS_PER_ACCOUNT_MAX {
-        return Err(AccountError::NotAllowed(format!(
-            "an account may hold at most {ACTIVE_KEYS_PER_ACCOUNT_MAX} live API keys; revoke one first"
-        )));
-    }
-    let key = MintedKey::generate();
-    repo::insert(
-        &mut tx,
-        &key,
-        account_id,
-        created_by,
-        to_epoch_ms(clock.now()),
-    )
-    .await?;
-    tx.commit().await?;
-    tracing::info!(key.id = key.id(), "Minted API key {}", key.id());
-    Ok(key)
-}
-
-/// One page of an account's keys, newest first, revoked ones included.
-pub async fn list(
-    db: &Db,
-    account_id: AccountId,
-    page: PageRequest,
-) -> Result<Page<KeyRecord>, AccountError> {
-    let mut conn = db.read.acquire().await?;
-    let total = repo::count_all(&mut conn, account_id).await?;
-    let items = repo::list(&mut conn, account_id, page).await?;
-    Ok(Page {
-        items,
-        request: page,
-        total_results: crate::db::non_negative(total),
-    })
-}
-
-/// Revokes a key of `account_id`. Revoking a revoked key changes nothing.
-#[tracing::instrument(name = "steward.keys.revoke", skip_all, fields(account.id = %account_id, key.id = key_id))]
-pub async fn revoke(
-    db: &Db,
-    clock: &ClockHandle,
-    account_id: AccountId,
-    key_id: &str,
-) -> Result<KeyRecord, AccountError> {
-    let mut tx = db.write.begin().await?;
-    repo::revoke(&mut tx, account_id, key_id, to_epoch_ms(clock.now())).await?;
-    let record = repo::find(&mut tx, account_id, key_id)
-        .await?
-        .ok_or(AccountError::NotFound)?;
-    tx.commit().await?;
-    Ok(record)
+/// Whether `presented` could be a key at all (worth hashing and looking up).
+pub fn plausible(presented: &str) -> bool {
+    !presented.is_empty() && presented.len() <= PRESENTED_KEY_LENGTH_MAX
 }
 
 #[cfg(test)]

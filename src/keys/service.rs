@@ -51,7 +51,7 @@ pub async fn authenticate(
     presented: &str,
     kind: ServiceKind,
 ) -> Result<Option<String>, sqlx::Error> {
-    if presented.is_empty() || presented.len() > 256 {
+    if !super::plausible(presented) {
         return Ok(None);
     }
     let row = sqlx::query("SELECT id FROM service_keys WHERE secret_sha256 = $1 AND kind = $2 AND revoked_at_ms IS NULL")

@@ -103,6 +103,9 @@ pub enum PricingError {
     /// Something about the request is not acceptable.
     #[error("{0}")]
     Invalid(String),
+    /// A cancelled account takes no change (no price list is assigned to it).
+    #[error("the account is cancelled and takes no further changes")]
+    Cancelled,
     /// A query failed.
     #[error("database error")]
     Database(#[from] sqlx::Error),
@@ -189,9 +192,12 @@ async fn assign_in_tx(
     now_ms: i64,
 ) -> Result<(), PricingError> {
     if let AssignTo::Account(account_id) = target {
-        crate::accounts::repo::find(tx, account_id)
+        let account = crate::accounts::repo::find(tx, account_id)
             .await?
             .ok_or(PricingError::NotFound("account"))?;
+        if account.status == crate::accounts::AccountStatus::Cancelled {
+            return Err(PricingError::Cancelled);
+        }
     }
     let account = match target {
         AssignTo::PlatformDefault => None,

@@ -158,9 +158,10 @@ async fn operator_verbs_approve_limit_pool_and_cancel() {
     );
     assert!(ok);
     assert_eq!(cancelled["status"], "cancelled");
+    // Cancelling revoked the managed account's keys with it.
     app.get("/v2/account", &child.key)
         .await
-        .assert_error(403, "10010", None);
+        .assert_error(401, "10009", None);
 
     let (ok, _, stderr) = steward(&db, &["approve-manager", "--account", "not-a-uuid"]);
     assert!(!ok && stderr.contains("not an account id"), "{stderr}");

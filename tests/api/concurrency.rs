@@ -119,7 +119,7 @@ async fn an_enable_racing_a_cancellation_never_revives_the_account() {
     }));
     let cancels = join_all(ids.iter().map(|id| {
         let id = AccountId::parse(id).unwrap();
-        operator::cancel_account(&app.db, &clock, id, false)
+        operator::cancel_account(&app.db, &clock, id, false, false, "test")
     }));
     let (enabled, cancelled) = tokio::join!(enables, cancels);
 
@@ -150,7 +150,7 @@ async fn a_cancelled_manager_creates_nothing_even_with_a_key_checked_before() {
         join_all((0..6).map(|n| {
             app.create_managed(&manager.key, json!({"business_name": format!("Late {n}")}))
         }));
-    let cancel = operator::cancel_account(&app.db, &clock, id, true);
+    let cancel = operator::cancel_account(&app.db, &clock, id, true, false, "test");
     let (replies, cancelled) = tokio::join!(creates, cancel);
     cancelled.unwrap();
 

@@ -156,6 +156,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
                 manager,
                 max_managed_accounts: None,
                 allocatable_channels: Some(channels),
+                password: None,
             };
             let (account, key) = accounts::create_account(&db, &handle, new).await.unwrap();
             Actor {
@@ -287,7 +288,7 @@ impl TestApp {
     pub async fn cancel_account(&self, id: &str, include_managed: bool) {
         let id = AccountId::parse(id).unwrap();
         let clock: ClockHandle = Arc::new(self.clock.clone());
-        accounts::operator::cancel_account(&self.db, &clock, id, include_managed)
+        accounts::operator::cancel_account(&self.db, &clock, id, include_managed, false, "test")
             .await
             .unwrap();
     }
@@ -397,6 +398,7 @@ impl TestApp {
             manager: true,
             max_managed_accounts: None,
             allocatable_channels: None,
+            password: None,
         };
         let (account, key) = accounts::create_account(&self.db, &clock, new)
             .await

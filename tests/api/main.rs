@@ -9,8 +9,10 @@
 
 mod admission;
 mod api_keys;
+mod cancellation;
 mod cli;
 mod concurrency;
+mod emails;
 mod errors;
 mod helpers;
 mod ledger_properties;

@@ -388,8 +388,9 @@ async fn a_cancelled_account_can_be_neither_enabled_nor_disabled() {
                 .contains("cancelled")
         );
     }
+    // Its keys were revoked when it was cancelled.
     let refused = app.get("/v2/account", &managed.key).await;
-    refused.assert_error(403, "10010", None);
+    refused.assert_error(401, "10009", None);
 }
 
 #[tokio::test]

@@ -1,12 +1,13 @@
-//! SQL for API keys.
+//! SQL for account API keys.
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{KeyRecord, MintedKey};
+use super::KeyRecord;
 use crate::accounts::listing::PageRequest;
 use crate::accounts::repo::{ACCOUNT_COLUMNS, account_from_row};
 use crate::accounts::{Account, AccountId};
+use crate::keys::MintedKey;
 
 /// Inserts a freshly minted key.
 pub async fn insert(
@@ -140,4 +141,25 @@ pub async fn revoke(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Revokes every live key of `account_ids` (cancellation).
+pub async fn revoke_all(
+    conn: &mut AnyConnection,
+    account_id: AccountId,
+    include_managed: bool,
+    now_ms: i64,
+) -> Result<u64, sqlx::Error> {
+    let sql = if include_managed {
+        "UPDATE api_keys SET revoked_at_ms = $1 WHERE revoked_at_ms IS NULL AND (account_id = $2 \
+         OR account_id IN (SELECT id FROM accounts WHERE manager_id = $2))"
+    } else {
+        "UPDATE api_keys SET revoked_at_ms = $1 WHERE revoked_at_ms IS NULL AND account_id = $2"
+    };
+    let done = sqlx::query(sql)
+        .bind(now_ms)
+        .bind(account_id.to_string())
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
 }
