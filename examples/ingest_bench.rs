@@ -19,6 +19,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::{Value, json};
 use steward::accounts::{self, Email, NewAccount, NewManagedAccount, OrganizationName};
+use steward::audit::Actor;
 use steward::clock::{ClockHandle, SystemClock};
 use steward::config::DatabaseUrl;
 use steward::db::Db;
@@ -114,9 +115,15 @@ async fn set_up(db: &Db, clock: &ClockHandle, run: &str) -> anyhow::Result<Vec<S
         effective_from_ms: 0,
         assign_to: Some(AssignTo::PlatformDefault),
     };
-    pricing::import(db, clock, new, &rows, "bench")
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    pricing::import(
+        db,
+        clock,
+        new,
+        &rows,
+        &Actor::Operator("operator:bench".to_owned()),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut managed = Vec::with_capacity(MANAGERS * MANAGED_PER_MANAGER);
     for m in 0..MANAGERS {
         let new = NewAccount {
@@ -129,9 +136,14 @@ async fn set_up(db: &Db, clock: &ClockHandle, run: &str) -> anyhow::Result<Vec<S
             allocatable_channels: None,
             password: None,
         };
-        let (manager, _) = accounts::create_account(db, clock, new)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (manager, _) = accounts::create_account(
+            db,
+            clock,
+            new,
+            &Actor::Operator("operator:bench".to_owned()),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         for n in 0..MANAGED_PER_MANAGER {
             let new = NewManagedAccount {
                 business_name: OrganizationName::parse(&format!("Customer {m}-{n}"))

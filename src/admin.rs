@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use crate::accounts::{
     self, Account, AccountError, AccountId, Email, NewAccount, OrganizationName, Password, operator,
 };
+use crate::audit::Actor;
 use crate::billing::{self, BillingError, IdempotencyKey, MoneyRequest, Movement};
 use crate::cli::AdminCommand;
 use crate::clock::{ClockHandle, from_epoch_ms, to_wire};
@@ -30,6 +31,11 @@ pub fn account_json(account: &Account) -> Value {
         "created_at": to_wire(from_epoch_ms(account.created_at_ms)),
         "updated_at": to_wire(from_epoch_ms(account.updated_at_ms)),
     })
+}
+
+/// The actor the CLI records in the audit trail and on ledger entries.
+fn cli_actor() -> Actor {
+    Actor::Operator("operator:cli".to_owned())
 }
 
 fn account_id(text: &str) -> anyhow::Result<AccountId> {
@@ -65,7 +71,7 @@ pub async fn run(db: &Db, clock: &ClockHandle, command: AdminCommand) -> anyhow:
                 allocatable_channels,
                 password: read_password(password, password_stdin)?,
             };
-            let (account, key) = accounts::create_account(db, clock, new)
+            let (account, key) = accounts::create_account(db, clock, new, &cli_actor())
                 .await
                 .map_err(explain)?;
             let mut out = account_json(&account);
@@ -75,16 +81,24 @@ pub async fn run(db: &Db, clock: &ClockHandle, command: AdminCommand) -> anyhow:
             return Ok(out);
         }
         AdminCommand::ApproveManager { account } => {
-            operator::approve_manager(db, clock, account_id(&account)?).await
+            operator::approve_manager(db, clock, account_id(&account)?, &cli_actor()).await
         }
         AdminCommand::RevokeManager { account } => {
-            operator::revoke_manager(db, clock, account_id(&account)?).await
+            operator::revoke_manager(db, clock, account_id(&account)?, &cli_actor()).await
         }
         AdminCommand::SetManagedAccountLimit { account, limit } => {
-            operator::set_managed_account_limit(db, clock, account_id(&account)?, limit).await
+            operator::set_managed_account_limit(
+                db,
+                clock,
+                account_id(&account)?,
+                limit,
+                &cli_actor(),
+            )
+            .await
         }
         AdminCommand::SetChannelPool { account, channels } => {
-            operator::set_channel_pool(db, clock, account_id(&account)?, channels).await
+            operator::set_channel_pool(db, clock, account_id(&account)?, channels, &cli_actor())
+                .await
         }
         AdminCommand::CancelAccount {
             account,
@@ -92,10 +106,11 @@ pub async fn run(db: &Db, clock: &ClockHandle, command: AdminCommand) -> anyhow:
             release_email,
         } => {
             let id = account_id(&account)?;
-            operator::cancel_account(db, clock, id, include_managed, release_email, CLI_ACTOR).await
+            operator::cancel_account(db, clock, id, include_managed, release_email, &cli_actor())
+                .await
         }
         AdminCommand::ReleaseEmail { account } => {
-            operator::release_email(db, clock, account_id(&account)?, CLI_ACTOR).await
+            operator::release_email(db, clock, account_id(&account)?, &cli_actor()).await
         }
         AdminCommand::SetPassword {
             account,
@@ -104,7 +119,7 @@ pub async fn run(db: &Db, clock: &ClockHandle, command: AdminCommand) -> anyhow:
         } => {
             let password = read_password(password, password_stdin)?
                 .context("give --password or --password-stdin")?;
-            accounts::set_password(db, clock, account_id(&account)?, password, CLI_ACTOR).await
+            accounts::set_password(db, clock, account_id(&account)?, password, &cli_actor()).await
         }
         other => return money_and_pricing(db, clock, other).await,
     };
@@ -164,9 +179,6 @@ fn billing_error(error: BillingError) -> anyhow::Error {
     }
 }
 
-/// The actor the CLI records in the audit trail.
-const CLI_ACTOR: &str = "operator:cli";
-
 async fn money_and_pricing(
     db: &Db,
     clock: &ClockHandle,
@@ -195,7 +207,7 @@ async fn money_and_pricing(
                 effective_from_ms: instant(effective_from.as_deref(), clock)?,
                 assign_to,
             };
-            let list = pricing::import(db, clock, new, &rows, CLI_ACTOR)
+            let list = pricing::import(db, clock, new, &rows, &cli_actor())
                 .await
                 .map_err(pricing_error)?;
             Ok(
@@ -215,7 +227,7 @@ async fn money_and_pricing(
                 (false, None) => anyhow::bail!("give --platform-default or --account"),
             };
             let from_ms = instant(effective_from.as_deref(), clock)?;
-            pricing::assign(db, clock, &price_list, target, from_ms, CLI_ACTOR)
+            pricing::assign(db, clock, &price_list, target, from_ms, &cli_actor())
                 .await
                 .map_err(pricing_error)?;
             Ok(
@@ -227,7 +239,7 @@ async fn money_and_pricing(
             amount: text,
         } => {
             let id = account_id(&account)?;
-            let balance = billing::set_credit_limit(db, clock, id, amount(&text)?, CLI_ACTOR)
+            let balance = billing::set_credit_limit(db, clock, id, amount(&text)?, &cli_actor())
                 .await
                 .map_err(billing_error)?;
             Ok(
@@ -243,7 +255,7 @@ async fn money_and_pricing(
             idempotency_key,
         } => {
             let request = money_request(&account, &text, reason, &idempotency_key)?;
-            let (movement, replayed) = billing::credit(db, clock, request, CLI_ACTOR)
+            let (movement, replayed) = billing::credit(db, clock, request, &cli_actor())
                 .await
                 .map_err(billing_error)?;
             Ok(movement_json(&movement, replayed))
@@ -255,7 +267,7 @@ async fn money_and_pricing(
             idempotency_key,
         } => {
             let request = money_request(&account, &text, reason, &idempotency_key)?;
-            let (movement, replayed) = billing::adjust(db, clock, request, CLI_ACTOR)
+            let (movement, replayed) = billing::adjust(db, clock, request, &cli_actor())
                 .await
                 .map_err(billing_error)?;
             Ok(movement_json(&movement, replayed))

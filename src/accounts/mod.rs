@@ -25,6 +25,7 @@ use sqlx::AnyConnection;
 
 use self::listing::{ManagedAccountFilter, Page, PageRequest, Sort};
 use self::repo::{Column, NewAccountRow, Value};
+use crate::audit::{self, Actor, Change};
 use crate::clock::{ClockHandle, to_epoch_ms};
 use crate::db::{Db, is_unique_violation};
 use crate::keys::MintedKey;
@@ -85,6 +86,24 @@ pub fn ensure_manager(caller: &Account) -> Result<(), AccountError> {
     }
 }
 
+/// Records a change of account `id` on its own trail, in the caller's transaction.
+async fn audit_change(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    id: AccountId,
+    change_type: &'static str,
+    changes: Vec<Change>,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    let event = audit::Event {
+        account: Some(id),
+        change_type,
+        resource_id: id.to_string(),
+        changes,
+    };
+    audit::record(conn, actor, &event, now_ms).await
+}
+
 fn email_conflict(error: sqlx::Error) -> AccountError {
     if is_unique_violation(&error, "email_normalized") {
         AccountError::EmailTaken
@@ -125,6 +144,7 @@ pub async fn create_account(
     db: &Db,
     clock: &ClockHandle,
     new: NewAccount,
+    actor: &Actor,
 ) -> Result<(Account, MintedKey), AccountError> {
     let limits = [new.max_managed_accounts, new.allocatable_channels];
     if limits.iter().flatten().any(|n| *n < 0) {
@@ -163,6 +183,15 @@ pub async fn create_account(
     let account = repo::find(&mut tx, id)
         .await?
         .ok_or(AccountError::NotFound)?;
+    audit_change(
+        &mut tx,
+        actor,
+        id,
+        "account.create",
+        created(&account),
+        now_ms,
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(account.id = %id, "Created account {id}");
     Ok((account, key))
@@ -217,11 +246,48 @@ pub async fn create_managed_account(
         let account = repo::find(&mut tx, id)
             .await?
             .ok_or(AccountError::NotFound)?;
+        let actor = Actor::Manager(manager.id);
+        let changes = created(&account);
+        audit_change(
+            &mut tx,
+            &actor,
+            id,
+            "managed_account.create",
+            changes,
+            now_ms,
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(account.id = %id, "Created managed account {id}");
         return Ok((account, key));
     }
     Err(anyhow::anyhow!("Failed to generate a unique email address").into())
+}
+
+/// The audited fields of a new account (nothing secret: whether a password is set, not it).
+fn created(account: &Account) -> Vec<Change> {
+    use serde_json::Value::Null;
+    let mut changes = vec![
+        Change::new("email", Null, account.email.as_str()),
+        Change::new(
+            "organization_name",
+            Null,
+            account.organization_name.as_str(),
+        ),
+        Change::new("status", Null, account.status.as_str()),
+        Change::new("password_set", Null, account.has_password),
+    ];
+    if account.kind == AccountKind::Managed {
+        changes.push(Change::new("rollup_billing", Null, account.rollup_billing));
+        changes.push(Change::new(
+            "managed_account_allow_custom_pricing",
+            Null,
+            account.managed_account_allow_custom_pricing,
+        ));
+    } else {
+        changes.push(Change::new("kind", Null, account.kind.as_str()));
+    }
+    changes
 }
 
 /// The longest local part an address may have (RFC 5321).
@@ -357,6 +423,8 @@ pub struct ManagedAccountUpdate {
     pub managed_account_allow_custom_pricing: Option<bool>,
     /// New email.
     pub email: Option<Email>,
+    /// New business (organization) name.
+    pub business_name: Option<OrganizationName>,
     /// Rollup billing as the caller believes it to be: any other value than the stored one
     /// is refused, since it is fixed at creation.
     pub rollup_billing: Option<bool>,
@@ -382,40 +450,109 @@ pub async fn update_managed_account(
     {
         return Err(AccountError::RollupBillingImmutable);
     }
+    let mut changes = Vec::new();
     if let Some(allow) = update
         .managed_account_allow_custom_pricing
         .filter(|allow| *allow != account.managed_account_allow_custom_pricing)
     {
         let value = Value::Int(i64::from(allow));
         repo::set(&mut tx, id, Column::AllowCustomPricing, value, now_ms).await?;
+        changes.push(Change::new(
+            "managed_account_allow_custom_pricing",
+            account.managed_account_allow_custom_pricing,
+            allow,
+        ));
     }
-    if let Some(email) = update.email {
-        repo::set_email(&mut tx, id, email.as_ref(), &email.normalized(), now_ms)
-            .await
-            .map_err(email_conflict)?;
+    changes.extend(
+        set_profile(
+            &mut tx,
+            &account,
+            update.email,
+            update.business_name,
+            now_ms,
+        )
+        .await?,
+    );
+    if !changes.is_empty() {
+        let actor = Actor::Manager(manager.id);
+        audit_change(
+            &mut tx,
+            &actor,
+            id,
+            "managed_account.update",
+            changes,
+            now_ms,
+        )
+        .await?;
     }
     finish_managed(tx, manager, id).await
 }
 
-/// Changes the caller's own email.
-#[tracing::instrument(name = "steward.accounts.change_own_email", skip_all, fields(account.id = %account.id))]
-pub async fn change_own_email(
+/// Writes a new email and/or business name of `account` (as read under its lock) and
+/// returns what changed.
+async fn set_profile(
+    conn: &mut AnyConnection,
+    account: &Account,
+    email: Option<Email>,
+    business_name: Option<OrganizationName>,
+    now_ms: i64,
+) -> Result<Vec<Change>, AccountError> {
+    let mut changes = Vec::new();
+    if let Some(email) = email.filter(|e| e.as_ref() != account.email) {
+        repo::set_email(
+            conn,
+            account.id,
+            email.as_ref(),
+            &email.normalized(),
+            now_ms,
+        )
+        .await
+        .map_err(email_conflict)?;
+        changes.push(Change::new("email", account.email.as_str(), email.as_ref()));
+    }
+    if let Some(name) = business_name.filter(|n| n.as_ref() != account.organization_name) {
+        repo::set_organization_name(conn, account.id, name.as_ref(), &name.folded(), now_ms)
+            .await?;
+        changes.push(Change::new(
+            "organization_name",
+            account.organization_name.as_str(),
+            name.as_ref(),
+        ));
+    }
+    Ok(changes)
+}
+
+/// Changes an account's own email and/or business name: by its user (`Actor::Owner`) or
+/// by its manager signed in as it (`Actor::Manager`). A cancelled account takes no change.
+#[tracing::instrument(name = "steward.accounts.update_profile", skip_all, fields(account.id = %id))]
+pub async fn update_profile(
     db: &Db,
     clock: &ClockHandle,
-    account: &Account,
-    email: Email,
+    id: AccountId,
+    email: Option<Email>,
+    business_name: Option<OrganizationName>,
+    actor: &Actor,
 ) -> Result<Account, AccountError> {
+    let now_ms = to_epoch_ms(clock.now());
     let mut tx = db.write.begin().await?;
-    repo::set_email(
-        &mut tx,
-        account.id,
-        email.as_ref(),
-        &email.normalized(),
-        to_epoch_ms(clock.now()),
-    )
-    .await
-    .map_err(email_conflict)?;
-    commit_returning(tx, account.id).await
+    let account = lock_changeable(&mut tx, id).await?;
+    let changes = set_profile(&mut tx, &account, email, business_name, now_ms).await?;
+    if !changes.is_empty() {
+        audit_change(&mut tx, actor, id, "account.update", changes, now_ms).await?;
+    }
+    commit_returning(tx, id).await
+}
+
+/// Locks an account's row and reads it; a cancelled account is refused (it takes no change).
+async fn lock_changeable(conn: &mut AnyConnection, id: AccountId) -> Result<Account, AccountError> {
+    if !repo::lock(conn, id).await? {
+        return Err(AccountError::NotFound);
+    }
+    let account = repo::find(conn, id).await?.ok_or(AccountError::NotFound)?;
+    if account.status == AccountStatus::Cancelled {
+        return Err(AccountError::Cancelled);
+    }
+    Ok(account)
 }
 
 /// Sets (or replaces) an account's portal password. A cancelled account takes no change.
@@ -426,31 +563,15 @@ pub async fn set_password(
     clock: &ClockHandle,
     id: AccountId,
     password: Password,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<Account, AccountError> {
     let hash = hash_password(Some(password)).await?;
     let now_ms = to_epoch_ms(clock.now());
     let mut tx = db.write.begin().await?;
-    if !repo::lock(&mut tx, id).await? {
-        return Err(AccountError::NotFound);
-    }
-    let account = repo::find(&mut tx, id)
-        .await?
-        .ok_or(AccountError::NotFound)?;
-    if account.status == AccountStatus::Cancelled {
-        return Err(AccountError::Cancelled);
-    }
+    let account = lock_changeable(&mut tx, id).await?;
     repo::set_password_hash(&mut tx, id, hash.as_deref(), now_ms).await?;
-    let details = serde_json::json!({"password": "set"});
-    crate::audit::record(
-        &mut tx,
-        actor,
-        "account.set_password",
-        Some(id),
-        &details,
-        now_ms,
-    )
-    .await?;
+    let change = Change::new("password_set", account.has_password, true);
+    audit_change(&mut tx, actor, id, "password.set", vec![change], now_ms).await?;
     commit_returning(tx, id).await
 }
 
@@ -479,7 +600,7 @@ pub async fn set_enabled(
             ));
         }
         current if current == target => {}
-        _ => {
+        current => {
             repo::set(
                 &mut tx,
                 id,
@@ -487,7 +608,15 @@ pub async fn set_enabled(
                 Value::Text(target.as_str()),
                 now_ms,
             )
-            .await?
+            .await?;
+            let change = Change::new("status", current.as_str(), target.as_str());
+            let change_type = if enabled {
+                "managed_account.enable"
+            } else {
+                "managed_account.disable"
+            };
+            let actor = Actor::Manager(manager.id);
+            audit_change(&mut tx, &actor, id, change_type, vec![change], now_ms).await?;
         }
     }
     finish_managed(tx, manager, id).await
@@ -540,14 +669,21 @@ pub async fn set_channel_limit(
             pool: current.allocatable_channels,
         });
     }
-    repo::set(
-        &mut tx,
-        id,
-        Column::ChannelLimit,
-        Value::Int(requested),
-        to_epoch_ms(clock.now()),
-    )
-    .await?;
+    if requested != account.channel_limit {
+        let now_ms = to_epoch_ms(clock.now());
+        repo::set(
+            &mut tx,
+            id,
+            Column::ChannelLimit,
+            Value::Int(requested),
+            now_ms,
+        )
+        .await?;
+        let change = Change::new("channel_limit", account.channel_limit, requested);
+        let actor = Actor::Manager(manager.id);
+        let change_type = "managed_account.channel_limit";
+        audit_change(&mut tx, &actor, id, change_type, vec![change], now_ms).await?;
+    }
     commit_returning(tx, id).await
 }
 

@@ -1,9 +1,12 @@
-//! Operator actions on accounts: approval, limits, pools, cancellation.
+//! Operator actions on accounts: approval, limits, pools, cancellation, releasing emails.
+//! Each is recorded in the account's audit trail in the same transaction.
 
 use super::repo::{self, Column, Value};
 use super::{
-    Account, AccountError, AccountId, AccountKind, AccountStatus, Email, commit_returning,
+    Account, AccountError, AccountId, AccountKind, AccountStatus, Email, audit_change,
+    commit_returning,
 };
+use crate::audit::{Actor, Change};
 use crate::clock::{ClockHandle, to_epoch_ms};
 use crate::db::Db;
 
@@ -17,13 +20,21 @@ async fn find_for_update(
     repo::find(tx, id).await?.ok_or(AccountError::NotFound)
 }
 
-fn not_managed(account: &Account) -> Result<(), AccountError> {
+/// Locks a standard or manager account that is not cancelled, for an operator change.
+async fn find_manageable(
+    tx: &mut sqlx::AnyConnection,
+    id: AccountId,
+) -> Result<Account, AccountError> {
+    let account = find_for_update(tx, id).await?;
     if account.kind == AccountKind::Managed {
         return Err(AccountError::NotAllowed(
             "a managed account cannot be a manager (one level only)".to_owned(),
         ));
     }
-    Ok(())
+    if account.status == AccountStatus::Cancelled {
+        return Err(AccountError::Cancelled);
+    }
+    Ok(account)
 }
 
 /// Approves a standard account as a manager; approving a manager again changes nothing.
@@ -32,8 +43,9 @@ pub async fn approve_manager(
     db: &Db,
     clock: &ClockHandle,
     id: AccountId,
+    actor: &Actor,
 ) -> Result<Account, AccountError> {
-    set_kind(db, clock, id, AccountKind::Manager).await
+    set_kind(db, clock, id, AccountKind::Manager, actor).await
 }
 
 /// Withdraws approval: the account becomes standard; its managed accounts stay bound to it
@@ -43,8 +55,9 @@ pub async fn revoke_manager(
     db: &Db,
     clock: &ClockHandle,
     id: AccountId,
+    actor: &Actor,
 ) -> Result<Account, AccountError> {
-    set_kind(db, clock, id, AccountKind::Standard).await
+    set_kind(db, clock, id, AccountKind::Standard, actor).await
 }
 
 async fn set_kind(
@@ -52,21 +65,23 @@ async fn set_kind(
     clock: &ClockHandle,
     id: AccountId,
     kind: AccountKind,
+    actor: &Actor,
 ) -> Result<Account, AccountError> {
+    let now_ms = to_epoch_ms(clock.now());
     let mut tx = db.write.begin().await?;
-    let account = find_for_update(&mut tx, id).await?;
-    not_managed(&account)?;
-    if account.status == AccountStatus::Cancelled {
-        return Err(AccountError::Cancelled);
+    let account = find_manageable(&mut tx, id).await?;
+    if account.kind != kind {
+        repo::set(
+            &mut tx,
+            id,
+            Column::Kind,
+            Value::Text(kind.as_str()),
+            now_ms,
+        )
+        .await?;
+        let change = Change::new("kind", account.kind.as_str(), kind.as_str());
+        audit_change(&mut tx, actor, id, "account.kind", vec![change], now_ms).await?;
     }
-    repo::set(
-        &mut tx,
-        id,
-        Column::Kind,
-        Value::Text(kind.as_str()),
-        to_epoch_ms(clock.now()),
-    )
-    .await?;
     commit_returning(tx, id).await
 }
 
@@ -77,8 +92,9 @@ pub async fn set_managed_account_limit(
     clock: &ClockHandle,
     id: AccountId,
     limit: i64,
+    actor: &Actor,
 ) -> Result<Account, AccountError> {
-    set_manager_number(db, clock, id, Column::MaxManagedAccounts, limit).await
+    set_manager_number(db, clock, id, Column::MaxManagedAccounts, limit, actor).await
 }
 
 /// Sets a manager's channel pool. It may not drop below what is already allocated: the
@@ -88,8 +104,9 @@ pub async fn set_channel_pool(
     clock: &ClockHandle,
     id: AccountId,
     channels: i64,
+    actor: &Actor,
 ) -> Result<Account, AccountError> {
-    set_manager_number(db, clock, id, Column::AllocatableChannels, channels).await
+    set_manager_number(db, clock, id, Column::AllocatableChannels, channels, actor).await
 }
 
 async fn set_manager_number(
@@ -98,18 +115,28 @@ async fn set_manager_number(
     id: AccountId,
     column: Column,
     value: i64,
+    actor: &Actor,
 ) -> Result<Account, AccountError> {
     if value < 0 {
         return Err(AccountError::NotAllowed(
             "the value must not be negative".to_owned(),
         ));
     }
+    let now_ms = to_epoch_ms(clock.now());
     let mut tx = db.write.begin().await?;
-    let account = find_for_update(&mut tx, id).await?;
-    not_managed(&account)?;
-    if account.status == AccountStatus::Cancelled {
-        return Err(AccountError::Cancelled);
-    }
+    let account = find_manageable(&mut tx, id).await?;
+    let (field, change_type, current) = match column {
+        Column::AllocatableChannels => (
+            "allocatable_global_outbound_channels",
+            "account.channel_pool",
+            account.allocatable_channels,
+        ),
+        _ => (
+            "max_managed_accounts",
+            "account.managed_account_limit",
+            account.max_managed_accounts,
+        ),
+    };
     if matches!(column, Column::AllocatableChannels) {
         // Re-read under the lock: allocations may have changed since the caller looked.
         let allocated = repo::channels_allocated(&mut tx, id, None).await?;
@@ -119,14 +146,11 @@ async fn set_manager_number(
             )));
         }
     }
-    repo::set(
-        &mut tx,
-        id,
-        column,
-        Value::Int(value),
-        to_epoch_ms(clock.now()),
-    )
-    .await?;
+    if value != current {
+        repo::set(&mut tx, id, column, Value::Int(value), now_ms).await?;
+        let change = Change::new(field, current, value);
+        audit_change(&mut tx, actor, id, change_type, vec![change], now_ms).await?;
+    }
     commit_returning(tx, id).await
 }
 
@@ -141,19 +165,32 @@ pub async fn cancel_account(
     id: AccountId,
     include_managed: bool,
     release_email: bool,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<Account, AccountError> {
     let now_ms = to_epoch_ms(clock.now());
     let mut tx = db.write.begin().await?;
     let account = find_for_update(&mut tx, id).await?;
-    let live = repo::count_live_managed(&mut tx, id).await?;
-    if live > 0 && !include_managed {
+    let live = repo::live_managed_ids(&mut tx, id).await?;
+    if !live.is_empty() && !include_managed {
         return Err(AccountError::NotAllowed(format!(
-            "the account has {live} managed accounts that are not cancelled; cancel them too with --include-managed"
+            "the account has {} managed accounts that are not cancelled; cancel them too with --include-managed",
+            live.len()
         )));
     }
-    if live > 0 {
+    if !live.is_empty() {
         repo::cancel_all_managed(&mut tx, id, now_ms).await?;
+        for managed in &live {
+            let change = Change::new("status", "active", AccountStatus::Cancelled.as_str());
+            audit_change(
+                &mut tx,
+                actor,
+                *managed,
+                "account.cancel",
+                vec![change],
+                now_ms,
+            )
+            .await?;
+        }
     }
     if account.status != AccountStatus::Cancelled {
         repo::set(
@@ -166,6 +203,12 @@ pub async fn cancel_account(
         .await?;
         // A cancelled account holds no channels: its share returns to the manager's pool.
         repo::set(&mut tx, id, Column::ChannelLimit, Value::Int(0), now_ms).await?;
+        let change = Change::new(
+            "status",
+            account.status.as_str(),
+            AccountStatus::Cancelled.as_str(),
+        );
+        audit_change(&mut tx, actor, id, "account.cancel", vec![change], now_ms).await?;
     }
     // Its keys are refused from now on anyway; revoking them says so in every key list.
     super::api_keys::repo::revoke_all(&mut tx, id, include_managed, now_ms).await?;
@@ -187,7 +230,7 @@ pub async fn release_email(
     db: &Db,
     clock: &ClockHandle,
     id: AccountId,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<Account, AccountError> {
     let now_ms = to_epoch_ms(clock.now());
     let mut tx = db.write.begin().await?;
@@ -206,7 +249,7 @@ pub async fn release_email(
 async fn release_email_in_tx(
     tx: &mut sqlx::AnyConnection,
     account: &Account,
-    actor: &str,
+    actor: &Actor,
     now_ms: i64,
 ) -> Result<(), AccountError> {
     let tombstone = Email::tombstone(account.id);
@@ -221,14 +264,13 @@ async fn release_email_in_tx(
         now_ms,
     )
     .await?;
-    let details =
-        serde_json::json!({"released_email": account.email, "tombstone": tombstone.as_ref()});
-    crate::audit::record(
+    let change = Change::new("email", account.email.as_str(), tombstone.as_ref());
+    audit_change(
         tx,
         actor,
+        account.id,
         "account.release_email",
-        Some(account.id),
-        &details,
+        vec![change],
         now_ms,
     )
     .await?;

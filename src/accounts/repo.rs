@@ -167,6 +167,20 @@ pub async fn count_live_managed(
     .await
 }
 
+/// Ids of a manager's managed accounts that are not cancelled.
+pub async fn live_managed_ids(
+    conn: &mut AnyConnection,
+    manager_id: AccountId,
+) -> Result<Vec<AccountId>, sqlx::Error> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM accounts WHERE manager_id = $1 AND status <> 'cancelled' ORDER BY id",
+    )
+    .bind(manager_id.to_string())
+    .fetch_all(conn)
+    .await?;
+    ids.iter().map(|id| parse_id(id, "id")).collect()
+}
+
 /// Channels allocated across a manager's managed accounts, leaving out `except` if given.
 pub async fn channels_allocated(
     conn: &mut AnyConnection,
@@ -281,6 +295,27 @@ pub async fn set_password_hash(
         .bind(id.to_string())
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// Changes the organization name (and its folded form).
+pub async fn set_organization_name(
+    conn: &mut AnyConnection,
+    id: AccountId,
+    name: &str,
+    folded: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE accounts SET organization_name = $1, organization_name_folded = $2, \
+         updated_at_ms = $3 WHERE id = $4",
+    )
+    .bind(name)
+    .bind(folded)
+    .bind(now_ms)
+    .bind(id.to_string())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

@@ -175,7 +175,7 @@ pub async fn credit(
     db: &Db,
     clock: &ClockHandle,
     request: MoneyRequest,
-    actor: &str,
+    actor: &audit::Actor,
 ) -> Result<(Movement, bool), BillingError> {
     if request.amount.nanos() <= 0 {
         return Err(BillingError::Invalid(
@@ -198,7 +198,7 @@ pub async fn adjust(
     db: &Db,
     clock: &ClockHandle,
     request: MoneyRequest,
-    actor: &str,
+    actor: &audit::Actor,
 ) -> Result<(Movement, bool), BillingError> {
     if request.amount.nanos() == 0 {
         return Err(BillingError::Invalid(
@@ -240,7 +240,7 @@ async fn move_money(
     request: MoneyRequest,
     kind: EntryKind,
     counter_book: Book,
-    actor: &str,
+    actor: &audit::Actor,
 ) -> Result<(Movement, bool), BillingError> {
     let reason = request.reason.trim().to_owned();
     if reason.is_empty() || reason.chars().count() > REASON_LENGTH_MAX {
@@ -292,7 +292,7 @@ async fn move_money(
         kind,
         account: Some(account.id),
         reason: Some(reason.clone()),
-        created_by: actor.to_owned(),
+        created_by: actor.label(),
     };
     let entry = Entry::transfer(
         header,
@@ -320,16 +320,26 @@ async fn move_money(
     .bind(request.idempotency_key.as_ref())
     .execute(&mut *tx)
     .await?;
-    let details = serde_json::to_value(&movement).unwrap_or_default();
-    audit::record(
-        &mut tx,
-        actor,
-        &format!("ledger.{}", kind.as_str()),
-        Some(account.id),
-        &details,
-        now_ms,
-    )
-    .await?;
+    let balance_before = balance_after
+        .checked_sub(request.amount)
+        .unwrap_or(balance_after);
+    let event = audit::Event {
+        account: Some(account.id),
+        change_type: match kind {
+            EntryKind::Adjustment => "adjustment",
+            _ => "credit",
+        },
+        resource_id: movement.entry_id.clone(),
+        changes: vec![
+            audit::Change::new(
+                "balance",
+                balance_before.to_decimal_string(2),
+                movement.balance_after.clone(),
+            ),
+            audit::Change::new("reason", serde_json::Value::Null, movement.reason.clone()),
+        ],
+    };
+    audit::record(&mut tx, actor, &event, now_ms).await?;
     tx.commit().await?;
     Ok((movement, false))
 }
@@ -342,7 +352,7 @@ pub async fn set_credit_limit(
     clock: &ClockHandle,
     account_id: AccountId,
     limit: Money,
-    actor: &str,
+    actor: &audit::Actor,
 ) -> Result<Balance, BillingError> {
     if limit.nanos() < 0 {
         return Err(BillingError::Invalid(
@@ -366,7 +376,7 @@ pub async fn set_credit_limit(
                 "credit limit set to {}",
                 limit.to_decimal_string(2)
             )),
-            created_by: actor.to_owned(),
+            created_by: actor.label(),
         };
         let entry = Entry::transfer(
             header,
@@ -376,16 +386,17 @@ pub async fn set_credit_limit(
         )
         .map_err(|e| BillingError::Invalid(e.to_string()))?;
         ledger::repo::post_in_tx(&mut tx, &entry, now_ms).await?;
-        let details = serde_json::json!({"credit_limit": limit.to_decimal_string(2), "previous": current.to_decimal_string(2)});
-        audit::record(
-            &mut tx,
-            actor,
-            "ledger.credit_limit",
-            Some(account.id),
-            &details,
-            now_ms,
-        )
-        .await?;
+        let event = audit::Event {
+            account: Some(account.id),
+            change_type: "credit_limit.update",
+            resource_id: account.id.to_string(),
+            changes: vec![audit::Change::new(
+                "credit_limit",
+                current.to_decimal_string(2),
+                limit.to_decimal_string(2),
+            )],
+        };
+        audit::record(&mut tx, actor, &event, now_ms).await?;
     }
     let figures = ledger::repo::account_balance(&mut tx, account.id).await?;
     tx.commit().await?;

@@ -9,7 +9,8 @@ use super::AppState;
 use super::error::{ApiError, ErrorKind};
 use super::extract::{Caller, JsonBody};
 use super::wire::{Data, WIRE_DECIMALS, timestamp};
-use crate::accounts::{self, Account, Email};
+use crate::accounts::{self, Account, Email, OrganizationName};
+use crate::audit::Actor;
 use crate::billing::{self, CURRENCY};
 
 /// The calling account.
@@ -69,9 +70,11 @@ pub async fn retrieve(caller: Caller) -> Json<Data<AccountBody>> {
 pub struct UpdateAccountRequest {
     /// New sign-in email; unique across the platform, case-insensitively.
     pub email: Option<String>,
+    /// New business (organization) name.
+    pub business_name: Option<String>,
 }
 
-/// Changes the calling account's email.
+/// Changes the calling account's email and/or business name.
 #[utoipa::path(patch, path = "/v2/account", tag = "Account", request_body = UpdateAccountRequest,
     responses((status = 200, body = Data<AccountBody>), (status = 401, body = super::error::ErrorEnvelope),
         (status = 422, body = super::error::ErrorEnvelope)),
@@ -81,16 +84,31 @@ pub async fn update(
     caller: Caller,
     JsonBody(body): JsonBody<UpdateAccountRequest>,
 ) -> Result<Json<Data<AccountBody>>, ApiError> {
-    let Some(email) = body.email else {
-        return Ok(Json(Data {
-            data: AccountBody::from(&caller.account),
-        }));
-    };
-    let email = Email::parse(&email).map_err(|e| {
-        ApiError::new(ErrorKind::InvalidValue, format!("email: {e}")).pointer("/email")
-    })?;
-    let updated =
-        accounts::change_own_email(&state.db, &state.clock, &caller.account, email).await?;
+    let email = body
+        .email
+        .map(|e| Email::parse(&e))
+        .transpose()
+        .map_err(|e| {
+            ApiError::new(ErrorKind::InvalidValue, format!("email: {e}")).pointer("/email")
+        })?;
+    let business_name = body
+        .business_name
+        .map(|n| OrganizationName::parse(&n))
+        .transpose()
+        .map_err(|e| {
+            ApiError::new(ErrorKind::InvalidValue, format!("business_name: {e}"))
+                .pointer("/business_name")
+        })?;
+    let actor = Actor::Owner(caller.account.id);
+    let updated = accounts::update_profile(
+        &state.db,
+        &state.clock,
+        caller.account.id,
+        email,
+        business_name,
+        &actor,
+    )
+    .await?;
     Ok(Json(Data {
         data: AccountBody::from(&updated),
     }))

@@ -15,6 +15,7 @@ use super::wire::{Data, List, PaginationMeta, timestamp};
 use crate::accounts::api_keys::{self as keys, KeyRecord};
 use crate::accounts::listing::PAGE_SIZE_MAX;
 use crate::accounts::{self, AccountError, AccountId};
+use crate::audit::Actor;
 use crate::keys::MintedKey;
 
 /// An API key as shown: the secret only when just minted.
@@ -69,14 +70,14 @@ async fn owner(
     state: &AppState,
     caller: &Caller,
     managed_id: Option<&str>,
-) -> Result<AccountId, ApiError> {
+) -> Result<(AccountId, Actor), ApiError> {
     match managed_id {
-        None => Ok(caller.account.id),
+        None => Ok((caller.account.id, Actor::Owner(caller.account.id))),
         Some(id) => {
             accounts::ensure_manager(&caller.account)?;
             let (account, _) =
                 accounts::managed_account(&state.db, &caller.account, account_id(id)?).await?;
-            Ok(account.id)
+            Ok((account.id, Actor::Manager(caller.account.id)))
         }
     }
 }
@@ -88,7 +89,7 @@ async fn list_keys(
     query: &QueryParams,
 ) -> Result<Json<List<ApiKey>>, ApiError> {
     let page = query.page(PAGE_SIZE_MAX)?;
-    let owner = owner(state, caller, managed_id).await?;
+    let (owner, _) = owner(state, caller, managed_id).await?;
     let keys = keys::list(&state.db, owner, page).await?;
     Ok(Json(List {
         meta: PaginationMeta::of(&keys),
@@ -101,9 +102,9 @@ async fn mint_key(
     caller: &Caller,
     managed_id: Option<&str>,
 ) -> Result<Json<Data<ApiKey>>, ApiError> {
-    let owner = owner(state, caller, managed_id).await?;
+    let (owner, actor) = owner(state, caller, managed_id).await?;
     let now_ms = crate::clock::to_epoch_ms(state.clock.now());
-    let key = keys::mint(&state.db, &state.clock, owner, Some(caller.account.id)).await?;
+    let key = keys::mint(&state.db, &state.clock, owner, &actor).await?;
     Ok(Json(Data {
         data: minted(&key, owner, caller.account.id, now_ms),
     }))
@@ -115,8 +116,8 @@ async fn revoke_key(
     managed_id: Option<&str>,
     key_id: &str,
 ) -> Result<Json<Data<ApiKey>>, ApiError> {
-    let owner = owner(state, caller, managed_id).await?;
-    let record = keys::revoke(&state.db, &state.clock, owner, key_id)
+    let (owner, actor) = owner(state, caller, managed_id).await?;
+    let record = keys::revoke(&state.db, &state.clock, owner, key_id, &actor)
         .await
         .map_err(|e| match e {
             AccountError::NotFound => ApiError::not_found("API key"),

@@ -9,10 +9,10 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, ErrorKind};
-use super::extract::{Caller, QueryParams, account_id};
+use super::extract::{Caller, QueryParams};
 use super::wire::{List, PaginationMeta, timestamp};
 use crate::accounts::listing::Page;
-use crate::accounts::{self, AccountId, AccountKind};
+use crate::accounts::{AccountId, AccountKind};
 use crate::billing::CURRENCY;
 use crate::money::Money;
 use crate::usage::repo::{RecordQuery, StoredRecord};
@@ -179,23 +179,16 @@ fn date_range(text: &str, now: DateTime<Utc>) -> Result<(i64, i64), ApiError> {
     Ok((from.timestamp_millis(), until.timestamp_millis()))
 }
 
-/// Whose records the caller asks for, and whether it may see prices on them.
+/// Whose records the caller asks for, and whether it may see prices on them (a managed
+/// account never does; a manager does on its managed accounts' records).
 async fn subject(
     state: &AppState,
     caller: &Caller,
     query: &QueryParams,
 ) -> Result<(AccountId, bool), ApiError> {
-    let show_prices = caller.account.kind != AccountKind::Managed;
-    match query.get("filter[account_id]") {
-        None => Ok((caller.account.id, show_prices)),
-        Some(id) if id == caller.account.id.to_string() => Ok((caller.account.id, show_prices)),
-        Some(id) => {
-            accounts::ensure_manager(&caller.account)?;
-            let (managed, _) =
-                accounts::managed_account(&state.db, &caller.account, account_id(id)?).await?;
-            Ok((managed.id, true))
-        }
-    }
+    let account =
+        super::scope::own_or_managed(state, caller, query.get("filter[account_id]")).await?;
+    Ok((account.id, caller.account.kind != AccountKind::Managed))
 }
 
 /// The caller's detail records (or, for a manager, a managed account's with

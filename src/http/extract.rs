@@ -325,9 +325,10 @@ impl FromRequestParts<AppState> for IngestCaller {
     }
 }
 
-/// The operator, authenticated with an operator key; holds the key's public id.
+/// The operator, authenticated with an operator key; holds the actor recorded for what it
+/// does (`operator:<key id>`).
 #[derive(Debug, Clone)]
-pub struct OperatorCaller(pub String);
+pub struct OperatorCaller(pub crate::audit::Actor);
 
 impl FromRequestParts<AppState> for OperatorCaller {
     type Rejection = ApiError;
@@ -338,6 +339,6 @@ impl FromRequestParts<AppState> for OperatorCaller {
     ) -> Result<Self, Self::Rejection> {
         service_caller(parts, state, keys::service::ServiceKind::Operator)
             .await
-            .map(|id| OperatorCaller(format!("operator:{id}")))
+            .map(|id| OperatorCaller(crate::audit::Actor::Operator(format!("operator:{id}"))))
     }
 }

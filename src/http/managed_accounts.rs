@@ -382,6 +382,8 @@ pub struct UpdateManagedAccountRequest {
     pub managed_account_allow_custom_pricing: Option<bool>,
     /// Steward extension: a new sign-in email.
     pub email: Option<String>,
+    /// Steward extension: a new business (organization) name.
+    pub business_name: Option<String>,
     /// Fixed at creation: any value other than the current one is refused.
     pub rollup_billing: Option<bool>,
 }
@@ -413,6 +415,11 @@ pub async fn update(
             .map(|e| Email::parse(&e))
             .transpose()
             .map_err(|e| invalid("/email", e))?,
+        business_name: body
+            .business_name
+            .map(|n| OrganizationName::parse(&n))
+            .transpose()
+            .map_err(|e| invalid("/business_name", e))?,
         rollup_billing: body.rollup_billing,
     };
     let (account, key_id) =

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod admin;
 pub mod api_keys;
+pub mod audit_events;
 pub mod channels;
 pub mod detail_records;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod extract;
 pub mod health;
 pub mod managed_accounts;
 pub mod pricing;
+pub mod scope;
 pub mod usage;
 pub mod wire;
 
@@ -149,6 +151,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(usage::release))
         .routes(routes!(usage::renew))
         .routes(routes!(detail_records::list))
+        .routes(routes!(audit_events::list))
         .routes(routes!(pricing::own_rates))
         .routes(routes!(pricing::own_rate))
         .routes(routes!(pricing::managed_rates))

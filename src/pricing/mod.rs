@@ -132,7 +132,7 @@ pub async fn import(
     clock: &ClockHandle,
     new: NewPriceList,
     rows: &[RateRow],
-    actor: &str,
+    actor: &audit::Actor,
 ) -> Result<PriceList, PricingError> {
     if new.currency != crate::billing::CURRENCY {
         return Err(PricingError::Invalid(format!(
@@ -161,12 +161,19 @@ pub async fn import(
     .await?;
     repo::insert_rates(&mut tx, &id, rows).await?;
     if let Some(target) = new.assign_to {
-        assign_in_tx(&mut tx, &id, target, new.effective_from_ms, now_ms).await?;
+        assign_in_tx(&mut tx, actor, &id, target, new.effective_from_ms, now_ms).await?;
     }
     repo::bump_generation(&mut tx).await?;
-    let details = serde_json::json!({"price_list_id": id, "name": name, "rates": rows.len(),
-        "assign_to": new.assign_to.map(describe)});
-    audit::record(&mut tx, actor, "price_list.import", None, &details, now_ms).await?;
+    let event = audit::Event {
+        account: None,
+        change_type: "price_list.import",
+        resource_id: id.clone(),
+        changes: vec![
+            audit::Change::new("name", serde_json::Value::Null, name),
+            audit::Change::new("rates", serde_json::Value::Null, rows.len()),
+        ],
+    };
+    audit::record(&mut tx, actor, &event, now_ms).await?;
     tx.commit().await?;
     Ok(PriceList {
         id,
@@ -177,15 +184,9 @@ pub async fn import(
     })
 }
 
-fn describe(target: AssignTo) -> String {
-    match target {
-        AssignTo::PlatformDefault => "platform_default".to_owned(),
-        AssignTo::Account(id) => id.to_string(),
-    }
-}
-
 async fn assign_in_tx(
     tx: &mut sqlx::AnyConnection,
+    actor: &audit::Actor,
     price_list_id: &str,
     target: AssignTo,
     effective_from_ms: i64,
@@ -204,6 +205,19 @@ async fn assign_in_tx(
         AssignTo::Account(id) => Some(id),
     };
     repo::insert_assignment(tx, account, price_list_id, effective_from_ms, now_ms).await?;
+    // On an account's trail the event says only that pricing changed, and from when:
+    // which list (and so which rates) stays with the operator.
+    let event = audit::Event {
+        account,
+        change_type: "pricing.change",
+        resource_id: account.map_or_else(|| price_list_id.to_owned(), |a| a.to_string()),
+        changes: vec![audit::Change::new(
+            "pricing",
+            serde_json::Value::Null,
+            serde_json::json!({"effective_from": crate::clock::to_wire(crate::clock::from_epoch_ms(effective_from_ms))}),
+        )],
+    };
+    audit::record(tx, actor, &event, now_ms).await?;
     Ok(())
 }
 
@@ -215,30 +229,23 @@ pub async fn assign(
     price_list_id: &str,
     target: AssignTo,
     effective_from_ms: i64,
-    actor: &str,
+    actor: &audit::Actor,
 ) -> Result<(), PricingError> {
     let now_ms = to_epoch_ms(clock.now());
     let mut tx = db.write.begin().await?;
     repo::find_list(&mut tx, price_list_id)
         .await?
         .ok_or(PricingError::NotFound("price list"))?;
-    assign_in_tx(&mut tx, price_list_id, target, effective_from_ms, now_ms).await?;
-    repo::bump_generation(&mut tx).await?;
-    let details = serde_json::json!({"price_list_id": price_list_id, "assign_to": describe(target),
-        "effective_from_ms": effective_from_ms});
-    let account = match target {
-        AssignTo::Account(id) => Some(id),
-        AssignTo::PlatformDefault => None,
-    };
-    audit::record(
+    assign_in_tx(
         &mut tx,
         actor,
-        "price_list.assign",
-        account,
-        &details,
+        price_list_id,
+        target,
+        effective_from_ms,
         now_ms,
     )
     .await?;
+    repo::bump_generation(&mut tx).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -223,13 +223,16 @@ async fn an_existing_customer_moves_under_a_manager_by_cancel_and_release() {
 
     // The release is in the audit trail, in the same transaction as the change.
     let actions: Vec<String> = sqlx::query_scalar(
-        "SELECT action FROM audit_events WHERE account_id = $1 ORDER BY created_at_ms",
+        "SELECT action FROM audit_events WHERE account_id = $1 ORDER BY created_at_ms, id",
     )
     .bind(joe_id)
     .fetch_all(&app.db.read)
     .await
     .unwrap();
-    assert_eq!(actions, ["account.release_email"]);
+    assert_eq!(
+        actions,
+        ["account.create", "account.cancel", "account.release_email"]
+    );
     // Releasing again changes nothing and succeeds.
     let (ok, again, stderr) = steward(
         &app.database_url,

@@ -12,9 +12,15 @@ async fn the_managed_account_limit_holds_under_concurrent_creates() {
     let app = spawn_app().await;
     let clock: ClockHandle = Arc::new(app.clock.clone());
     let manager_id = AccountId::parse(&app.manager.id).unwrap();
-    operator::set_managed_account_limit(&app.db, &clock, manager_id, 5)
-        .await
-        .unwrap();
+    operator::set_managed_account_limit(
+        &app.db,
+        &clock,
+        manager_id,
+        5,
+        &crate::helpers::operator(),
+    )
+    .await
+    .unwrap();
 
     let replies = join_all((0..12).map(|n| {
         app.create_managed(
@@ -113,13 +119,15 @@ async fn an_enable_racing_a_cancellation_never_revives_the_account() {
     }
 
     let app = &app;
+    let operator = crate::helpers::operator();
+    let operator = &operator;
     let enables = join_all(ids.iter().map(|id| {
         let path = format!("/v2/managed_accounts/{id}/actions/enable");
         async move { app.post(&path, &app.manager.key, None).await }
     }));
     let cancels = join_all(ids.iter().map(|id| {
         let id = AccountId::parse(id).unwrap();
-        operator::cancel_account(&app.db, &clock, id, false, false, "test")
+        operator::cancel_account(&app.db, &clock, id, false, false, operator)
     }));
     let (enabled, cancelled) = tokio::join!(enables, cancels);
 
@@ -150,7 +158,8 @@ async fn a_cancelled_manager_creates_nothing_even_with_a_key_checked_before() {
         join_all((0..6).map(|n| {
             app.create_managed(&manager.key, json!({"business_name": format!("Late {n}")}))
         }));
-    let cancel = operator::cancel_account(&app.db, &clock, id, true, false, "test");
+    let operator = crate::helpers::operator();
+    let cancel = operator::cancel_account(&app.db, &clock, id, true, false, &operator);
     let (replies, cancelled) = tokio::join!(creates, cancel);
     cancelled.unwrap();
 

@@ -94,6 +94,11 @@ impl Reply {
     }
 }
 
+/// The operator, as tests record it in the audit trail.
+pub fn operator() -> steward::audit::Actor {
+    steward::audit::Actor::Operator("operator:test".to_owned())
+}
+
 pub fn backend_is_postgres() -> bool {
     std::env::var("STEWARD_TEST_BACKEND").is_ok_and(|b| b == "postgres")
 }
@@ -158,7 +163,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
                 allocatable_channels: Some(channels),
                 password: None,
             };
-            let (account, key) = accounts::create_account(&db, &handle, new).await.unwrap();
+            let (account, key) = accounts::create_account(&db, &handle, new, &operator())
+                .await
+                .unwrap();
             Actor {
                 id: account.id.to_string(),
                 email: account.email,
@@ -288,9 +295,16 @@ impl TestApp {
     pub async fn cancel_account(&self, id: &str, include_managed: bool) {
         let id = AccountId::parse(id).unwrap();
         let clock: ClockHandle = Arc::new(self.clock.clone());
-        accounts::operator::cancel_account(&self.db, &clock, id, include_managed, false, "test")
-            .await
-            .unwrap();
+        accounts::operator::cancel_account(
+            &self.db,
+            &clock,
+            id,
+            include_managed,
+            false,
+            &operator(),
+        )
+        .await
+        .unwrap();
     }
 }
 
@@ -400,7 +414,7 @@ impl TestApp {
             allocatable_channels: None,
             password: None,
         };
-        let (account, key) = accounts::create_account(&self.db, &clock, new)
+        let (account, key) = accounts::create_account(&self.db, &clock, new, &operator())
             .await
             .unwrap();
         Actor {

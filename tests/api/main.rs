@@ -9,6 +9,7 @@
 
 mod admission;
 mod api_keys;
+mod audit;
 mod cancellation;
 mod cli;
 mod concurrency;

@@ -538,7 +538,7 @@ async fn a_manager_whose_approval_is_withdrawn_can_no_longer_manage() {
     let id = steward::accounts::AccountId::parse(&app.manager.id).unwrap();
     let clock: steward::clock::ClockHandle = std::sync::Arc::new(app.clock.clone());
 
-    steward::accounts::operator::revoke_manager(&app.db, &clock, id)
+    steward::accounts::operator::revoke_manager(&app.db, &clock, id, &crate::helpers::operator())
         .await
         .unwrap();
     app.get("/v2/managed_accounts", &app.manager.key)
@@ -549,7 +549,7 @@ async fn a_manager_whose_approval_is_withdrawn_can_no_longer_manage() {
         .await
         .assert_status(200);
 
-    steward::accounts::operator::approve_manager(&app.db, &clock, id)
+    steward::accounts::operator::approve_manager(&app.db, &clock, id, &crate::helpers::operator())
         .await
         .unwrap();
     let listed = app.get("/v2/managed_accounts", &app.manager.key).await;

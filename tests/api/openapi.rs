@@ -42,6 +42,7 @@ async fn the_openapi_document_describes_every_route_served() {
         ("post", "/v2/channel_leases/{id}/actions/release"),
         ("post", "/v2/channel_leases/{id}/actions/renew"),
         ("get", "/v2/detail_records"),
+        ("get", "/v2/audit_events"),
         ("get", "/v2/pricing/rates"),
         ("get", "/v2/pricing/rate"),
         ("get", "/v2/managed_accounts/{id}/pricing/rates"),

@@ -8,6 +8,7 @@ pub mod repo;
 
 use super::listing::{Page, PageRequest};
 use super::{Account, AccountError, AccountId, AccountStatus};
+use crate::audit::{self, Actor, Change};
 use crate::clock::{ClockHandle, to_epoch_ms};
 use crate::db::Db;
 use crate::keys::{self, MintedKey};
@@ -59,14 +60,16 @@ async fn lock_changeable(
     Ok(())
 }
 
-/// Mints a key for `account_id`, on behalf of `created_by` (None: the operator).
+/// Mints a key for `account_id` on behalf of `actor` (the account itself, its manager or
+/// the operator), audited on the account's trail (its public id, never the secret).
 #[tracing::instrument(name = "steward.keys.mint", skip_all, fields(account.id = %account_id))]
 pub async fn mint(
     db: &Db,
     clock: &ClockHandle,
     account_id: AccountId,
-    created_by: Option<AccountId>,
+    actor: &Actor,
 ) -> Result<MintedKey, AccountError> {
+    let now_ms = to_epoch_ms(clock.now());
     let mut tx = db.write.begin().await?;
     lock_changeable(&mut tx, account_id).await?;
     if repo::count_live(&mut tx, account_id).await? >= ACTIVE_KEYS_PER_ACCOUNT_MAX {
@@ -75,14 +78,14 @@ pub async fn mint(
         )));
     }
     let key = MintedKey::generate();
-    repo::insert(
-        &mut tx,
-        &key,
-        account_id,
-        created_by,
-        to_epoch_ms(clock.now()),
-    )
-    .await?;
+    repo::insert(&mut tx, &key, account_id, actor.account(), now_ms).await?;
+    let event = audit::Event {
+        account: Some(account_id),
+        change_type: "api_key.create",
+        resource_id: key.id().to_owned(),
+        changes: vec![Change::new("api_key", serde_json::Value::Null, key.id())],
+    };
+    audit::record(&mut tx, actor, &event, now_ms).await?;
     tx.commit().await?;
     tracing::info!(key.id = key.id(), "Minted API key {}", key.id());
     Ok(key)
@@ -111,10 +114,20 @@ pub async fn revoke(
     clock: &ClockHandle,
     account_id: AccountId,
     key_id: &str,
+    actor: &Actor,
 ) -> Result<KeyRecord, AccountError> {
+    let now_ms = to_epoch_ms(clock.now());
     let mut tx = db.write.begin().await?;
     lock_changeable(&mut tx, account_id).await?;
-    repo::revoke(&mut tx, account_id, key_id, to_epoch_ms(clock.now())).await?;
+    if repo::revoke(&mut tx, account_id, key_id, now_ms).await? {
+        let event = audit::Event {
+            account: Some(account_id),
+            change_type: "api_key.revoke",
+            resource_id: key_id.to_owned(),
+            changes: vec![Change::new("revoked", false, true)],
+        };
+        audit::record(&mut tx, actor, &event, now_ms).await?;
+    }
     let record = repo::find(&mut tx, account_id, key_id)
         .await?
         .ok_or(AccountError::NotFound)?;

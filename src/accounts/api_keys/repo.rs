@@ -125,14 +125,14 @@ pub async fn find(
     row.as_ref().map(record_from_row).transpose()
 }
 
-/// Marks a live key revoked.
+/// Marks a live key revoked; false if there was no such live key.
 pub async fn revoke(
     conn: &mut AnyConnection,
     account_id: AccountId,
     key_id: &str,
     now_ms: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
         "UPDATE api_keys SET revoked_at_ms = $1 WHERE account_id = $2 AND id = $3 AND revoked_at_ms IS NULL",
     )
     .bind(now_ms)
@@ -140,7 +140,7 @@ pub async fn revoke(
     .bind(key_id)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// Revokes every live key of `account_ids` (cancellation).
