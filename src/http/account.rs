@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::body::{JsonBody, RequestBody};
 use super::error::{ApiError, ErrorKind};
-use super::extract::{Caller, JsonBody};
+use super::extract::Caller;
 use super::wire::{Data, WIRE_DECIMALS, timestamp};
 use crate::accounts::{self, Account, Email};
 use crate::billing::{self, CURRENCY};
@@ -66,9 +67,16 @@ pub async fn retrieve(caller: Caller) -> Json<Data<AccountBody>> {
 
 /// Body of `PATCH /v2/account`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateAccountRequest {
     /// New sign-in email; unique across the platform, case-insensitively.
     pub email: Option<String>,
+}
+
+impl RequestBody for UpdateAccountRequest {
+    fn refuse_field(pointer: &str) -> Option<ApiError> {
+        super::managed_accounts::password_elsewhere(pointer)
+    }
 }
 
 /// Changes the calling account's email.

@@ -3,7 +3,6 @@
 //! key and body replays the first answer (header `Idempotent-Replayed: true`).
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -12,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::body::{CsvBody, JsonBody, RequestBody};
 use super::error::{ApiError, ErrorKind};
-use super::extract::{JsonBody, OperatorCaller, PathParams, QueryParams, account_id};
+use super::extract::{OperatorCaller, PathParams, QueryParams, account_id};
 use super::wire::{Data, WIRE_DECIMALS, timestamp};
 use crate::billing::{self, IdempotencyKey, MoneyRequest, Movement};
 use crate::clock::to_epoch_ms;
@@ -65,7 +65,7 @@ pub async fn import_price_list(
     State(state): State<AppState>,
     OperatorCaller(actor): OperatorCaller,
     query: QueryParams,
-    body: Bytes,
+    CsvBody(text): CsvBody,
 ) -> Result<Json<Data<PriceListBody>>, ApiError> {
     let name = query
         .get("name")
@@ -85,9 +85,7 @@ pub async fn import_price_list(
         (false, Some(id)) => Some(AssignTo::Account(account_id(id)?)),
         (false, None) => None,
     };
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::new(ErrorKind::BadRequest, "The CSV must be UTF-8 text."))?;
-    let rows = pricing::csv::parse(text).map_err(PricingError::BadFile)?;
+    let rows = pricing::csv::parse(&text).map_err(PricingError::BadFile)?;
     let new = NewPriceList {
         name: name.to_owned(),
         currency: query
@@ -112,6 +110,7 @@ pub async fn import_price_list(
 
 /// Body of an assignment.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AssignmentRequest {
     /// The account (a managed account's own list applies only with custom pricing allowed).
     pub account_id: Option<String>,
@@ -120,6 +119,8 @@ pub struct AssignmentRequest {
     /// RFC 3339; default now. Usage already charged is never re-rated.
     pub effective_from: Option<String>,
 }
+
+impl RequestBody for AssignmentRequest {}
 
 /// An assignment made.
 #[derive(Debug, Serialize, ToSchema)]
@@ -226,10 +227,13 @@ pub async fn balance(
 
 /// Body of a credit-limit change.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreditLimitRequest {
     /// Decimal string ≥ 0, e.g. `"100.00"`.
     pub amount: Option<String>,
 }
+
+impl RequestBody for CreditLimitRequest {}
 
 fn amount(text: Option<&str>) -> Result<Money, ApiError> {
     let text = text.ok_or_else(|| {
@@ -268,12 +272,15 @@ pub async fn set_credit_limit(
 
 /// Body of a credit or adjustment.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MoneyBody {
     /// Decimal string; credits > 0, adjustments ≠ 0 (negative takes money away).
     pub amount: Option<String>,
     /// Why (required, audited).
     pub reason: Option<String>,
 }
+
+impl RequestBody for MoneyBody {}
 
 /// A posted movement.
 #[derive(Debug, Serialize, ToSchema)]

@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::body::{EmptyBody, JsonBody};
 use super::error::ApiError;
 use super::extract::{Caller, PathParams, QueryParams, account_id};
 use super::wire::{Data, List, PaginationMeta, timestamp};
@@ -140,13 +141,14 @@ pub async fn list_own(
 }
 
 /// Mints an API key for the caller; the response shows the whole key, once.
-#[utoipa::path(post, path = "/v2/api_keys", tag = "API Keys",
+#[utoipa::path(post, path = "/v2/api_keys", tag = "API Keys", request_body(content = Option<EmptyBody>),
     responses((status = 200, body = Data<ApiKey>), (status = 401, body = super::error::ErrorEnvelope),
         (status = 422, body = super::error::ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn mint_own(
     State(state): State<AppState>,
     caller: Caller,
+    JsonBody(_body): JsonBody<EmptyBody>,
 ) -> Result<Json<Data<ApiKey>>, ApiError> {
     mint_key(&state, &caller, None).await
 }
@@ -182,7 +184,7 @@ pub async fn list_managed(
 
 /// Mints an API key for a managed account; the response shows the whole key, once.
 #[utoipa::path(post, path = "/v2/managed_accounts/{id}/api_keys", tag = "API Keys",
-    params(("id" = String, Path)),
+    params(("id" = String, Path)), request_body(content = Option<EmptyBody>),
     responses((status = 200, body = Data<ApiKey>), (status = 401, body = super::error::ErrorEnvelope),
         (status = 403, body = super::error::ErrorEnvelope), (status = 404, body = super::error::ErrorEnvelope),
         (status = 422, body = super::error::ErrorEnvelope)),
@@ -191,6 +193,7 @@ pub async fn mint_managed(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
+    JsonBody(_body): JsonBody<EmptyBody>,
 ) -> Result<Json<Data<ApiKey>>, ApiError> {
     mint_key(&state, &caller, Some(&id)).await
 }

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod admin;
 pub mod api_keys;
+pub mod body;
 pub mod channels;
 pub mod detail_records;
 pub mod error;

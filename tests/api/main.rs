@@ -16,6 +16,8 @@ mod helpers;
 mod ledger_properties;
 mod listing;
 mod managed_accounts;
+mod nul;
 mod openapi;
+mod parsing;
 mod pricing;
 mod usage;
