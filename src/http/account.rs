@@ -57,8 +57,8 @@ impl From<&Account> for AccountBody {
 
 /// The calling account.
 #[utoipa::path(get, path = "/v2/account", tag = "Account",
-    responses((status = 200, body = Data<AccountBody>), (status = 401, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<AccountBody>)),
+    security(("account_key" = [])))]
 pub async fn retrieve(caller: Caller) -> Json<Data<AccountBody>> {
     Json(Data {
         data: AccountBody::from(&caller.account),
@@ -81,9 +81,8 @@ impl RequestBody for UpdateAccountRequest {
 
 /// Changes the calling account's email.
 #[utoipa::path(patch, path = "/v2/account", tag = "Account", request_body = UpdateAccountRequest,
-    responses((status = 200, body = Data<AccountBody>), (status = 401, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<AccountBody>)),
+    security(("account_key" = [])))]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -130,8 +129,8 @@ pub struct UserBalance {
 
 /// The calling account's balance.
 #[utoipa::path(get, path = "/v2/balance", tag = "Billing",
-    responses((status = 200, body = Data<UserBalance>), (status = 401, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<UserBalance>)),
+    security(("account_key" = [])))]
 pub async fn balance(
     State(state): State<AppState>,
     caller: Caller,

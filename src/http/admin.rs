@@ -58,9 +58,9 @@ fn effective_from(text: Option<&str>, state: &AppState, at: &str) -> Result<i64,
     params(("name" = String, Query), ("platform_default" = Option<bool>, Query), ("assign_to" = Option<String>, Query),
         ("effective_from" = Option<String>, Query, description = "RFC 3339; default now")),
     request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, body = Data<PriceListBody>), (status = 401, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<PriceListBody>),
+        (status = 404, description = "The account named by assign_to does not exist", body = super::error::ErrorEnvelope)),
+    security(("operator_key" = [])))]
 pub async fn import_price_list(
     State(state): State<AppState>,
     OperatorCaller(actor): OperatorCaller,
@@ -138,9 +138,8 @@ pub struct AssignmentBody {
 /// Assigns a price list to an account or as the platform default.
 #[utoipa::path(post, path = "/admin/v1/price_lists/{id}/assignments", tag = "Operator",
     params(("id" = String, Path)), request_body = AssignmentRequest,
-    responses((status = 200, body = Data<AssignmentBody>), (status = 404, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<AssignmentBody>)),
+    security(("operator_key" = [])))]
 pub async fn assign_price_list(
     State(state): State<AppState>,
     OperatorCaller(actor): OperatorCaller,
@@ -206,8 +205,8 @@ fn operator_balance(account: &str, balance: billing::Balance) -> OperatorBalance
 
 /// Any account's balance.
 #[utoipa::path(get, path = "/admin/v1/accounts/{id}/balance", tag = "Operator", params(("id" = String, Path)),
-    responses((status = 200, body = Data<OperatorBalance>), (status = 404, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<OperatorBalance>)),
+    security(("operator_key" = [])))]
 pub async fn balance(
     State(state): State<AppState>,
     _operator: OperatorCaller,
@@ -247,9 +246,8 @@ fn amount(text: Option<&str>) -> Result<Money, ApiError> {
 /// Sets an account's credit limit (a credit-limit ledger entry for the difference).
 #[utoipa::path(post, path = "/admin/v1/accounts/{id}/credit_limit", tag = "Operator", params(("id" = String, Path)),
     request_body = CreditLimitRequest,
-    responses((status = 200, body = Data<OperatorBalance>), (status = 404, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<OperatorBalance>)),
+    security(("operator_key" = [])))]
 pub async fn set_credit_limit(
     State(state): State<AppState>,
     OperatorCaller(actor): OperatorCaller,
@@ -337,9 +335,8 @@ fn movement_response((movement, replayed): (Movement, bool)) -> Response {
 /// Credits money to an account's balance.
 #[utoipa::path(post, path = "/admin/v1/accounts/{id}/credits", tag = "Operator",
     params(("id" = String, Path), ("Idempotency-Key" = String, Header)), request_body = MoneyBody,
-    responses((status = 200, body = Data<MovementBody>), (status = 404, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<MovementBody>)),
+    security(("operator_key" = [])))]
 pub async fn credit(
     State(state): State<AppState>,
     OperatorCaller(actor): OperatorCaller,
@@ -356,9 +353,8 @@ pub async fn credit(
 /// Adjusts an account's balance (either sign).
 #[utoipa::path(post, path = "/admin/v1/accounts/{id}/adjustments", tag = "Operator",
     params(("id" = String, Path), ("Idempotency-Key" = String, Header)), request_body = MoneyBody,
-    responses((status = 200, body = Data<MovementBody>), (status = 404, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<MovementBody>)),
+    security(("operator_key" = [])))]
 pub async fn adjust(
     State(state): State<AppState>,
     OperatorCaller(actor): OperatorCaller,
@@ -375,8 +371,8 @@ pub async fn adjust(
 /// The rates of any price list.
 #[utoipa::path(get, path = "/admin/v1/price_lists/{id}/rates", tag = "Operator",
     params(("id" = String, Path), ("page[number]" = Option<u32>, Query, minimum = 1, maximum = 1000000), ("page[size]" = Option<u32>, Query, minimum = 1, maximum = 250)),
-    responses((status = 200, body = super::wire::List<super::pricing::Rate>), (status = 404, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = super::wire::List<super::pricing::Rate>)),
+    security(("operator_key" = [])))]
 pub async fn price_list_rates(
     State(state): State<AppState>,
     _operator: OperatorCaller,
@@ -389,8 +385,8 @@ pub async fn price_list_rates(
 /// The rate any account is charged for one product and destination (its effective list).
 #[utoipa::path(get, path = "/admin/v1/accounts/{id}/pricing/rate", tag = "Operator",
     params(("id" = String, Path), ("product" = String, Query), ("destination" = String, Query)),
-    responses((status = 200, body = Data<super::pricing::Rate>), (status = 404, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<super::pricing::Rate>)),
+    security(("operator_key" = [])))]
 pub async fn account_rate(
     State(state): State<AppState>,
     _operator: OperatorCaller,

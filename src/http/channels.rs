@@ -32,9 +32,8 @@ pub struct AllocatableGlobalOutboundChannels {
     operation_id = "ListAllocatableGlobalOutboundChannels",
     responses(
         (status = 200, body = Data<AllocatableGlobalOutboundChannels>),
-        (status = 401, body = super::error::ErrorEnvelope), (status = 403, body = super::error::ErrorEnvelope),
     ),
-    security(("bearer" = []))
+    security(("account_key" = []))
 )]
 pub async fn allocatable_channels(
     State(state): State<AppState>,
@@ -86,10 +85,8 @@ pub struct ManagedAccountGlobalOutboundSettings {
     request_body = UpdateChannelLimitRequest,
     responses(
         (status = 200, body = Data<ManagedAccountGlobalOutboundSettings>),
-        (status = 401, body = super::error::ErrorEnvelope), (status = 404, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope),
     ),
-    security(("bearer" = []))
+    security(("account_key" = []))
 )]
 pub async fn update_channel_limit(
     State(state): State<AppState>,

@@ -248,10 +248,8 @@ fn parse_status(text: &str) -> Result<StatusFilter, ApiError> {
     ),
     responses(
         (status = 200, body = List<ManagedAccountListing>),
-        (status = 400, body = super::error::ErrorEnvelope), (status = 401, body = super::error::ErrorEnvelope),
-        (status = 403, body = super::error::ErrorEnvelope), (status = 422, body = super::error::ErrorEnvelope),
     ),
-    security(("bearer" = []))
+    security(("account_key" = []))
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -334,10 +332,8 @@ impl TryFrom<CreateManagedAccountRequest> for NewManagedAccount {
     request_body = CreateManagedAccountRequest,
     responses(
         (status = 200, body = Data<ManagedAccount>),
-        (status = 401, body = super::error::ErrorEnvelope), (status = 403, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope),
     ),
-    security(("bearer" = []))
+    security(("account_key" = []))
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -357,10 +353,8 @@ pub async fn create(
     params(("id" = String, Path, description = "Managed account id")),
     responses(
         (status = 200, body = Data<ManagedAccount>),
-        (status = 401, body = super::error::ErrorEnvelope), (status = 403, body = super::error::ErrorEnvelope),
-        (status = 404, body = super::error::ErrorEnvelope),
     ),
-    security(("bearer" = []))
+    security(("account_key" = []))
 )]
 pub async fn retrieve(
     State(state): State<AppState>,
@@ -417,10 +411,8 @@ pub(super) fn password_elsewhere(pointer: &str) -> Option<ApiError> {
     request_body = UpdateManagedAccountRequest,
     responses(
         (status = 200, body = Data<ManagedAccount>),
-        (status = 401, body = super::error::ErrorEnvelope), (status = 404, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope),
     ),
-    security(("bearer" = []))
+    security(("account_key" = []))
 )]
 pub async fn update(
     State(state): State<AppState>,
@@ -468,10 +460,8 @@ impl RequestBody for EnableRequest {}
     request_body(content = Option<EmptyBody>),
     responses(
         (status = 200, body = Data<ManagedAccount>),
-        (status = 401, body = super::error::ErrorEnvelope), (status = 404, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope),
     ),
-    security(("bearer" = []))
+    security(("account_key" = []))
 )]
 pub async fn disable(
     State(state): State<AppState>,
@@ -489,10 +479,8 @@ pub async fn disable(
     request_body(content = Option<EnableRequest>),
     responses(
         (status = 200, body = Data<ManagedAccount>),
-        (status = 401, body = super::error::ErrorEnvelope), (status = 404, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope),
     ),
-    security(("bearer" = []))
+    security(("account_key" = []))
 )]
 pub async fn enable(
     State(state): State<AppState>,

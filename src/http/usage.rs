@@ -51,9 +51,8 @@ pub struct EventResult {
 /// itself takes only `events`. A key repeated in one object, or a NUL character in any
 /// string, refuses the whole batch (nothing is charged).
 #[utoipa::path(post, path = "/v2/usage_events", tag = "Usage", request_body = UsageBatch,
-    responses((status = 200, body = Data<Vec<EventResult>>), (status = 401, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<Vec<EventResult>>)),
+    security(("ingest_key" = [])))]
 pub async fn ingest(
     State(state): State<AppState>,
     IngestCaller(key_id): IngestCaller,
@@ -147,9 +146,9 @@ fn field<'a>(value: Option<&'a str>, pointer: &str) -> Result<&'a str, ApiError>
 
 /// Asks whether an account may start a call or send a message now.
 #[utoipa::path(post, path = "/v2/admissions", tag = "Usage", request_body = AdmissionRequest,
-    responses((status = 200, body = Data<AdmissionDecision>), (status = 401, body = super::error::ErrorEnvelope),
-        (status = 404, body = super::error::ErrorEnvelope), (status = 422, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<AdmissionDecision>),
+        (status = 404, description = "The account does not exist", body = super::error::ErrorEnvelope)),
+    security(("ingest_key" = [])))]
 pub async fn admit(
     State(state): State<AppState>,
     _caller: IngestCaller,
@@ -247,9 +246,8 @@ impl From<admission::LeaseState> for ChannelLease {
 /// Ends a call's lease. Releasing twice changes nothing.
 #[utoipa::path(post, path = "/v2/channel_leases/{id}/actions/release", tag = "Usage",
     params(("id" = String, Path)), request_body(content = Option<EmptyBody>),
-    responses((status = 200, body = Data<ChannelLease>), (status = 401, body = super::error::ErrorEnvelope),
-        (status = 404, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<ChannelLease>)),
+    security(("ingest_key" = [])))]
 pub async fn release(
     State(state): State<AppState>,
     _caller: IngestCaller,
@@ -273,9 +271,8 @@ impl RequestBody for RenewRequest {}
 /// Keeps a long call's lease alive.
 #[utoipa::path(post, path = "/v2/channel_leases/{id}/actions/renew", tag = "Usage",
     params(("id" = String, Path)), request_body = RenewRequest,
-    responses((status = 200, body = Data<ChannelLease>), (status = 401, body = super::error::ErrorEnvelope),
-        (status = 404, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<ChannelLease>)),
+    security(("ingest_key" = [])))]
 pub async fn renew(
     State(state): State<AppState>,
     _caller: IngestCaller,

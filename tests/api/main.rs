@@ -20,4 +20,5 @@ mod nul;
 mod openapi;
 mod parsing;
 mod pricing;
+mod statuses;
 mod usage;

@@ -244,6 +244,12 @@ async fn every_invalid_page_parameter_is_a_422_on_every_list() {
             250,
         ),
     ];
+    let documented = crate::statuses::operations(&app)
+        .await
+        .into_iter()
+        .filter(|op| op.query_parameters.iter().any(|p| p == "page[size]"))
+        .count();
+    assert_eq!(documented, lists.len(), "a list is missing here");
 
     for (path, key, size_max) in lists {
         let join = if path.contains('?') { '&' } else { '?' };
@@ -318,6 +324,39 @@ async fn a_password_sent_to_an_update_says_where_passwords_are_set() {
         after.body["data"]["managed_account_allow_custom_pricing"],
         false
     );
+}
+
+#[tokio::test]
+async fn an_unknown_field_is_a_422_naming_it_on_every_json_body_operation() {
+    let app = spawn_app().await;
+    let ids = crate::statuses::Ids::seed(&app).await;
+
+    for operation in crate::statuses::operations(&app).await {
+        if operation.body.as_deref() != Some("application/json") {
+            continue;
+        }
+        let reply = send(
+            &app,
+            operation.method.clone(),
+            &ids.path(&operation),
+            Some(ids.key(&app, &operation)),
+            Some("application/json"),
+            r#"{"unexpected_field": 1}"#,
+        )
+        .await;
+
+        assert_eq!(
+            reply.status, 422,
+            "{} {}: {}",
+            operation.method, operation.path, reply.body
+        );
+        assert_eq!(reply.error()["source"]["pointer"], "/unexpected_field");
+        assert!(
+            detail(&reply).contains("'unexpected_field'"),
+            "{}",
+            reply.body
+        );
+    }
 }
 
 #[tokio::test]
