@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::body::{JsonBody, RequestBody};
 use super::error::{ApiError, ErrorKind};
-use super::extract::{Caller, JsonBody};
+use super::extract::Caller;
 use super::wire::{Data, WIRE_DECIMALS, timestamp};
 use crate::accounts::{self, Account, Email, OrganizationName};
 use crate::audit::Actor;
@@ -57,8 +58,8 @@ impl From<&Account> for AccountBody {
 
 /// The calling account.
 #[utoipa::path(get, path = "/v2/account", tag = "Account",
-    responses((status = 200, body = Data<AccountBody>), (status = 401, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<AccountBody>)),
+    security(("account_key" = [])))]
 pub async fn retrieve(caller: Caller) -> Json<Data<AccountBody>> {
     Json(Data {
         data: AccountBody::from(&caller.account),
@@ -67,6 +68,7 @@ pub async fn retrieve(caller: Caller) -> Json<Data<AccountBody>> {
 
 /// Body of `PATCH /v2/account`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateAccountRequest {
     /// New sign-in email; unique across the platform, case-insensitively.
     pub email: Option<String>,
@@ -74,11 +76,16 @@ pub struct UpdateAccountRequest {
     pub business_name: Option<String>,
 }
 
+impl RequestBody for UpdateAccountRequest {
+    fn refuse_field(pointer: &str) -> Option<ApiError> {
+        super::managed_accounts::password_elsewhere(pointer)
+    }
+}
+
 /// Changes the calling account's email and/or business name.
 #[utoipa::path(patch, path = "/v2/account", tag = "Account", request_body = UpdateAccountRequest,
-    responses((status = 200, body = Data<AccountBody>), (status = 401, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<AccountBody>)),
+    security(("account_key" = [])))]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -140,8 +147,8 @@ pub struct UserBalance {
 
 /// The calling account's balance.
 #[utoipa::path(get, path = "/v2/balance", tag = "Billing",
-    responses((status = 200, body = Data<UserBalance>), (status = 401, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<UserBalance>)),
+    security(("account_key" = [])))]
 pub async fn balance(
     State(state): State<AppState>,
     caller: Caller,

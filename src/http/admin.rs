@@ -3,7 +3,6 @@
 //! key and body replays the first answer (header `Idempotent-Replayed: true`).
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -12,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::body::{CsvBody, JsonBody, RequestBody};
 use super::error::{ApiError, ErrorKind};
-use super::extract::{JsonBody, OperatorCaller, PathParams, QueryParams, account_id};
+use super::extract::{OperatorCaller, PathParams, QueryParams, account_id};
 use super::wire::{Data, WIRE_DECIMALS, timestamp};
 use crate::billing::{self, IdempotencyKey, MoneyRequest, Movement};
 use crate::clock::to_epoch_ms;
@@ -58,14 +58,14 @@ fn effective_from(text: Option<&str>, state: &AppState, at: &str) -> Result<i64,
     params(("name" = String, Query), ("platform_default" = Option<bool>, Query), ("assign_to" = Option<String>, Query),
         ("effective_from" = Option<String>, Query, description = "RFC 3339; default now")),
     request_body(content = String, content_type = "text/csv"),
-    responses((status = 200, body = Data<PriceListBody>), (status = 401, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<PriceListBody>),
+        (status = 404, description = "The account named by assign_to does not exist", body = super::error::ErrorEnvelope)),
+    security(("operator_key" = [])))]
 pub async fn import_price_list(
     State(state): State<AppState>,
     OperatorCaller(actor): OperatorCaller,
     query: QueryParams,
-    body: Bytes,
+    CsvBody(text): CsvBody,
 ) -> Result<Json<Data<PriceListBody>>, ApiError> {
     let name = query
         .get("name")
@@ -85,9 +85,7 @@ pub async fn import_price_list(
         (false, Some(id)) => Some(AssignTo::Account(account_id(id)?)),
         (false, None) => None,
     };
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::new(ErrorKind::BadRequest, "The CSV must be UTF-8 text."))?;
-    let rows = pricing::csv::parse(text).map_err(PricingError::BadFile)?;
+    let rows = pricing::csv::parse(&text).map_err(PricingError::BadFile)?;
     let new = NewPriceList {
         name: name.to_owned(),
         currency: query
@@ -112,6 +110,7 @@ pub async fn import_price_list(
 
 /// Body of an assignment.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AssignmentRequest {
     /// The account (a managed account's own list applies only with custom pricing allowed).
     pub account_id: Option<String>,
@@ -120,6 +119,8 @@ pub struct AssignmentRequest {
     /// RFC 3339; default now. Usage already charged is never re-rated.
     pub effective_from: Option<String>,
 }
+
+impl RequestBody for AssignmentRequest {}
 
 /// An assignment made.
 #[derive(Debug, Serialize, ToSchema)]
@@ -137,9 +138,8 @@ pub struct AssignmentBody {
 /// Assigns a price list to an account or as the platform default.
 #[utoipa::path(post, path = "/admin/v1/price_lists/{id}/assignments", tag = "Operator",
     params(("id" = String, Path)), request_body = AssignmentRequest,
-    responses((status = 200, body = Data<AssignmentBody>), (status = 404, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<AssignmentBody>)),
+    security(("operator_key" = [])))]
 pub async fn assign_price_list(
     State(state): State<AppState>,
     OperatorCaller(actor): OperatorCaller,
@@ -205,8 +205,8 @@ fn operator_balance(account: &str, balance: billing::Balance) -> OperatorBalance
 
 /// Any account's balance.
 #[utoipa::path(get, path = "/admin/v1/accounts/{id}/balance", tag = "Operator", params(("id" = String, Path)),
-    responses((status = 200, body = Data<OperatorBalance>), (status = 404, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<OperatorBalance>)),
+    security(("operator_key" = [])))]
 pub async fn balance(
     State(state): State<AppState>,
     _operator: OperatorCaller,
@@ -226,10 +226,13 @@ pub async fn balance(
 
 /// Body of a credit-limit change.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreditLimitRequest {
     /// Decimal string ≥ 0, e.g. `"100.00"`.
     pub amount: Option<String>,
 }
+
+impl RequestBody for CreditLimitRequest {}
 
 fn amount(text: Option<&str>) -> Result<Money, ApiError> {
     let text = text.ok_or_else(|| {
@@ -243,9 +246,8 @@ fn amount(text: Option<&str>) -> Result<Money, ApiError> {
 /// Sets an account's credit limit (a credit-limit ledger entry for the difference).
 #[utoipa::path(post, path = "/admin/v1/accounts/{id}/credit_limit", tag = "Operator", params(("id" = String, Path)),
     request_body = CreditLimitRequest,
-    responses((status = 200, body = Data<OperatorBalance>), (status = 404, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<OperatorBalance>)),
+    security(("operator_key" = [])))]
 pub async fn set_credit_limit(
     State(state): State<AppState>,
     OperatorCaller(actor): OperatorCaller,
@@ -268,12 +270,15 @@ pub async fn set_credit_limit(
 
 /// Body of a credit or adjustment.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MoneyBody {
     /// Decimal string; credits > 0, adjustments ≠ 0 (negative takes money away).
     pub amount: Option<String>,
     /// Why (required, audited).
     pub reason: Option<String>,
 }
+
+impl RequestBody for MoneyBody {}
 
 /// A posted movement.
 #[derive(Debug, Serialize, ToSchema)]
@@ -330,9 +335,8 @@ fn movement_response((movement, replayed): (Movement, bool)) -> Response {
 /// Credits money to an account's balance.
 #[utoipa::path(post, path = "/admin/v1/accounts/{id}/credits", tag = "Operator",
     params(("id" = String, Path), ("Idempotency-Key" = String, Header)), request_body = MoneyBody,
-    responses((status = 200, body = Data<MovementBody>), (status = 404, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<MovementBody>)),
+    security(("operator_key" = [])))]
 pub async fn credit(
     State(state): State<AppState>,
     OperatorCaller(actor): OperatorCaller,
@@ -349,9 +353,8 @@ pub async fn credit(
 /// Adjusts an account's balance (either sign).
 #[utoipa::path(post, path = "/admin/v1/accounts/{id}/adjustments", tag = "Operator",
     params(("id" = String, Path), ("Idempotency-Key" = String, Header)), request_body = MoneyBody,
-    responses((status = 200, body = Data<MovementBody>), (status = 404, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<MovementBody>)),
+    security(("operator_key" = [])))]
 pub async fn adjust(
     State(state): State<AppState>,
     OperatorCaller(actor): OperatorCaller,
@@ -368,8 +371,8 @@ pub async fn adjust(
 /// The rates of any price list.
 #[utoipa::path(get, path = "/admin/v1/price_lists/{id}/rates", tag = "Operator",
     params(("id" = String, Path), ("page[number]" = Option<u32>, Query, minimum = 1, maximum = 1000000), ("page[size]" = Option<u32>, Query, minimum = 1, maximum = 250)),
-    responses((status = 200, body = super::wire::List<super::pricing::Rate>), (status = 404, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = super::wire::List<super::pricing::Rate>)),
+    security(("operator_key" = [])))]
 pub async fn price_list_rates(
     State(state): State<AppState>,
     _operator: OperatorCaller,
@@ -382,8 +385,8 @@ pub async fn price_list_rates(
 /// The rate any account is charged for one product and destination (its effective list).
 #[utoipa::path(get, path = "/admin/v1/accounts/{id}/pricing/rate", tag = "Operator",
     params(("id" = String, Path), ("product" = String, Query), ("destination" = String, Query)),
-    responses((status = 200, body = Data<super::pricing::Rate>), (status = 404, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<super::pricing::Rate>)),
+    security(("operator_key" = [])))]
 pub async fn account_rate(
     State(state): State<AppState>,
     _operator: OperatorCaller,

@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::body::{EmptyBody, JsonBody};
 use super::error::ApiError;
 use super::extract::{Caller, PathParams, QueryParams, account_id};
 use super::wire::{Data, List, PaginationMeta, timestamp};
@@ -131,8 +132,8 @@ async fn revoke_key(
 /// Lists the caller's API keys (never their secrets).
 #[utoipa::path(get, path = "/v2/api_keys", tag = "API Keys",
     params(("page[number]" = Option<u32>, Query, minimum = 1, maximum = 1000000), ("page[size]" = Option<u32>, Query, minimum = 1, maximum = 250)),
-    responses((status = 200, body = List<ApiKey>), (status = 401, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = List<ApiKey>)),
+    security(("account_key" = [])))]
 pub async fn list_own(
     State(state): State<AppState>,
     caller: Caller,
@@ -142,13 +143,13 @@ pub async fn list_own(
 }
 
 /// Mints an API key for the caller; the response shows the whole key, once.
-#[utoipa::path(post, path = "/v2/api_keys", tag = "API Keys",
-    responses((status = 200, body = Data<ApiKey>), (status = 401, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v2/api_keys", tag = "API Keys", request_body(content = Option<EmptyBody>),
+    responses((status = 200, body = Data<ApiKey>)),
+    security(("account_key" = [])))]
 pub async fn mint_own(
     State(state): State<AppState>,
     caller: Caller,
+    JsonBody(_body): JsonBody<EmptyBody>,
 ) -> Result<Json<Data<ApiKey>>, ApiError> {
     mint_key(&state, &caller, None).await
 }
@@ -156,9 +157,8 @@ pub async fn mint_own(
 /// Revokes one of the caller's API keys.
 #[utoipa::path(delete, path = "/v2/api_keys/{key_id}", tag = "API Keys",
     params(("key_id" = String, Path, description = "Public identifier of the key")),
-    responses((status = 200, body = Data<ApiKey>), (status = 401, body = super::error::ErrorEnvelope),
-        (status = 404, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<ApiKey>)),
+    security(("account_key" = [])))]
 pub async fn revoke_own(
     State(state): State<AppState>,
     caller: Caller,
@@ -170,9 +170,8 @@ pub async fn revoke_own(
 /// Lists a managed account's API keys.
 #[utoipa::path(get, path = "/v2/managed_accounts/{id}/api_keys", tag = "API Keys",
     params(("id" = String, Path), ("page[number]" = Option<u32>, Query, minimum = 1, maximum = 1000000), ("page[size]" = Option<u32>, Query, minimum = 1, maximum = 250)),
-    responses((status = 200, body = List<ApiKey>), (status = 401, body = super::error::ErrorEnvelope),
-        (status = 403, body = super::error::ErrorEnvelope), (status = 404, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = List<ApiKey>)),
+    security(("account_key" = [])))]
 pub async fn list_managed(
     State(state): State<AppState>,
     caller: Caller,
@@ -184,15 +183,14 @@ pub async fn list_managed(
 
 /// Mints an API key for a managed account; the response shows the whole key, once.
 #[utoipa::path(post, path = "/v2/managed_accounts/{id}/api_keys", tag = "API Keys",
-    params(("id" = String, Path)),
-    responses((status = 200, body = Data<ApiKey>), (status = 401, body = super::error::ErrorEnvelope),
-        (status = 403, body = super::error::ErrorEnvelope), (status = 404, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    params(("id" = String, Path)), request_body(content = Option<EmptyBody>),
+    responses((status = 200, body = Data<ApiKey>)),
+    security(("account_key" = [])))]
 pub async fn mint_managed(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
+    JsonBody(_body): JsonBody<EmptyBody>,
 ) -> Result<Json<Data<ApiKey>>, ApiError> {
     mint_key(&state, &caller, Some(&id)).await
 }
@@ -200,9 +198,9 @@ pub async fn mint_managed(
 /// Revokes a managed account's API key.
 #[utoipa::path(delete, path = "/v2/managed_accounts/{id}/api_keys/{key_id}", tag = "API Keys",
     params(("id" = String, Path), ("key_id" = String, Path)),
-    responses((status = 200, body = Data<ApiKey>), (status = 401, body = super::error::ErrorEnvelope),
-        (status = 403, body = super::error::ErrorEnvelope), (status = 404, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<ApiKey>),
+        (status = 422, description = "The managed account is cancelled: it takes no change", body = super::error::ErrorEnvelope)),
+    security(("account_key" = [])))]
 pub async fn revoke_managed(
     State(state): State<AppState>,
     caller: Caller,

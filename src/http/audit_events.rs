@@ -111,10 +111,9 @@ fn instant(query: &QueryParams, name: &str) -> Result<Option<i64>, ApiError> {
         ("page[number]" = Option<u32>, Query, minimum = 1, maximum = 1000000),
         ("page[size]" = Option<u32>, Query, description = "1 to 250, default 20", minimum = 1, maximum = 250),
     ),
-    responses((status = 200, body = List<AuditEvent>), (status = 400, body = super::error::ErrorEnvelope),
-        (status = 401, body = super::error::ErrorEnvelope), (status = 403, body = super::error::ErrorEnvelope),
-        (status = 404, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = List<AuditEvent>),
+        (status = 404, description = "filter[account_id] names no managed account of the caller", body = super::error::ErrorEnvelope)),
+    security(("account_key" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,

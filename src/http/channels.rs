@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::body::{JsonBody, RequestBody, StrictValue};
 use super::error::{ApiError, ErrorKind};
-use super::extract::{Caller, JsonBody, PathParams, account_id};
+use super::extract::{Caller, PathParams, account_id};
 use super::wire::Data;
 use crate::accounts;
 
@@ -31,9 +32,8 @@ pub struct AllocatableGlobalOutboundChannels {
     operation_id = "ListAllocatableGlobalOutboundChannels",
     responses(
         (status = 200, body = Data<AllocatableGlobalOutboundChannels>),
-        (status = 401, body = super::error::ErrorEnvelope), (status = 403, body = super::error::ErrorEnvelope),
     ),
-    security(("bearer" = []))
+    security(("account_key" = []))
 )]
 pub async fn allocatable_channels(
     State(state): State<AppState>,
@@ -52,11 +52,15 @@ pub async fn allocatable_channels(
 
 /// Body of `PATCH …/update_global_channel_limit`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateChannelLimitRequest {
     /// Channels for this account, ≥ 0; all allocations together stay within the pool.
+    /// Read as any JSON value so that a wrong one gets this field's own message.
     #[schema(value_type = Option<u32>, minimum = 0, example = 30)]
-    pub channel_limit: Option<serde_json::Value>,
+    pub channel_limit: Option<StrictValue>,
 }
+
+impl RequestBody for UpdateChannelLimitRequest {}
 
 /// A managed account's channel allocation (Telnyx `SingleManagedAccountGlobalOutboundChannels`).
 #[derive(Debug, Serialize, ToSchema)]
@@ -81,10 +85,8 @@ pub struct ManagedAccountGlobalOutboundSettings {
     request_body = UpdateChannelLimitRequest,
     responses(
         (status = 200, body = Data<ManagedAccountGlobalOutboundSettings>),
-        (status = 401, body = super::error::ErrorEnvelope), (status = 404, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope),
     ),
-    security(("bearer" = []))
+    security(("account_key" = []))
 )]
 pub async fn update_channel_limit(
     State(state): State<AppState>,
@@ -94,7 +96,7 @@ pub async fn update_channel_limit(
 ) -> Result<Json<Data<ManagedAccountGlobalOutboundSettings>>, ApiError> {
     accounts::ensure_manager(&caller.account)?;
     let id = account_id(&id)?;
-    let channel_limit = match body.channel_limit {
+    let channel_limit = match body.channel_limit.map(|v| v.0) {
         None | Some(serde_json::Value::Null) => {
             return Err(
                 ApiError::new(ErrorKind::Missing, "channel_limit is required")

@@ -203,9 +203,9 @@ async fn subject(
         ("sort" = Option<String>, Query, description = "started_at or -started_at (default newest first)"),
         ("page[number]" = Option<u32>, Query, minimum = 1, maximum = 1000000), ("page[size]" = Option<u32>, Query, description = "1 to 50, default 20", minimum = 1, maximum = 50),
     ),
-    responses((status = 200, body = List<DetailRecord>), (status = 400, body = super::error::ErrorEnvelope),
-        (status = 401, body = super::error::ErrorEnvelope), (status = 404, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = List<DetailRecord>),
+        (status = 404, description = "filter[account_id] names no managed account of the caller", body = super::error::ErrorEnvelope)),
+    security(("account_key" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,

@@ -39,6 +39,8 @@ pub enum ErrorKind {
     InvalidState,
     /// The body is larger than the server accepts.
     PayloadTooLarge,
+    /// The body is not of the media type the route reads (JSON, or CSV for price lists).
+    UnsupportedMediaType,
     /// The route exists but not with this method.
     MethodNotAllowed,
     /// The request ran out of time.
@@ -51,7 +53,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for the table test.
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::NotFound,
@@ -63,6 +65,7 @@ impl ErrorKind {
         Self::Immutable,
         Self::InvalidState,
         Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
         Self::MethodNotAllowed,
         Self::Timeout,
         Self::Internal,
@@ -99,6 +102,11 @@ impl ErrorKind {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "40005",
                 "Request body too large",
+            ),
+            Self::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "40008",
+                "Unsupported media type",
             ),
             Self::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -177,6 +185,16 @@ impl ApiError {
     /// The kind.
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// What went wrong, as the client reads it.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// The field or parameter blamed, if any.
+    pub fn blamed(&self) -> Option<&ErrorSource> {
+        self.source.as_ref()
     }
 
     /// 404 for a resource of the given name.

@@ -1,114 +1,19 @@
 //! Extractors that turn raw requests into typed values or envelope errors.
 
-use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::{ApiError, ErrorKind};
-use crate::accounts::listing::{PAGE_SIZE_DEFAULT, PageRequest};
+use crate::accounts::listing::{PAGE_NUMBER_MAX, PAGE_SIZE_DEFAULT, PageRequest};
 use crate::accounts::{Account, AccountId, AccountStatus};
 use crate::keys;
 
-/// A JSON body. An empty body reads as `{}` (the SDKs send none for body-less actions).
-/// Syntax errors are 400; values of the wrong type are 422 with a `source.pointer`.
-#[derive(Debug)]
-pub struct JsonBody<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        ErrorKind::PayloadTooLarge,
-                        "The request body is larger than the server accepts.",
-                    )
-                } else {
-                    ApiError::new(
-                        ErrorKind::BadRequest,
-                        format!("The request body could not be read: {rejection}"),
-                    )
-                }
-            })?;
-        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
-        parse_json(text).map(JsonBody)
-    }
-}
-
-/// Parses `bytes` as `T`, mapping failures to the envelope.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    // serde would also build a struct from a JSON array; the API takes objects only.
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError::new(
-            ErrorKind::BadRequest,
-            "The request body must be a JSON object.",
-        ));
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer);
-    let value = value.map_err(|error| {
-        let pointer = json_pointer(error.path());
-        let inner = error.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data if pointer.is_empty() => ApiError::new(
-                ErrorKind::BadRequest,
-                "The request body must be a JSON object.",
-            ),
-            serde_json::error::Category::Data => {
-                ApiError::new(ErrorKind::InvalidValue, describe(&inner)).pointer(pointer)
-            }
-            _ => ApiError::new(
-                ErrorKind::BadRequest,
-                format!("The request body is not valid JSON: {inner}"),
-            ),
-        }
-    })?;
-    deserializer.end().map_err(|e| {
-        ApiError::new(
-            ErrorKind::BadRequest,
-            format!("The request body is not valid JSON: {}", describe(&e)),
-        )
-    })?;
-    Ok(value)
-}
-
-/// serde's message without its position suffix, which means nothing to an API client.
-fn describe(error: &serde_json::Error) -> String {
-    let text = error.to_string();
-    match text.find(" at line ") {
-        Some(at) => text.get(..at).unwrap_or(&text).to_owned(),
-        None => text,
-    }
-}
-
-fn json_pointer(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    let mut pointer = String::new();
-    for segment in path.iter() {
-        pointer.push('/');
-        match segment {
-            Segment::Seq { index } => pointer.push_str(&index.to_string()),
-            Segment::Map { key } | Segment::Enum { variant: key } => {
-                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
-            }
-            Segment::Unknown => pointer.push('?'),
-        }
-    }
-    pointer
-}
-
 /// Query parameters, percent-decoded, in order; deepObject keys such as
-/// `filter[email][contains]` are kept whole.
+/// `filter[email][contains]` are kept whole. A NUL character in any name or value is refused
+/// (400 naming the parameter): PostgreSQL cannot store one in text and no value needs one.
 #[derive(Debug, Default)]
 pub struct QueryParams {
     pairs: Vec<(String, String)>,
@@ -128,9 +33,15 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
                 "The query string is too long.",
             ));
         }
-        let pairs = form_urlencoded::parse(raw.as_bytes())
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
+        if let Some((name, _)) = pairs
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(holds_nul("query parameter", name));
+        }
         Ok(Self { pairs })
     }
 }
@@ -168,40 +79,51 @@ impl QueryParams {
             .transpose()
     }
 
-    /// A non-negative integer parameter.
-    pub fn u32(&self, name: &str) -> Result<Option<u32>, ApiError> {
-        self.get(name)
-            .map(|v| {
-                v.parse::<u32>().map_err(|_| {
-                    ApiError::new(
-                        ErrorKind::BadRequest,
-                        format!("{name} must be a positive integer"),
-                    )
-                    .parameter(name)
-                })
+    /// `page[number]` (default 1, at most [`PAGE_NUMBER_MAX`]) and `page[size]` (default 20,
+    /// at most `size_max`). Any other value, whether not a whole number (`-1`, `abc`, `1.5`)
+    /// or out of bounds (`0`, `251`), is one kind of mistake: a 422 naming the parameter.
+    pub fn page(&self, size_max: u32) -> Result<PageRequest, ApiError> {
+        let number = self
+            .bounded("page[number]", 1, PAGE_NUMBER_MAX)?
+            .unwrap_or(1);
+        let size = self
+            .bounded("page[size]", 1, size_max)?
+            .unwrap_or(PAGE_SIZE_DEFAULT);
+        PageRequest::new(number, size, size_max).ok_or_else(|| {
+            ApiError::internal(anyhow::anyhow!(
+                "page bounds disagree: number {number}, size {size}, size max {size_max}"
+            ))
+        })
+    }
+
+    /// A whole-number parameter within `min..=max`, written in plain digits.
+    fn bounded(&self, name: &str, min: u32, max: u32) -> Result<Option<u32>, ApiError> {
+        let Some(text) = self.get(name) else {
+            return Ok(None);
+        };
+        text.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| text.parse::<u32>().ok())
+            .flatten()
+            .filter(|n| (min..=max).contains(n))
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::InvalidValue,
+                    format!("{name} must be a whole number from {min} to {max}."),
+                )
+                .parameter(name)
             })
-            .transpose()
     }
 }
 
-impl QueryParams {
-    /// `page[number]` (default 1) and `page[size]` (default 20, at most `size_max`).
-    pub fn page(&self, size_max: u32) -> Result<PageRequest, ApiError> {
-        let number = self.u32("page[number]")?.unwrap_or(1);
-        let size = self.u32("page[size]")?.unwrap_or(PAGE_SIZE_DEFAULT);
-        PageRequest::new(number, size, size_max).ok_or_else(|| {
-            let parameter = if number == 0 {
-                "page[number]"
-            } else {
-                "page[size]"
-            };
-            ApiError::new(
-                ErrorKind::InvalidValue,
-                format!("page[number] must be at least 1 and page[size] between 1 and {size_max}"),
-            )
-            .parameter(parameter)
-        })
-    }
+/// The refusal of a parameter holding a NUL character.
+fn holds_nul(what: &str, name: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::BadRequest,
+        format!("The {what} '{name}' contains a NUL character (%00), which no value may hold."),
+    )
+    .parameter(name)
 }
 
 /// The authenticated account behind the request's Bearer key.
@@ -260,7 +182,8 @@ pub fn account_id(text: &str) -> Result<AccountId, ApiError> {
     AccountId::parse(text).ok_or_else(|| ApiError::not_found("account"))
 }
 
-/// Path parameters; a segment that cannot be decoded is a 404 in the envelope.
+/// Path parameters; a segment that cannot be decoded is a 404 in the envelope, and one
+/// holding a NUL character (`%00`) a 400 naming the parameter.
 #[derive(Debug)]
 pub struct PathParams<T>(pub T);
 
@@ -268,6 +191,12 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathPar
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let raw = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found("resource"))?;
+        if let Some((name, _)) = raw.iter().find(|(_, value)| value.contains('\0')) {
+            return Err(holds_nul("path parameter", name));
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| PathParams(value))

@@ -17,7 +17,8 @@ pub struct Health {
 
 /// Ready when the database answers.
 #[utoipa::path(get, path = "/healthz", tag = "Health",
-    responses((status = 200, body = Health), (status = 503, body = super::error::ErrorEnvelope)))]
+    responses((status = 200, body = Health),
+        (status = 503, description = "The database does not answer", body = super::error::ErrorEnvelope)))]
 pub async fn healthz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     sqlx::query("SELECT 1")
         .execute(&state.db.read)

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::body::{EmptyBody, JsonBody, RequestBody};
 use super::error::{ApiError, ErrorKind};
-use super::extract::{Caller, JsonBody, PathParams, QueryParams, account_id};
+use super::extract::{Caller, PathParams, QueryParams, account_id};
 use super::wire::{Data, List, ManagedAccountBalance, PaginationMeta, timestamp};
 use crate::accounts::listing::{
     FilterError, ManagedAccountFilter, PAGE_SIZE_MAX, PageRequest, Sort, StatusFilter,
@@ -247,10 +248,8 @@ fn parse_status(text: &str) -> Result<StatusFilter, ApiError> {
     ),
     responses(
         (status = 200, body = List<ManagedAccountListing>),
-        (status = 400, body = super::error::ErrorEnvelope), (status = 401, body = super::error::ErrorEnvelope),
-        (status = 403, body = super::error::ErrorEnvelope), (status = 422, body = super::error::ErrorEnvelope),
     ),
-    security(("bearer" = []))
+    security(("account_key" = []))
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -273,6 +272,7 @@ pub async fn list(
 
 /// Body of `POST /v2/managed_accounts`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateManagedAccountRequest {
     /// Required: becomes the organization name.
     #[schema(example = "Larry's Cat Food Inc")]
@@ -286,6 +286,8 @@ pub struct CreateManagedAccountRequest {
     /// Default false; fixed for life.
     pub rollup_billing: Option<bool>,
 }
+
+impl RequestBody for CreateManagedAccountRequest {}
 
 fn invalid(pointer: &str, error: impl std::fmt::Display) -> ApiError {
     ApiError::new(
@@ -330,10 +332,8 @@ impl TryFrom<CreateManagedAccountRequest> for NewManagedAccount {
     request_body = CreateManagedAccountRequest,
     responses(
         (status = 200, body = Data<ManagedAccount>),
-        (status = 401, body = super::error::ErrorEnvelope), (status = 403, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope),
     ),
-    security(("bearer" = []))
+    security(("account_key" = []))
 )]
 pub async fn create(
     State(state): State<AppState>,
@@ -353,10 +353,8 @@ pub async fn create(
     params(("id" = String, Path, description = "Managed account id")),
     responses(
         (status = 200, body = Data<ManagedAccount>),
-        (status = 401, body = super::error::ErrorEnvelope), (status = 403, body = super::error::ErrorEnvelope),
-        (status = 404, body = super::error::ErrorEnvelope),
     ),
-    security(("bearer" = []))
+    security(("account_key" = []))
 )]
 pub async fn retrieve(
     State(state): State<AppState>,
@@ -375,8 +373,10 @@ pub async fn retrieve(
     .await
 }
 
-/// Body of `PATCH /v2/managed_accounts/{id}`.
+/// Body of `PATCH /v2/managed_accounts/{id}`. A password is not set here (see
+/// [`password_elsewhere`]).
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateManagedAccountRequest {
     /// Allow a price list of the account's own.
     pub managed_account_allow_custom_pricing: Option<bool>,
@@ -388,6 +388,24 @@ pub struct UpdateManagedAccountRequest {
     pub rollup_billing: Option<bool>,
 }
 
+impl RequestBody for UpdateManagedAccountRequest {
+    fn refuse_field(pointer: &str) -> Option<ApiError> {
+        password_elsewhere(pointer)
+    }
+}
+
+/// The answer to a `password` sent to an update that does not set one: where it is set.
+pub(super) fn password_elsewhere(pointer: &str) -> Option<ApiError> {
+    (pointer == "/password").then(|| {
+        ApiError::new(
+            ErrorKind::Immutable,
+            "A password cannot be set through the API. The account's user sets it in the \
+             portal's General settings; the platform operator can set it with \
+             `steward admin set-password`.",
+        )
+    })
+}
+
 /// Updates one of the caller's managed accounts.
 #[utoipa::path(
     patch, path = "/v2/managed_accounts/{id}", tag = "Managed Accounts", operation_id = "UpdateManagedAccount",
@@ -395,10 +413,8 @@ pub struct UpdateManagedAccountRequest {
     request_body = UpdateManagedAccountRequest,
     responses(
         (status = 200, body = Data<ManagedAccount>),
-        (status = 401, body = super::error::ErrorEnvelope), (status = 404, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope),
     ),
-    security(("bearer" = []))
+    security(("account_key" = []))
 )]
 pub async fn update(
     State(state): State<AppState>,
@@ -436,31 +452,29 @@ pub async fn update(
 
 /// Body of `POST …/actions/enable`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EnableRequest {
     /// Accepted for compatibility; Steward has no connections to re-enable.
     pub reenable_all_connections: Option<bool>,
 }
 
-/// Body of `POST …/actions/disable` (none is needed).
-#[derive(Debug, Deserialize)]
-pub struct DisableRequest {}
+impl RequestBody for EnableRequest {}
 
 /// Disables a managed account: its keys are refused and it may start no new usage.
 #[utoipa::path(
     post, path = "/v2/managed_accounts/{id}/actions/disable", tag = "Managed Accounts", operation_id = "DisableManagedAccount",
     params(("id" = String, Path, description = "Managed account id")),
+    request_body(content = Option<EmptyBody>),
     responses(
         (status = 200, body = Data<ManagedAccount>),
-        (status = 401, body = super::error::ErrorEnvelope), (status = 404, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope),
     ),
-    security(("bearer" = []))
+    security(("account_key" = []))
 )]
 pub async fn disable(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
-    JsonBody(_body): JsonBody<DisableRequest>,
+    JsonBody(_body): JsonBody<EmptyBody>,
 ) -> Result<Json<Data<ManagedAccount>>, ApiError> {
     set_enabled(&state, &caller, &id, false).await
 }
@@ -472,10 +486,8 @@ pub async fn disable(
     request_body(content = Option<EnableRequest>),
     responses(
         (status = 200, body = Data<ManagedAccount>),
-        (status = 401, body = super::error::ErrorEnvelope), (status = 404, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope),
     ),
-    security(("bearer" = []))
+    security(("account_key" = []))
 )]
 pub async fn enable(
     State(state): State<AppState>,

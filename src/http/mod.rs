@@ -5,12 +5,14 @@ pub mod account;
 pub mod admin;
 pub mod api_keys;
 pub mod audit_events;
+pub mod body;
 pub mod channels;
 pub mod detail_records;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod managed_accounts;
+mod openapi;
 pub mod pricing;
 pub mod scope;
 pub mod usage;
@@ -33,7 +35,6 @@ use tower_http::request_id::{
 };
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -55,80 +56,9 @@ pub struct AppState {
     pub request_timeout_ms: u64,
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Steward API",
-        description = "Managed accounts, wire-compatible with the Telnyx API v2. \
-            Pricing changes (managed_account_allow_custom_pricing) take effect for usage rated after \
-            the change; usage already charged is never re-rated.",
-    ),
-    modifiers(&BearerAuth),
-    components(schemas(error::ErrorEnvelope))
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-        );
-    }
-}
-
-/// Documents the errors any operation can answer, in the one envelope, so that the document
-/// lists every status the server can send: 400 (unparsable request), 401 (for operations that
-/// take a key), 422 (a value refused), 500 (a failure of ours).
-struct CommonErrors;
-
-impl utoipa::Modify for CommonErrors {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-        let envelope = |description: &str| {
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
-                        .build(),
-                )
-                .build()
-        };
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.patch,
-                &mut item.put,
-                &mut item.delete,
-            ];
-            for operation in operations.into_iter().flatten() {
-                let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
-                let responses = &mut operation.responses.responses;
-                let mut add = |status: &str, description: &str| {
-                    responses
-                        .entry(status.to_owned())
-                        .or_insert_with(|| envelope(description).into());
-                };
-                add("400", "The request could not be parsed");
-                if secured {
-                    add("401", "No valid key");
-                }
-                add("422", "A value was refused");
-                add("500", "An unexpected error (logged)");
-            }
-        }
-    }
-}
-
 /// The route table. Every route is listed here and nowhere else.
 fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::livez))
         .routes(routes!(managed_accounts::list, managed_accounts::create))
@@ -170,7 +100,7 @@ fn routes() -> OpenApiRouter<AppState> {
 fn routes_and_document() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut document) = routes().split_for_parts();
     // After the split: the document holds every route's operation only now.
-    utoipa::Modify::modify(&CommonErrors, &mut document);
+    openapi::complete(&mut document);
     (router, document)
 }
 

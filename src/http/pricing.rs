@@ -189,9 +189,9 @@ pub(super) async fn one_rate(
 /// The rates of the caller's effective price list.
 #[utoipa::path(get, path = "/v2/pricing/rates", tag = "Pricing",
     params(("page[number]" = Option<u32>, Query, minimum = 1, maximum = 1000000), ("page[size]" = Option<u32>, Query, minimum = 1, maximum = 250)),
-    responses((status = 200, body = List<Rate>), (status = 403, body = super::error::ErrorEnvelope),
-        (status = 404, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = List<Rate>),
+        (status = 404, description = "No price list applies to the account yet", body = super::error::ErrorEnvelope)),
+    security(("account_key" = [])))]
 pub async fn own_rates(
     State(state): State<AppState>,
     caller: Caller,
@@ -204,9 +204,9 @@ pub async fn own_rates(
 /// The rate the caller pays for one product and destination (longest prefix wins).
 #[utoipa::path(get, path = "/v2/pricing/rate", tag = "Pricing",
     params(("product" = String, Query), ("destination" = String, Query, description = "E.164 number")),
-    responses((status = 200, body = Data<Rate>), (status = 403, body = super::error::ErrorEnvelope),
-        (status = 404, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<Rate>),
+        (status = 404, description = "No price list, or no rate for the destination, applies", body = super::error::ErrorEnvelope)),
+    security(("account_key" = [])))]
 pub async fn own_rate(
     State(state): State<AppState>,
     caller: Caller,
@@ -219,9 +219,8 @@ pub async fn own_rate(
 /// The rates a managed account is charged (its manager's view).
 #[utoipa::path(get, path = "/v2/managed_accounts/{id}/pricing/rates", tag = "Pricing",
     params(("id" = String, Path), ("page[number]" = Option<u32>, Query, minimum = 1, maximum = 1000000), ("page[size]" = Option<u32>, Query, minimum = 1, maximum = 250)),
-    responses((status = 200, body = List<Rate>), (status = 403, body = super::error::ErrorEnvelope),
-        (status = 404, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = List<Rate>)),
+    security(("account_key" = [])))]
 pub async fn managed_rates(
     State(state): State<AppState>,
     caller: Caller,
@@ -235,9 +234,8 @@ pub async fn managed_rates(
 /// One rate a managed account is charged (its manager's view).
 #[utoipa::path(get, path = "/v2/managed_accounts/{id}/pricing/rate", tag = "Pricing",
     params(("id" = String, Path), ("product" = String, Query), ("destination" = String, Query)),
-    responses((status = 200, body = Data<Rate>), (status = 403, body = super::error::ErrorEnvelope),
-        (status = 404, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<Rate>)),
+    security(("account_key" = [])))]
 pub async fn managed_rate(
     State(state): State<AppState>,
     caller: Caller,

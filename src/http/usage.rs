@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::body::{EmptyBody, JsonBody, RequestBody, StrictValue};
 use super::error::{ApiError, ErrorKind};
-use super::extract::{IngestCaller, JsonBody, PathParams};
+use super::extract::{IngestCaller, PathParams};
 use super::wire::Data;
 use crate::accounts::AccountId;
 use crate::admission::{self, Decision, LEASE_TTL_DEFAULT_S, LEASE_TTL_MAX_S};
@@ -15,14 +16,21 @@ use crate::clock::{from_epoch_ms, to_wire};
 use crate::pricing::Product;
 use crate::usage::{self, BATCH_EVENTS_MAX, Outcome, RawEvent};
 
-/// Body of `POST /v2/usage_events`.
+/// Body of `POST /v2/usage_events`. The batch itself takes only `events`; each event may
+/// carry keys beyond its own fields (a network element's metadata, fields of later
+/// versions), which are ignored. A key repeated within one event, or a NUL character in
+/// any of its strings, refuses the whole batch.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UsageBatch {
-    /// Up to 10,000 events: `{id, account_id, product, destination, quantity, occurred_at, lease_id?}`.
-    /// Each is checked on its own: a malformed one is rejected, the rest go on.
+    /// Up to 10,000 events: `{id, account_id, product, destination, quantity, occurred_at, lease_id?}`,
+    /// plus any other keys, which are ignored. Each is checked on its own: a malformed one is
+    /// rejected, the rest go on.
     #[schema(value_type = Vec<Object>)]
-    pub events: Option<Vec<serde_json::Value>>,
+    pub events: Option<Vec<StrictValue>>,
 }
+
+impl RequestBody for UsageBatch {}
 
 /// What happened to one event, in request order.
 #[derive(Debug, Serialize, ToSchema)]
@@ -37,10 +45,14 @@ pub struct EventResult {
 }
 
 /// Ingests a batch of usage events: each is rated and charged exactly once, ever.
+///
+/// Events are read leniently: keys an event does not define are ignored, so network
+/// elements may add metadata and newer fields without being refused. The batch object
+/// itself takes only `events`. A key repeated in one object, or a NUL character in any
+/// string, refuses the whole batch (nothing is charged).
 #[utoipa::path(post, path = "/v2/usage_events", tag = "Usage", request_body = UsageBatch,
-    responses((status = 200, body = Data<Vec<EventResult>>), (status = 401, body = super::error::ErrorEnvelope),
-        (status = 422, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<Vec<EventResult>>)),
+    security(("ingest_key" = [])))]
 pub async fn ingest(
     State(state): State<AppState>,
     IngestCaller(key_id): IngestCaller,
@@ -59,7 +71,7 @@ pub async fn ingest(
         )
         .pointer("/events"));
     }
-    let parsed: Vec<_> = events.iter().map(RawEvent::from_json).collect();
+    let parsed: Vec<_> = events.iter().map(|e| RawEvent::from_json(&e.0)).collect();
     let outcomes = usage::ingest(
         &state.db,
         &state.pricing,
@@ -79,6 +91,7 @@ pub async fn ingest(
             };
             EventResult {
                 id: event
+                    .0
                     .get("id")
                     .and_then(serde_json::Value::as_str)
                     .map(str::to_owned),
@@ -92,6 +105,7 @@ pub async fn ingest(
 
 /// Body of `POST /v2/admissions`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AdmissionRequest {
     /// The account that wants to start usage.
     pub account_id: Option<String>,
@@ -102,6 +116,8 @@ pub struct AdmissionRequest {
     /// Lease lifetime for calls, 1 to 14,400 seconds (default 300).
     pub ttl_s: Option<u32>,
 }
+
+impl RequestBody for AdmissionRequest {}
 
 /// The decision.
 #[derive(Debug, Serialize, ToSchema)]
@@ -130,9 +146,9 @@ fn field<'a>(value: Option<&'a str>, pointer: &str) -> Result<&'a str, ApiError>
 
 /// Asks whether an account may start a call or send a message now.
 #[utoipa::path(post, path = "/v2/admissions", tag = "Usage", request_body = AdmissionRequest,
-    responses((status = 200, body = Data<AdmissionDecision>), (status = 401, body = super::error::ErrorEnvelope),
-        (status = 404, body = super::error::ErrorEnvelope), (status = 422, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<AdmissionDecision>),
+        (status = 404, description = "The account does not exist", body = super::error::ErrorEnvelope)),
+    security(("ingest_key" = [])))]
 pub async fn admit(
     State(state): State<AppState>,
     _caller: IngestCaller,
@@ -229,14 +245,14 @@ impl From<admission::LeaseState> for ChannelLease {
 
 /// Ends a call's lease. Releasing twice changes nothing.
 #[utoipa::path(post, path = "/v2/channel_leases/{id}/actions/release", tag = "Usage",
-    params(("id" = String, Path)),
-    responses((status = 200, body = Data<ChannelLease>), (status = 401, body = super::error::ErrorEnvelope),
-        (status = 404, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    params(("id" = String, Path)), request_body(content = Option<EmptyBody>),
+    responses((status = 200, body = Data<ChannelLease>)),
+    security(("ingest_key" = [])))]
 pub async fn release(
     State(state): State<AppState>,
     _caller: IngestCaller,
     PathParams(id): PathParams<String>,
+    JsonBody(_body): JsonBody<EmptyBody>,
 ) -> Result<Json<Data<ChannelLease>>, ApiError> {
     let lease = admission::release(&state.db, &state.clock, &id).await?;
     Ok(Json(Data { data: lease.into() }))
@@ -244,17 +260,19 @@ pub async fn release(
 
 /// Body of a renewal.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RenewRequest {
     /// New lifetime from now, 1 to 14,400 seconds (default 300).
     pub ttl_s: Option<u32>,
 }
 
+impl RequestBody for RenewRequest {}
+
 /// Keeps a long call's lease alive.
 #[utoipa::path(post, path = "/v2/channel_leases/{id}/actions/renew", tag = "Usage",
     params(("id" = String, Path)), request_body = RenewRequest,
-    responses((status = 200, body = Data<ChannelLease>), (status = 401, body = super::error::ErrorEnvelope),
-        (status = 404, body = super::error::ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Data<ChannelLease>)),
+    security(("ingest_key" = [])))]
 pub async fn renew(
     State(state): State<AppState>,
     _caller: IngestCaller,

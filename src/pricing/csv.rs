@@ -64,6 +64,14 @@ pub fn parse(text: &str) -> Result<Vec<RateRow>, Vec<LineError>> {
             });
             break;
         }
+        // PostgreSQL cannot store a NUL in text, and no field may hold one.
+        if line.contains('\0') {
+            errors.push(LineError {
+                line: number,
+                message: "contains a NUL character, which no field may hold".to_owned(),
+            });
+            continue;
+        }
         match parse_line(line) {
             Ok(row) if !seen.insert((row.product, row.prefix.clone())) => errors.push(LineError {
                 line: number,

@@ -182,7 +182,7 @@ async fn bad_list_parameters_are_refused_with_the_parameter_named() {
         ("filter[balance][gt]", "1", 400, "10015"),
         ("page[size]", "0", 422, "40001"),
         ("page[size]", "251", 422, "40001"),
-        ("page[number]", "abc", 400, "10015"),
+        ("page[number]", "abc", 422, "40001"),
         ("include_cancelled_accounts", "maybe", 400, "10015"),
     ];
     for (name, value, status, code) in cases {
