@@ -47,11 +47,17 @@ pub enum ErrorKind {
     Internal,
     /// The database is unreachable.
     Unavailable,
+    /// The request URI is longer than the HTTP layer reads.
+    UriTooLong,
+    /// The request head (request line and headers) is larger than the HTTP layer reads.
+    HeadersTooLarge,
+    /// Too many failed attempts from this client; wait for `Retry-After`.
+    TooManyRequests,
 }
 
 impl ErrorKind {
     /// Every kind, for the table test.
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 18] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::NotFound,
@@ -67,6 +73,9 @@ impl ErrorKind {
         Self::Timeout,
         Self::Internal,
         Self::Unavailable,
+        Self::UriTooLong,
+        Self::HeadersTooLarge,
+        Self::TooManyRequests,
     ];
 
     /// The table: HTTP status, error code and title. Codes below 20000 are Telnyx's own;
@@ -116,6 +125,13 @@ impl ErrorKind {
                 "40007",
                 "Service unavailable",
             ),
+            Self::UriTooLong => (StatusCode::URI_TOO_LONG, "40008", "URI too long"),
+            Self::HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "40009",
+                "Request headers too large",
+            ),
+            Self::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "10011", "Too many requests"),
         }
     }
 }
@@ -207,6 +223,22 @@ pub struct ErrorObject {
 pub struct ErrorEnvelope {
     /// One or more errors.
     pub errors: Vec<ErrorObject>,
+}
+
+/// The JSON of a one-error envelope of `kind`, for answers written below the router (the
+/// connection layer's own responses), where no `ApiError` can be turned into a response.
+pub fn envelope_json(kind: ErrorKind, detail: &str) -> Vec<u8> {
+    let (_, code, title) = kind.spec();
+    let body = ErrorEnvelope {
+        errors: vec![ErrorObject {
+            code,
+            title,
+            detail: detail.to_owned(),
+            source: None,
+        }],
+    };
+    // Serialising plain strings cannot fail; an empty body would still carry the status.
+    serde_json::to_vec(&body).unwrap_or_default()
 }
 
 fn cause_chain(error: &anyhow::Error) -> String {

@@ -11,6 +11,8 @@ pub mod extract;
 pub mod health;
 pub mod managed_accounts;
 pub mod pricing;
+pub mod security_headers;
+pub mod serve;
 pub mod usage;
 pub mod wire;
 
@@ -258,6 +260,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     db: Db,
+    limits: serve::ConnectionLimits,
 }
 
 impl Application {
@@ -278,6 +281,11 @@ impl Application {
             listener,
             router: router(state, settings.body_limit_bytes),
             db,
+            limits: serve::ConnectionLimits {
+                header_read_timeout_ms: settings.header_read_timeout_ms,
+                keep_alive_timeout_ms: settings.keep_alive_timeout_ms,
+                shutdown_grace_ms: settings.shutdown_grace_ms,
+            },
         })
     }
 
@@ -288,16 +296,14 @@ impl Application {
             .context("Failed to read the bound address")
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish within the
+    /// shutdown grace period and closes what is left.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(listen = %self.local_addr()?, "Steward is listening on {}", self.local_addr()?);
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("Failed to serve HTTP")?;
+        serve::serve(self.listener, self.router, self.limits, shutdown).await;
         self.db.close().await;
         tracing::info!("Steward stopped");
         Ok(())

@@ -11,6 +11,7 @@ mod admission;
 mod api_keys;
 mod cli;
 mod concurrency;
+mod connections;
 mod errors;
 mod helpers;
 mod ledger_properties;
