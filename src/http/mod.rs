@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::HeaderName;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -182,7 +183,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
     let (router, document) = routes_and_document();
     let document = std::sync::Arc::new(document);
-    router
+    let router = router
         .route(
             "/v2/openapi.json",
             axum::routing::get(move || {
@@ -222,12 +223,41 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::map_request(drop_unusable_request_id))
         .layer(CatchPanicLayer::custom(
             |_panic: Box<dyn std::any::Any + Send>| {
                 ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
             },
         ))
-        .with_state(state)
+        .with_state(state);
+    // Outermost, so that every answer (a panic's 500 too) carries them.
+    security_headers::layer(router)
+}
+
+/// Longest `x-request-id` accepted from a client; a UUID is 36 bytes and common tracing
+/// ids are shorter still. Longer ids would bloat every log line of the request.
+pub const REQUEST_ID_LENGTH_MAX: usize = 128;
+
+/// Removes a client's `x-request-id` unless it is one short, visible-ASCII value, so that
+/// the next layer generates a UUID instead: the id goes into every log line of the request
+/// and back in the response, where control characters or a huge value would forge or
+/// flood log lines.
+async fn drop_unusable_request_id(mut request: Request) -> Request {
+    let mut ids = request.headers().get_all(X_REQUEST_ID).iter();
+    let usable = match (ids.next(), ids.next()) {
+        (Some(id), None) => {
+            let bytes = id.as_bytes();
+            !bytes.is_empty()
+                && bytes.len() <= REQUEST_ID_LENGTH_MAX
+                && bytes.iter().all(u8::is_ascii_graphic)
+        }
+        (None, _) => true,
+        (Some(_), Some(_)) => false,
+    };
+    if !usable {
+        request.headers_mut().remove(X_REQUEST_ID);
+    }
+    request
 }
 
 async fn not_found() -> ApiError {
@@ -253,6 +283,8 @@ async fn time_limit(State(state): State<AppState>, request: Request, next: Next)
         .into_response(),
     }
 }
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A bound listener and everything needed to serve it.
 #[derive(Debug)]

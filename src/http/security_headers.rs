@@ -34,3 +34,38 @@ pub fn layer<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
         router.layer(SetResponseHeaderLayer::if_not_present(name, value))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::response::IntoResponse;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_page_that_sets_its_own_policy_keeps_it() {
+        let page = || async {
+            (
+                [(header::CONTENT_SECURITY_POLICY, "default-src 'self'")],
+                "<p>portal</p>",
+            )
+                .into_response()
+        };
+        let router = layer(Router::new().route("/", axum::routing::get(page)));
+
+        let response = router
+            .oneshot(Request::new(Body::empty()))
+            .await
+            .unwrap_or_else(|never| match never {});
+
+        let headers = response.headers();
+        assert_eq!(
+            headers[header::CONTENT_SECURITY_POLICY],
+            "default-src 'self'"
+        );
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    }
+}

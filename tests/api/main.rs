@@ -13,6 +13,7 @@ mod cli;
 mod concurrency;
 mod connections;
 mod errors;
+mod headers;
 mod helpers;
 mod ledger_properties;
 mod listing;
