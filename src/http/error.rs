@@ -154,6 +154,7 @@ pub struct ApiError {
     detail: String,
     source: Option<ErrorSource>,
     cause: Option<anyhow::Error>,
+    retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -164,6 +165,7 @@ impl ApiError {
             detail: detail.into(),
             source: None,
             cause: None,
+            retry_after_s: None,
         }
     }
 
@@ -187,7 +189,17 @@ impl ApiError {
                 .to_owned(),
             source: None,
             cause: Some(cause),
+            retry_after_s: None,
         }
+    }
+
+    /// Tells the client when to try again (`Retry-After`, whole seconds rounded up).
+    pub fn retry_after_ms(mut self, retry_after_ms: i64) -> Self {
+        let seconds = u64::try_from(retry_after_ms.max(1))
+            .unwrap_or(1)
+            .div_ceil(1000);
+        self.retry_after_s = Some(seconds);
+        self
     }
 
     /// The kind.
@@ -268,6 +280,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

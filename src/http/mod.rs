@@ -4,6 +4,7 @@
 pub mod account;
 pub mod admin;
 pub mod api_keys;
+pub mod auth_throttle;
 pub mod channels;
 pub mod detail_records;
 pub mod error;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub pricing: std::sync::Arc<crate::pricing::PricingCache>,
     /// Per-request time limit.
     pub request_timeout_ms: u64,
+    /// Counts of bad keys per client address (per process).
+    pub auth_throttle: std::sync::Arc<auth_throttle::AuthThrottle>,
 }
 
 #[derive(OpenApi)]
@@ -82,8 +85,8 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// Documents the errors any operation can answer, in the one envelope, so that the document
-/// lists every status the server can send: 400 (unparsable request), 401 (for operations that
-/// take a key), 422 (a value refused), 500 (a failure of ours).
+/// lists every status the server can send: 400 (unparsable request), 401 and 429 (for
+/// operations that take a key), 422 (a value refused), 500 (a failure of ours).
 struct CommonErrors;
 
 impl utoipa::Modify for CommonErrors {
@@ -119,6 +122,10 @@ impl utoipa::Modify for CommonErrors {
                 add("400", "The request could not be parsed");
                 if secured {
                     add("401", "No valid key");
+                    add(
+                        "429",
+                        "Too many invalid keys from this address; retry after Retry-After",
+                    );
                 }
                 add("422", "A value was refused");
                 add("500", "An unexpected error (logged)");
@@ -308,6 +315,7 @@ impl Application {
             clock,
             pricing: std::sync::Arc::default(),
             request_timeout_ms: settings.request_timeout_ms,
+            auth_throttle: std::sync::Arc::default(),
         };
         Ok(Self {
             listener,

@@ -9,6 +9,7 @@
 
 mod admission;
 mod api_keys;
+mod auth_throttle;
 mod cli;
 mod concurrency;
 mod connections;
