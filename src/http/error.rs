@@ -155,6 +155,8 @@ pub struct ApiError {
     source: Option<ErrorSource>,
     cause: Option<anyhow::Error>,
     retry_after_s: Option<u64>,
+    /// No pooled connection became free in time (counted by the metrics).
+    pool_exhausted: bool,
 }
 
 impl ApiError {
@@ -166,6 +168,7 @@ impl ApiError {
             source: None,
             cause: None,
             retry_after_s: None,
+            pool_exhausted: false,
         }
     }
 
@@ -190,6 +193,7 @@ impl ApiError {
             source: None,
             cause: Some(cause),
             retry_after_s: None,
+            pool_exhausted: false,
         }
     }
 
@@ -281,6 +285,11 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if self.pool_exhausted {
+            response
+                .extensions_mut()
+                .insert(super::metrics::PoolExhausted);
+        }
         if let Some(seconds) = self.retry_after_s {
             response
                 .headers_mut()
@@ -293,10 +302,13 @@ impl IntoResponse for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         match error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => ApiError::new(
-                ErrorKind::Unavailable,
-                "The service is overloaded or shutting down; please retry.",
-            ),
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => ApiError {
+                pool_exhausted: matches!(error, sqlx::Error::PoolTimedOut),
+                ..ApiError::new(
+                    ErrorKind::Unavailable,
+                    "The service is overloaded or shutting down; please retry.",
+                )
+            },
             other => ApiError::internal(
                 anyhow::Error::new(other).context("Failed to query the database"),
             ),

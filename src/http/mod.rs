@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod managed_accounts;
+pub mod metrics;
 pub mod pricing;
 pub mod security_headers;
 pub mod serve;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub request_timeout_ms: u64,
     /// Counts of bad keys per client address (per process).
     pub auth_throttle: std::sync::Arc<auth_throttle::AuthThrottle>,
+    /// This application's metrics registry.
+    pub metrics: std::sync::Arc<metrics::Metrics>,
 }
 
 #[derive(OpenApi)]
@@ -139,6 +142,7 @@ fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::livez))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(managed_accounts::list, managed_accounts::create))
         .routes(routes!(channels::allocatable_channels))
         .routes(routes!(
@@ -236,6 +240,11 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
                 ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
             },
         ))
+        // Outside the panic catcher, so that a panic counts as the 500 it is answered with.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track_requests,
+        ))
         .with_state(state);
     // Outermost, so that every answer (a panic's 500 too) carries them.
     security_headers::layer(router)
@@ -298,6 +307,8 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// The separate metrics listener and its router, when configured.
+    metrics: Option<(TcpListener, Router)>,
     db: Db,
     limits: serve::ConnectionLimits,
 }
@@ -316,9 +327,20 @@ impl Application {
             pricing: std::sync::Arc::default(),
             request_timeout_ms: settings.request_timeout_ms,
             auth_throttle: std::sync::Arc::default(),
+            metrics: std::sync::Arc::default(),
+        };
+        let metrics = match settings.metrics_listen {
+            Some(address) => {
+                let listener = TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("Failed to listen for metrics on {address}"))?;
+                Some((listener, metrics::listener_router(state.clone())))
+            }
+            None => None,
         };
         Ok(Self {
             listener,
+            metrics,
             router: router(state, settings.body_limit_bytes),
             db,
             limits: serve::ConnectionLimits {
@@ -336,6 +358,15 @@ impl Application {
             .context("Failed to read the bound address")
     }
 
+    /// The address of the separate metrics listener, if there is one.
+    pub fn metrics_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        self.metrics
+            .as_ref()
+            .map(|(listener, _)| listener.local_addr())
+            .transpose()
+            .context("Failed to read the bound metrics address")
+    }
+
     /// Serves until `shutdown` resolves, then lets in-flight requests finish within the
     /// shutdown grace period and closes what is left.
     pub async fn run_until(
@@ -343,7 +374,24 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(listen = %self.local_addr()?, "Steward is listening on {}", self.local_addr()?);
+        // One signal stops both listeners.
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let metrics = self.metrics.map(|(listener, router)| {
+            let mut stopped = stop.subscribe();
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            tokio::spawn(serve::serve(listener, router, self.limits, shutdown))
+        });
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
         serve::serve(self.listener, self.router, self.limits, shutdown).await;
+        if let Some(metrics) = metrics {
+            // A panic in the metrics loop is no reason to skip closing the database.
+            let _ = metrics.await;
+        }
         self.db.close().await;
         tracing::info!("Steward stopped");
         Ok(())

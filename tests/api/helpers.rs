@@ -25,6 +25,8 @@ pub struct Actor {
 
 pub struct TestApp {
     pub address: String,
+    /// The separate metrics listener (`http://…`), when the settings asked for one.
+    pub metrics_address: Option<String>,
     pub client: reqwest::Client,
     pub db: Db,
     pub clock: ManualClock,
@@ -147,6 +149,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .expect("build app");
     let address = format!("http://{}", app.local_addr().unwrap());
+    let metrics_address = app
+        .metrics_addr()
+        .unwrap()
+        .map(|addr| format!("http://{addr}"));
     let db = Db::connect(&settings.database_url)
         .await
         .expect("second db handle");
@@ -190,6 +196,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         operator_key,
         ingest_key,
         address,
+        metrics_address,
         client: reqwest::Client::new(),
         db,
         clock,

@@ -19,6 +19,7 @@ mod helpers;
 mod ledger_properties;
 mod listing;
 mod managed_accounts;
+mod metrics;
 mod openapi;
 mod pricing;
 mod usage;
