@@ -94,7 +94,6 @@ pub struct ScrapeGauge {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
     request_duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
     usage_events: Family<OutcomeLabels, Counter>,
     usage_charged_nanos: Counter,
@@ -122,19 +121,14 @@ impl Metrics {
     /// A registry with every series of Steward, under the `steward_` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("steward");
-        let requests = Family::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests answered, by route template, method and status",
-            requests.clone(),
-        );
         let request_duration =
             Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
                 latency_histogram,
             );
         registry.register_with_unit(
             "http_request_duration",
-            "Time from the request reaching the router to its response, by route, method and status",
+            "Requests answered and their time from reaching the router to the response, by route \
+             template, method and status (`_count` is the number of requests)",
             Unit::Seconds,
             request_duration.clone(),
         );
@@ -197,7 +191,6 @@ impl Metrics {
         );
         let mut metrics = Self {
             registry,
-            requests,
             request_duration,
             usage_events,
             usage_charged_nanos,
@@ -234,7 +227,6 @@ impl Metrics {
         self.request_duration
             .get_or_create(labels)
             .observe(elapsed.as_secs_f64());
-        self.requests.get_or_create(labels).inc();
     }
 
     /// Counts ingested events by outcome (`accepted`, `duplicate`, `rejected`, ...).

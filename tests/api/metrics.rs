@@ -55,7 +55,7 @@ async fn request_counts_and_latencies_follow_the_requests_made() {
 
     assert_sample(
         &text,
-        r#"steward_http_requests_total{route="/livez",method="GET",status="200"}"#,
+        r#"steward_http_request_duration_seconds_count{route="/livez",method="GET",status="200"}"#,
         3.0,
     );
     assert_sample(
@@ -65,13 +65,13 @@ async fn request_counts_and_latencies_follow_the_requests_made() {
     );
     assert_sample(
         &text,
-        r#"steward_http_requests_total{route="unmatched",method="GET",status="404"}"#,
+        r#"steward_http_request_duration_seconds_count{route="unmatched",method="GET",status="404"}"#,
         1.0,
     );
     // The route template, not the account id, labels the series.
     assert_sample(
         &text,
-        r#"steward_http_requests_total{route="/admin/v1/accounts/{id}/balance",method="GET",status="200"}"#,
+        r#"steward_http_request_duration_seconds_count{route="/admin/v1/accounts/{id}/balance",method="GET",status="200"}"#,
         1.0,
     );
     assert!(!text.contains(&id));
@@ -234,7 +234,7 @@ async fn the_metrics_listener_serves_without_a_key() {
     let text = open.text().await.unwrap();
     assert_sample(
         &text,
-        r#"steward_http_requests_total{route="/livez",method="GET",status="200"}"#,
+        r#"steward_http_request_duration_seconds_count{route="/livez",method="GET",status="200"}"#,
         1.0,
     );
     TestApp::read(elsewhere)

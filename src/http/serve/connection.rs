@@ -23,7 +23,7 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -56,10 +56,11 @@ enum Phase {
 }
 
 /// The phase, shared by the IO (bytes arriving), the service (requests) and the watchdog.
+/// Changes wake no one: the watchdog looks again at least every [`check_interval`], which
+/// keeps the cost per request to a lock and a clock read.
 #[derive(Debug)]
 pub(super) struct Activity {
     phase: Mutex<Phase>,
-    changed: Notify,
 }
 
 impl Activity {
@@ -68,14 +69,12 @@ impl Activity {
             phase: Mutex::new(Phase::Head {
                 since: Instant::now(),
             }),
-            changed: Notify::new(),
         }
     }
 
     fn set(&self, next: impl FnOnce(Phase) -> Phase) {
         let mut phase = self.phase.lock().unwrap_or_else(PoisonError::into_inner);
         *phase = next(*phase);
-        self.changed.notify_one();
     }
 
     fn phase(&self) -> Phase {
@@ -100,34 +99,40 @@ impl Activity {
     }
 
     /// When the connection must be closed, if its phase has a bound.
-    fn deadline(&self, limits: ConnectionLimits, draining: bool) -> Option<Instant> {
+    fn deadline(&self, limits: ConnectionLimits, draining: bool, now: Instant) -> Option<Instant> {
         let after = |since: Instant, ms: u64| since + Duration::from_millis(ms);
         match self.phase() {
             Phase::Busy => None,
             // A partial head is not a request in flight; hyper closes idle connections itself
             // (and an "idle" one may still be writing its last response).
-            Phase::Head { .. } if draining => Some(Instant::now()),
+            Phase::Head { .. } if draining => Some(now),
             Phase::Head { since } => Some(after(since, limits.header_read_timeout_ms)),
             Phase::Idle { since } => Some(after(since, limits.keep_alive_timeout_ms)),
         }
     }
 
-    /// Resolves when the connection has outlived its phase's bound.
+    /// Resolves when the connection has outlived its phase's bound (at most
+    /// [`check_interval`] late).
     async fn expired(&self, limits: ConnectionLimits, draining: bool) {
+        let check = check_interval(limits);
         loop {
-            let changed = self.changed.notified();
-            match self.deadline(limits, draining) {
-                Some(deadline) if deadline <= Instant::now() => return,
-                Some(deadline) => {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(deadline) => {}
-                        () = changed => {}
-                    }
-                }
-                None => changed.await,
+            let now = Instant::now();
+            match self.deadline(limits, draining, now) {
+                Some(deadline) if deadline <= now => return,
+                Some(deadline) => tokio::time::sleep_until(deadline.min(now + check)).await,
+                None => tokio::time::sleep(check).await,
             }
         }
     }
+}
+
+/// How often the watchdog looks at a connection whose phase may have changed: a quarter of
+/// the shorter bound, so a bound is overrun by at most a quarter of itself.
+fn check_interval(limits: ConnectionLimits) -> Duration {
+    let shorter_ms = limits
+        .header_read_timeout_ms
+        .min(limits.keep_alive_timeout_ms);
+    Duration::from_millis((shorter_ms / 4).max(1))
 }
 
 /// Marks a request in the router; dropping it (response ready, or request abandoned)
