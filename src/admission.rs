@@ -235,3 +235,14 @@ async fn lease_state(db: &Db, lease_id: &str, now_ms: i64) -> Result<LeaseState,
         expires_at: from_epoch_ms(expires_at_ms),
     })
 }
+
+/// Leases holding a channel at `now_ms` (not released, not expired), across all accounts:
+/// a figure for the metrics.
+pub async fn live_lease_count(db: &Db, now_ms: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM channel_leases WHERE released_at_ms IS NULL AND expires_at_ms > $1",
+    )
+    .bind(now_ms)
+    .fetch_one(&db.read)
+    .await
+}

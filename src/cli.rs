@@ -37,6 +37,19 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes.
     #[arg(long, env = "STEWARD_BODY_LIMIT_BYTES", default_value_t = config::DEFAULT_BODY_LIMIT_BYTES)]
     pub body_limit_bytes: usize,
+    /// Time a client has to send a complete request head, in milliseconds.
+    #[arg(long, env = "STEWARD_HEADER_READ_TIMEOUT_MS", default_value_t = config::DEFAULT_HEADER_READ_TIMEOUT_MS)]
+    pub header_read_timeout_ms: u64,
+    /// Time an idle keep-alive connection stays open, in milliseconds.
+    #[arg(long, env = "STEWARD_KEEP_ALIVE_TIMEOUT_MS", default_value_t = config::DEFAULT_KEEP_ALIVE_TIMEOUT_MS)]
+    pub keep_alive_timeout_ms: u64,
+    /// Time requests in flight get to finish after SIGTERM or Ctrl-C, in milliseconds.
+    #[arg(long, env = "STEWARD_SHUTDOWN_GRACE_MS", default_value_t = config::DEFAULT_SHUTDOWN_GRACE_MS)]
+    pub shutdown_grace_ms: u64,
+    /// Also serve `GET /metrics` on this address, without a key (bind it to a private
+    /// interface). On the main address `/metrics` needs an operator key.
+    #[arg(long, env = "STEWARD_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// `steward admin …`.

@@ -20,6 +20,23 @@ pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// events (~2 MB); anything beyond 4 MiB is refused before it is read.
 pub const DEFAULT_BODY_LIMIT_BYTES: usize = 4 * 1024 * 1024;
 
+/// How long a client has to send a complete request head (request line and headers),
+/// counted from the connection's opening or the first byte of the head. A head is a few
+/// hundred bytes; 10 s is generous for a slow mobile link and short enough that clients
+/// which trickle bytes (or send nothing) cannot hold connections for long.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+
+/// How long an idle keep-alive connection stays open between requests. Longer than the
+/// 60 s idle timeout of common load balancers, so that the balancer, not Steward, closes an
+/// idle connection (the other way round a balancer may send a request on a connection
+/// Steward is closing).
+pub const DEFAULT_KEEP_ALIVE_TIMEOUT_MS: u64 = 75_000;
+
+/// After a shutdown signal, how long requests in flight may run before their connections
+/// are closed. Under the 30 s that process supervisors commonly wait before `SIGKILL`,
+/// leaving time to close the database pools.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 25_000;
+
 /// A database URL whose `Debug`/`Display` never show a password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl(String);
@@ -76,6 +93,30 @@ pub struct Settings {
     pub request_timeout_ms: u64,
     /// Per-request body size limit.
     pub body_limit_bytes: usize,
+    /// Time allowed to send a request head.
+    pub header_read_timeout_ms: u64,
+    /// Time an idle keep-alive connection stays open.
+    pub keep_alive_timeout_ms: u64,
+    /// Time requests in flight get to finish after a shutdown signal.
+    pub shutdown_grace_ms: u64,
+    /// A second address serving only `GET /metrics`, without a key (a private interface).
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Settings {
+    /// Settings with every default except the listen address and the database.
+    pub fn new(listen: SocketAddr, database_url: DatabaseUrl) -> Self {
+        Self {
+            listen,
+            database_url,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            keep_alive_timeout_ms: DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            metrics_listen: None,
+        }
+    }
 }
 
 #[cfg(test)]

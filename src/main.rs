@@ -32,6 +32,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 database_url: DatabaseUrl::parse(&args.database_url).map_err(anyhow::Error::msg)?,
                 request_timeout_ms: args.request_timeout_ms,
                 body_limit_bytes: args.body_limit_bytes,
+                header_read_timeout_ms: args.header_read_timeout_ms,
+                keep_alive_timeout_ms: args.keep_alive_timeout_ms,
+                shutdown_grace_ms: args.shutdown_grace_ms,
+                metrics_listen: args.metrics_listen,
             };
             let app = Application::build(&settings, clock).await?;
             app.run_until(shutdown_signal()).await

@@ -49,11 +49,17 @@ pub enum ErrorKind {
     Internal,
     /// The database is unreachable.
     Unavailable,
+    /// The request URI is longer than the HTTP layer reads.
+    UriTooLong,
+    /// The request head (request line and headers) is larger than the HTTP layer reads.
+    HeadersTooLarge,
+    /// Too many failed attempts from this client; wait for `Retry-After`.
+    TooManyRequests,
 }
 
 impl ErrorKind {
     /// Every kind, for the table test.
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 19] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::NotFound,
@@ -70,6 +76,9 @@ impl ErrorKind {
         Self::Timeout,
         Self::Internal,
         Self::Unavailable,
+        Self::UriTooLong,
+        Self::HeadersTooLarge,
+        Self::TooManyRequests,
     ];
 
     /// The table: HTTP status, error code and title. Codes below 20000 are Telnyx's own;
@@ -124,6 +133,13 @@ impl ErrorKind {
                 "40007",
                 "Service unavailable",
             ),
+            Self::UriTooLong => (StatusCode::URI_TOO_LONG, "40010", "URI too long"),
+            Self::HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "40009",
+                "Request headers too large",
+            ),
+            Self::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "10011", "Too many requests"),
         }
     }
 }
@@ -146,6 +162,9 @@ pub struct ApiError {
     detail: String,
     source: Option<ErrorSource>,
     cause: Option<anyhow::Error>,
+    retry_after_s: Option<u64>,
+    /// No pooled connection became free in time (counted by the metrics).
+    pool_exhausted: bool,
 }
 
 impl ApiError {
@@ -156,6 +175,8 @@ impl ApiError {
             detail: detail.into(),
             source: None,
             cause: None,
+            retry_after_s: None,
+            pool_exhausted: false,
         }
     }
 
@@ -179,7 +200,18 @@ impl ApiError {
                 .to_owned(),
             source: None,
             cause: Some(cause),
+            retry_after_s: None,
+            pool_exhausted: false,
         }
+    }
+
+    /// Tells the client when to try again (`Retry-After`, whole seconds rounded up).
+    pub fn retry_after_ms(mut self, retry_after_ms: i64) -> Self {
+        let seconds = u64::try_from(retry_after_ms.max(1))
+            .unwrap_or(1)
+            .div_ceil(1000);
+        self.retry_after_s = Some(seconds);
+        self
     }
 
     /// The kind.
@@ -227,6 +259,22 @@ pub struct ErrorEnvelope {
     pub errors: Vec<ErrorObject>,
 }
 
+/// The JSON of a one-error envelope of `kind`, for answers written below the router (the
+/// connection layer's own responses), where no `ApiError` can be turned into a response.
+pub fn envelope_json(kind: ErrorKind, detail: &str) -> Vec<u8> {
+    let (_, code, title) = kind.spec();
+    let body = ErrorEnvelope {
+        errors: vec![ErrorObject {
+            code,
+            title,
+            detail: detail.to_owned(),
+            source: None,
+        }],
+    };
+    // Serialising plain strings cannot fail; an empty body would still carry the status.
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
 fn cause_chain(error: &anyhow::Error) -> String {
     let mut text = String::new();
     for (depth, cause) in error.chain().enumerate() {
@@ -255,6 +303,16 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if self.pool_exhausted {
+            response
+                .extensions_mut()
+                .insert(super::metrics::PoolExhausted);
+        }
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }
@@ -262,10 +320,13 @@ impl IntoResponse for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         match error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => ApiError::new(
-                ErrorKind::Unavailable,
-                "The service is overloaded or shutting down; please retry.",
-            ),
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => ApiError {
+                pool_exhausted: matches!(error, sqlx::Error::PoolTimedOut),
+                ..ApiError::new(
+                    ErrorKind::Unavailable,
+                    "The service is overloaded or shutting down; please retry.",
+                )
+            },
             other => ApiError::internal(
                 anyhow::Error::new(other).context("Failed to query the database"),
             ),

@@ -5,10 +5,16 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+
 use super::AppState;
+use super::auth_throttle::{Client, FAILURE_WINDOW_MS, FAILURES_PER_WINDOW_MAX, Verdict};
 use super::error::{ApiError, ErrorKind};
 use crate::accounts::listing::{PAGE_NUMBER_MAX, PAGE_SIZE_DEFAULT, PageRequest};
 use crate::accounts::{Account, AccountId, AccountStatus};
+use crate::clock::to_epoch_ms;
 use crate::keys;
 
 /// Query parameters, percent-decoded, in order; deepObject keys such as
@@ -156,9 +162,11 @@ impl FromRequestParts<AppState> for Caller {
             })
             .map(str::trim)
             .ok_or_else(|| unauthenticated("The Authorization header must be 'Bearer <key>'."))?;
-        let (account, key_id) = crate::accounts::api_keys::authenticate(&state.db, presented)
-            .await?
-            .ok_or_else(|| unauthenticated("The API key is not valid or has been revoked."))?;
+        let (account, key_id) = throttled(parts, state, presented, || {
+            crate::accounts::api_keys::authenticate(&state.db, presented)
+        })
+        .await?
+        .ok_or_else(|| unauthenticated("The API key is not valid or has been revoked."))?;
         let refusal = match account.status {
             AccountStatus::Active => None,
             AccountStatus::Disabled => {
@@ -227,14 +235,61 @@ async fn service_caller(
     kind: keys::service::ServiceKind,
 ) -> Result<String, ApiError> {
     let presented = bearer(parts)?;
-    keys::service::authenticate(&state.db, presented, kind)
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorKind::Unauthenticated,
-                "The key is not valid for this API.",
-            )
-        })
+    throttled(parts, state, presented, || {
+        keys::service::authenticate(&state.db, presented, kind)
+    })
+    .await?
+    .ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::Unauthenticated,
+            "The key is not valid for this API.",
+        )
+    })
+}
+
+/// Looks a presented key up unless its client is backed off for presenting bad keys
+/// (see `auth_throttle`), and counts the outcome against the client.
+async fn throttled<T, Lookup>(
+    parts: &Parts,
+    state: &AppState,
+    presented: &str,
+    lookup: impl FnOnce() -> Lookup,
+) -> Result<Option<T>, ApiError>
+where
+    Lookup: Future<Output = Result<Option<T>, sqlx::Error>>,
+{
+    let client = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| Client::of(peer.ip()));
+    let Some(client) = client else {
+        // Served without a connection (an in-process call): nothing to count against.
+        return Ok(lookup().await?);
+    };
+    let throttle = &state.auth_throttle;
+    let now_ms = to_epoch_ms(state.clock.now());
+    if let Verdict::Refuse { retry_after_ms } = throttle.verdict(client, presented, now_ms) {
+        tracing::warn!(client.address = %client, "Refused a key from {client} without looking it up: it presented too many bad keys");
+        return Err(ApiError::new(
+            ErrorKind::TooManyRequests,
+            "Too many invalid keys were presented from this address. Retry after the number of \
+             seconds in Retry-After, with a valid key.",
+        )
+        .retry_after_ms(retry_after_ms));
+    }
+    let found = lookup().await?;
+    if found.is_some() {
+        throttle.record_success(client, presented, now_ms);
+    } else if let Some(started) = throttle.record_failure(client, now_ms) {
+        tracing::warn!(
+            client.address = %client,
+            backoff_ms = started.duration_ms,
+            "Backing off {client} for {} ms: {FAILURES_PER_WINDOW_MAX} bad keys within {} s",
+            started.duration_ms,
+            FAILURE_WINDOW_MS / 1000
+        );
+    }
+    Ok(found)
 }
 
 /// A network element authenticated with an ingest key; holds the key's public id.

@@ -5,6 +5,7 @@ pub mod account;
 pub mod admin;
 pub mod api_keys;
 pub mod audit_events;
+pub mod auth_throttle;
 pub mod body;
 pub mod channels;
 pub mod detail_records;
@@ -12,9 +13,12 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod managed_accounts;
+pub mod metrics;
 mod openapi;
 pub mod pricing;
 pub mod scope;
+pub mod security_headers;
+pub mod serve;
 pub mod usage;
 pub mod wire;
 
@@ -24,6 +28,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::HeaderName;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -54,6 +59,10 @@ pub struct AppState {
     pub pricing: std::sync::Arc<crate::pricing::PricingCache>,
     /// Per-request time limit.
     pub request_timeout_ms: u64,
+    /// Counts of bad keys per client address (per process).
+    pub auth_throttle: std::sync::Arc<auth_throttle::AuthThrottle>,
+    /// This application's metrics registry.
+    pub metrics: std::sync::Arc<metrics::Metrics>,
 }
 
 /// The route table. Every route is listed here and nowhere else.
@@ -61,6 +70,7 @@ fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::livez))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(managed_accounts::list, managed_accounts::create))
         .routes(routes!(channels::allocatable_channels))
         .routes(routes!(
@@ -113,7 +123,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
     let (router, document) = routes_and_document();
     let document = std::sync::Arc::new(document);
-    router
+    let router = router
         .route(
             "/v2/openapi.json",
             axum::routing::get(move || {
@@ -153,12 +163,46 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::map_request(drop_unusable_request_id))
         .layer(CatchPanicLayer::custom(
             |_panic: Box<dyn std::any::Any + Send>| {
                 ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
             },
         ))
-        .with_state(state)
+        // Outside the panic catcher, so that a panic counts as the 500 it is answered with.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track_requests,
+        ))
+        .with_state(state);
+    // Outermost, so that every answer (a panic's 500 too) carries them.
+    security_headers::layer(router)
+}
+
+/// Longest `x-request-id` accepted from a client; a UUID is 36 bytes and common tracing
+/// ids are shorter still. Longer ids would bloat every log line of the request.
+pub const REQUEST_ID_LENGTH_MAX: usize = 128;
+
+/// Removes a client's `x-request-id` unless it is one short, visible-ASCII value, so that
+/// the next layer generates a UUID instead: the id goes into every log line of the request
+/// and back in the response, where control characters or a huge value would forge or
+/// flood log lines.
+async fn drop_unusable_request_id(mut request: Request) -> Request {
+    let mut ids = request.headers().get_all(X_REQUEST_ID).iter();
+    let usable = match (ids.next(), ids.next()) {
+        (Some(id), None) => {
+            let bytes = id.as_bytes();
+            !bytes.is_empty()
+                && bytes.len() <= REQUEST_ID_LENGTH_MAX
+                && bytes.iter().all(u8::is_ascii_graphic)
+        }
+        (None, _) => true,
+        (Some(_), Some(_)) => false,
+    };
+    if !usable {
+        request.headers_mut().remove(X_REQUEST_ID);
+    }
+    request
 }
 
 async fn not_found() -> ApiError {
@@ -185,12 +229,17 @@ async fn time_limit(State(state): State<AppState>, request: Request, next: Next)
     }
 }
 
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// A bound listener and everything needed to serve it.
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// The separate metrics listener and its router, when configured.
+    metrics: Option<(TcpListener, Router)>,
     db: Db,
+    limits: serve::ConnectionLimits,
 }
 
 impl Application {
@@ -207,11 +256,28 @@ impl Application {
             clock,
             pricing: std::sync::Arc::default(),
             request_timeout_ms: settings.request_timeout_ms,
+            auth_throttle: std::sync::Arc::default(),
+            metrics: std::sync::Arc::default(),
+        };
+        let metrics = match settings.metrics_listen {
+            Some(address) => {
+                let listener = TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("Failed to listen for metrics on {address}"))?;
+                Some((listener, metrics::listener_router(state.clone())))
+            }
+            None => None,
         };
         Ok(Self {
             listener,
+            metrics,
             router: router(state, settings.body_limit_bytes),
             db,
+            limits: serve::ConnectionLimits {
+                header_read_timeout_ms: settings.header_read_timeout_ms,
+                keep_alive_timeout_ms: settings.keep_alive_timeout_ms,
+                shutdown_grace_ms: settings.shutdown_grace_ms,
+            },
         })
     }
 
@@ -222,16 +288,40 @@ impl Application {
             .context("Failed to read the bound address")
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// The address of the separate metrics listener, if there is one.
+    pub fn metrics_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        self.metrics
+            .as_ref()
+            .map(|(listener, _)| listener.local_addr())
+            .transpose()
+            .context("Failed to read the bound metrics address")
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish within the
+    /// shutdown grace period and closes what is left.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(listen = %self.local_addr()?, "Steward is listening on {}", self.local_addr()?);
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("Failed to serve HTTP")?;
+        // One signal stops both listeners.
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let metrics = self.metrics.map(|(listener, router)| {
+            let mut stopped = stop.subscribe();
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            tokio::spawn(serve::serve(listener, router, self.limits, shutdown))
+        });
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        serve::serve(self.listener, self.router, self.limits, shutdown).await;
+        if let Some(metrics) = metrics {
+            // A panic in the metrics loop is no reason to skip closing the database.
+            let _ = metrics.await;
+        }
         self.db.close().await;
         tracing::info!("Steward stopped");
         Ok(())

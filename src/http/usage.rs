@@ -72,7 +72,7 @@ pub async fn ingest(
         .pointer("/events"));
     }
     let parsed: Vec<_> = events.iter().map(|e| RawEvent::from_json(&e.0)).collect();
-    let outcomes = usage::ingest(
+    let ingested = usage::ingest(
         &state.db,
         &state.pricing,
         &state.clock,
@@ -80,9 +80,10 @@ pub async fn ingest(
         &format!("ingest:{key_id}"),
     )
     .await?;
-    let data = events
+    state.metrics.usage_charged(ingested.charged_nanos);
+    let data: Vec<EventResult> = events
         .iter()
-        .zip(outcomes)
+        .zip(ingested.outcomes)
         .map(|(event, outcome)| {
             let (status, reason) = match outcome {
                 Outcome::Accepted => ("accepted", None),
@@ -100,7 +101,25 @@ pub async fn ingest(
             }
         })
         .collect();
+    count_outcomes(&state, &data);
     Ok(Json(Data { data }))
+}
+
+/// Adds a batch's answers to the metrics, by status.
+fn count_outcomes(state: &AppState, results: &[EventResult]) {
+    let mut counts: Vec<(&str, u64)> = Vec::new();
+    for result in results {
+        match counts
+            .iter_mut()
+            .find(|(status, _)| *status == result.status)
+        {
+            Some((_, count)) => *count += 1,
+            None => counts.push((result.status, 1)),
+        }
+    }
+    for (status, count) in counts {
+        state.metrics.usage_events(status, count);
+    }
 }
 
 /// Body of `POST /v2/admissions`.
@@ -182,6 +201,10 @@ pub async fn admit(
         ttl_s,
     )
     .await?;
+    state.metrics.admission(match &decision {
+        Decision::Admitted(_) => "admitted",
+        Decision::Refused(refusal) => refusal.as_str(),
+    });
     let data = match decision {
         Decision::Admitted(lease) => AdmissionDecision {
             record_type: "admission",

@@ -197,6 +197,15 @@ fn rate(
     })
 }
 
+/// What one batch came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingested {
+    /// One outcome per event, in request order.
+    pub outcomes: Vec<Outcome>,
+    /// The amount charged for the events accepted now.
+    pub charged_nanos: i64,
+}
+
 /// Ingests one batch; outcomes come back in request order.
 #[tracing::instrument(name = "steward.usage.ingest", skip_all, fields(events = raw.len()))]
 pub async fn ingest(
@@ -205,7 +214,7 @@ pub async fn ingest(
     clock: &ClockHandle,
     raw: &[Result<RawEvent, String>],
     created_by: &str,
-) -> Result<Vec<Outcome>, sqlx::Error> {
+) -> Result<Ingested, sqlx::Error> {
     let now_ms = to_epoch_ms(clock.now());
     let mut outcomes = vec![Outcome::Accepted; raw.len()];
     // Event id -> slot of its first occurrence in this batch.
@@ -284,8 +293,12 @@ pub async fn ingest(
         now_ms,
     )
     .await?;
+    let mut charged_nanos: i64 = 0;
     for (slot, record) in &rated {
-        if !charged.contains(record.event.id.as_str()) {
+        if charged.contains(record.event.id.as_str()) {
+            // Bounded: the batch's total was checked against AMOUNT_ABS_MAX_NANOS above.
+            charged_nanos = charged_nanos.saturating_add(record.cost_nanos);
+        } else {
             set(&mut outcomes, *slot, Outcome::Duplicate);
         }
     }
@@ -299,7 +312,10 @@ pub async fn ingest(
         };
         set(&mut outcomes, slot, repeat);
     }
-    Ok(outcomes)
+    Ok(Ingested {
+        outcomes,
+        charged_nanos,
+    })
 }
 
 fn set(outcomes: &mut [Outcome], slot: usize, outcome: Outcome) {

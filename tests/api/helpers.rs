@@ -25,6 +25,8 @@ pub struct Actor {
 
 pub struct TestApp {
     pub address: String,
+    /// The separate metrics listener (`http://…`), when the settings asked for one.
+    pub metrics_address: Option<String>,
     pub client: reqwest::Client,
     pub db: Db,
     pub clock: ManualClock,
@@ -122,6 +124,17 @@ async fn database_url(dir: &tempfile::TempDir) -> String {
     format!("{base}{separator}options=-c%20search_path%3D{schema}")
 }
 
+/// The settings of a test server: port 0, a 64 KiB body limit, defaults otherwise.
+pub fn test_settings(database_url: &str) -> Settings {
+    Settings {
+        body_limit_bytes: 64 * 1024,
+        ..Settings::new(
+            "127.0.0.1:0".parse().unwrap(),
+            DatabaseUrl::parse(database_url).unwrap(),
+        )
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -133,12 +146,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let database_url = database_url(&dir).await;
-    let mut settings = Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: DatabaseUrl::parse(&database_url).unwrap(),
-        request_timeout_ms: 30_000,
-        body_limit_bytes: 64 * 1024,
-    };
+    let mut settings = test_settings(&database_url);
     configure(&mut settings);
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap());
     let handle: ClockHandle = Arc::new(clock.clone());
@@ -146,6 +154,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         .await
         .expect("build app");
     let address = format!("http://{}", app.local_addr().unwrap());
+    let metrics_address = app
+        .metrics_addr()
+        .unwrap()
+        .map(|addr| format!("http://{addr}"));
     let db = Db::connect(&settings.database_url)
         .await
         .expect("second db handle");
@@ -192,6 +204,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         operator_key,
         ingest_key,
         address,
+        metrics_address,
         client: reqwest::Client::new(),
         db,
         clock,
@@ -429,12 +442,7 @@ impl TestApp {
     /// Starts a second server on the same database (another process behind a load
     /// balancer, as far as the database can tell) and returns its base address.
     pub async fn second_server(&self) -> String {
-        let settings = Settings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            database_url: DatabaseUrl::parse(&self.database_url).unwrap(),
-            request_timeout_ms: 30_000,
-            body_limit_bytes: 64 * 1024,
-        };
+        let settings = test_settings(&self.database_url);
         let clock: ClockHandle = Arc::new(self.clock.clone());
         let app = Application::build(&settings, clock)
             .await

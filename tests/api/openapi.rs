@@ -37,6 +37,7 @@ async fn the_openapi_document_describes_every_route_served() {
         ("get", "/v2/balance"),
         ("get", "/healthz"),
         ("get", "/livez"),
+        ("get", "/metrics"),
         ("post", "/v2/usage_events"),
         ("post", "/v2/admissions"),
         ("post", "/v2/channel_leases/{id}/actions/release"),
