@@ -12,8 +12,10 @@ pub mod extract;
 pub mod health;
 pub mod managed_accounts;
 pub mod pricing;
+pub mod report_jobs;
 pub mod scope;
 pub mod usage;
+pub mod usage_reports;
 pub mod wire;
 
 use std::future::Future;
@@ -53,6 +55,11 @@ pub struct AppState {
     pub pricing: std::sync::Arc<crate::pricing::PricingCache>,
     /// Per-request time limit.
     pub request_timeout_ms: u64,
+    /// Signs links that work without a key (report files, invoice documents).
+    pub signer: std::sync::Arc<crate::signing::Signer>,
+    /// Wakes this server's report worker when a job is created here (other servers' workers
+    /// find it on their next poll).
+    pub reports_wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 #[derive(OpenApi)]
@@ -152,6 +159,23 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(usage::renew))
         .routes(routes!(detail_records::list))
         .routes(routes!(audit_events::list))
+        .routes(routes!(usage_reports::list))
+        .routes(routes!(usage_reports::options))
+        .routes(routes!(report_jobs::list_voice, report_jobs::create_voice))
+        .routes(routes!(
+            report_jobs::retrieve_voice,
+            report_jobs::delete_voice
+        ))
+        .routes(routes!(report_jobs::csv_voice))
+        .routes(routes!(
+            report_jobs::list_messaging,
+            report_jobs::create_messaging
+        ))
+        .routes(routes!(
+            report_jobs::retrieve_messaging,
+            report_jobs::delete_messaging
+        ))
+        .routes(routes!(report_jobs::csv_messaging))
         .routes(routes!(pricing::own_rates))
         .routes(routes!(pricing::own_rate))
         .routes(routes!(pricing::managed_rates))
@@ -261,6 +285,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     db: Db,
+    state: AppState,
 }
 
 impl Application {
@@ -272,16 +297,23 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen))?;
+        let signer = {
+            let mut conn = db.write.acquire().await?;
+            crate::signing::Signer::load(&mut conn, crate::clock::to_epoch_ms(clock.now())).await?
+        };
         let state = AppState {
             db: db.clone(),
             clock,
             pricing: std::sync::Arc::default(),
             request_timeout_ms: settings.request_timeout_ms,
+            signer: std::sync::Arc::new(signer),
+            reports_wake: std::sync::Arc::default(),
         };
         Ok(Self {
             listener,
-            router: router(state, settings.body_limit_bytes),
+            router: router(state.clone(), settings.body_limit_bytes),
             db,
+            state,
         })
     }
 
@@ -298,10 +330,24 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(listen = %self.local_addr()?, "Steward is listening on {}", self.local_addr()?);
-        axum::serve(self.listener, self.router)
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let reports = tokio::spawn(crate::reports::jobs::run_worker(
+            self.state.db.clone(),
+            std::sync::Arc::clone(&self.state.clock),
+            std::sync::Arc::clone(&self.state.reports_wake),
+            stopped,
+        ));
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
-            .context("Failed to serve HTTP")?;
+            .context("Failed to serve HTTP");
+        // The worker may already have ended (then nothing listens): nothing to tell it.
+        stop.send_replace(true);
+        // A job cut short is claimed again by a worker once its lease runs out.
+        if let Err(error) = reports.await {
+            tracing::error!(error = %error, "The report worker failed: {error}");
+        }
+        served?;
         self.db.close().await;
         tracing::info!("Steward stopped");
         Ok(())

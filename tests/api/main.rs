@@ -21,4 +21,5 @@ mod listing;
 mod managed_accounts;
 mod openapi;
 mod pricing;
+mod reports;
 mod usage;
