@@ -19,5 +19,7 @@ pub mod ledger;
 pub mod money;
 pub mod pricing;
 pub mod rating;
+pub mod reports;
+pub mod signing;
 pub mod telemetry;
 pub mod usage;

@@ -83,7 +83,11 @@ impl Email {
         if text.contains(['"', ' ', '[', ']']) || !domain.contains('.') || domain.ends_with('.') {
             return Err(invalid());
         }
-        for part in std::iter::once(local).chain(domain.split('.')) {
+        let ascii_domain = domain_to_ascii(domain).ok_or_else(invalid)?;
+        // Scripts are judged on the domain as it reads, so that a look-alike written in
+        // punycode (`xn--…`) is caught as surely as one written in Unicode.
+        let readable_domain = domain_to_unicode(&ascii_domain).ok_or_else(invalid)?;
+        for part in std::iter::once(local).chain(readable_domain.split('.')) {
             if !unicode_security::MixedScript::is_single_script(part) {
                 return Err(InvalidValue(format!(
                     "'{part}' mixes letters of different scripts (for example Latin and \
@@ -92,7 +96,6 @@ impl Email {
                 )));
             }
         }
-        let ascii_domain = domain_to_ascii(domain).ok_or_else(invalid)?;
         if ascii_domain == TOMBSTONE_DOMAIN || ascii_domain.ends_with(".invalid") {
             return Err(InvalidValue(
                 "addresses under the reserved .invalid domain cannot be used".to_owned(),
@@ -142,6 +145,15 @@ fn domain_to_ascii(domain: &str) -> Option<String> {
         )
         .ok()
         .map(std::borrow::Cow::into_owned)
+}
+
+/// A domain's readable (Unicode) form, or `None` if its punycode is not valid.
+fn domain_to_unicode(ascii: &str) -> Option<String> {
+    use idna::AsciiDenyList;
+    use idna::uts46::{Hyphens, Uts46};
+    let (text, result) =
+        Uts46::new().to_unicode(ascii.as_bytes(), AsciiDenyList::STD3, Hyphens::Check);
+    result.ok().map(|()| text.into_owned())
 }
 
 /// Characters that render as nothing (Unicode Default_Ignorable_Code_Point: zero-width
@@ -391,6 +403,7 @@ mod tests {
             ("john\u{202E}@example.com", "invisible"),
             ("p\u{0430}ypal@example.com", "scripts"), // Cyrillic а among Latin letters
             ("john@p\u{0430}ypal.com", "scripts"),
+            ("john@xn--pypal-4ve.com", "scripts"), // the same look-alike, in punycode
             ("someone@released.invalid", "reserved"),
         ] {
             let error = Email::parse(bad).unwrap_err();

@@ -12,10 +12,10 @@ use super::error::{ApiError, ErrorKind};
 use super::extract::{Caller, QueryParams};
 use super::wire::{List, PaginationMeta, timestamp};
 use crate::accounts::listing::Page;
-use crate::accounts::{AccountId, AccountKind};
+use crate::accounts::{self, AccountKind};
 use crate::billing::CURRENCY;
 use crate::money::Money;
-use crate::usage::repo::{RecordQuery, StoredRecord};
+use crate::usage::repo::{RecordOwner, RecordQuery, StoredRecord};
 
 /// Largest page of detail records (Telnyx: 1..=50).
 pub const DETAIL_PAGE_SIZE_MAX: u32 = 50;
@@ -185,10 +185,25 @@ async fn subject(
     state: &AppState,
     caller: &Caller,
     query: &QueryParams,
-) -> Result<(AccountId, bool), ApiError> {
+) -> Result<(RecordOwner, bool), ApiError> {
+    let show_prices = caller.account.kind != AccountKind::Managed;
+    if query.bool("managed_accounts")?.unwrap_or(false) {
+        if query.get("filter[account_id]").is_some() {
+            return Err(ApiError::new(
+                ErrorKind::BadRequest,
+                "give managed_accounts=true or filter[account_id], not both",
+            )
+            .parameter("managed_accounts"));
+        }
+        accounts::ensure_manager(&caller.account)?;
+        return Ok((
+            RecordOwner::ManagedAccountsOf(caller.account.id),
+            show_prices,
+        ));
+    }
     let account =
         super::scope::own_or_managed(state, caller, query.get("filter[account_id]")).await?;
-    Ok((account.id, caller.account.kind != AccountKind::Managed))
+    Ok((RecordOwner::Account(account.id), show_prices))
 }
 
 /// The caller's detail records (or, for a manager, a managed account's with
@@ -200,6 +215,7 @@ async fn subject(
         ("filter[started_at][gte]" = Option<String>, Query, description = "From this date or instant"),
         ("filter[started_at][lt]" = Option<String>, Query, description = "Before this date or instant"),
         ("filter[account_id]" = Option<String>, Query, description = "A managed account of the calling manager"),
+        ("managed_accounts" = Option<bool>, Query, description = "Managers: the records of every managed account at once"),
         ("sort" = Option<String>, Query, description = "started_at or -started_at (default newest first)"),
         ("page[number]" = Option<u32>, Query, minimum = 1, maximum = 1000000), ("page[size]" = Option<u32>, Query, description = "1 to 50, default 20", minimum = 1, maximum = 50),
     ),
@@ -248,9 +264,9 @@ pub async fn list(
     };
     let page = query.page(DETAIL_PAGE_SIZE_MAX)?;
 
-    let (account, show_prices) = subject(&state, &caller, &query).await?;
+    let (owner, show_prices) = subject(&state, &caller, &query).await?;
     let record_query = RecordQuery {
-        account_id: account,
+        owner,
         products,
         from_ms,
         until_ms,

@@ -437,6 +437,36 @@ impl From<crate::admission::AdmissionError> for ApiError {
     }
 }
 
+impl From<crate::reports::ReportError> for ApiError {
+    fn from(error: crate::reports::ReportError) -> Self {
+        use crate::reports::ReportError;
+        match &error {
+            ReportError::PricesHidden(_) => ApiError::new(ErrorKind::Forbidden, error.to_string()),
+            ReportError::Missing(parameter) => {
+                ApiError::new(ErrorKind::BadRequest, error.to_string()).parameter(*parameter)
+            }
+            ReportError::Invalid { parameter, .. } => {
+                ApiError::new(ErrorKind::BadRequest, error.to_string()).parameter(*parameter)
+            }
+        }
+    }
+}
+
+impl From<crate::reports::jobs::JobError> for ApiError {
+    fn from(error: crate::reports::jobs::JobError) -> Self {
+        use crate::reports::jobs::JobError;
+        match error {
+            JobError::Invalid { pointer, detail } => {
+                ApiError::new(ErrorKind::InvalidValue, detail).pointer(pointer)
+            }
+            JobError::NotFound(what) => ApiError::not_found(what),
+            e @ JobError::NotManager => ApiError::new(ErrorKind::Forbidden, e.to_string()),
+            JobError::Account(e) => e.into(),
+            JobError::Database(e) => e.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

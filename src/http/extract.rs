@@ -89,11 +89,20 @@ impl QueryParams {
     /// at most `size_max`). Any other value, whether not a whole number (`-1`, `abc`, `1.5`)
     /// or out of bounds (`0`, `251`), is one kind of mistake: a 422 naming the parameter.
     pub fn page(&self, size_max: u32) -> Result<PageRequest, ApiError> {
-        let number = self
-            .bounded("page[number]", 1, PAGE_NUMBER_MAX)?
-            .unwrap_or(1);
+        self.page_named("page[number]", "page[size]", size_max)
+    }
+
+    /// Like [`QueryParams::page`], for lists that name their page parameters otherwise
+    /// (the legacy reports' `page` and `per_page`).
+    pub fn page_named(
+        &self,
+        number_name: &str,
+        size_name: &str,
+        size_max: u32,
+    ) -> Result<PageRequest, ApiError> {
+        let number = self.bounded(number_name, 1, PAGE_NUMBER_MAX)?.unwrap_or(1);
         let size = self
-            .bounded("page[size]", 1, size_max)?
+            .bounded(size_name, 1, size_max)?
             .unwrap_or(PAGE_SIZE_DEFAULT);
         PageRequest::new(number, size, size_max).ok_or_else(|| {
             ApiError::internal(anyhow::anyhow!(

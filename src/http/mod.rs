@@ -16,10 +16,12 @@ pub mod managed_accounts;
 pub mod metrics;
 mod openapi;
 pub mod pricing;
+pub mod report_jobs;
 pub mod scope;
 pub mod security_headers;
 pub mod serve;
 pub mod usage;
+pub mod usage_reports;
 pub mod wire;
 
 use std::future::Future;
@@ -63,6 +65,11 @@ pub struct AppState {
     pub auth_throttle: std::sync::Arc<auth_throttle::AuthThrottle>,
     /// This application's metrics registry.
     pub metrics: std::sync::Arc<metrics::Metrics>,
+    /// Signs links that work without a key (report files, invoice documents).
+    pub signer: std::sync::Arc<crate::signing::Signer>,
+    /// Wakes this server's report worker when a job is created here (other servers' workers
+    /// find it on their next poll).
+    pub reports_wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// The route table. Every route is listed here and nowhere else.
@@ -92,6 +99,23 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(usage::renew))
         .routes(routes!(detail_records::list))
         .routes(routes!(audit_events::list))
+        .routes(routes!(usage_reports::list))
+        .routes(routes!(usage_reports::options))
+        .routes(routes!(report_jobs::list_voice, report_jobs::create_voice))
+        .routes(routes!(
+            report_jobs::retrieve_voice,
+            report_jobs::delete_voice
+        ))
+        .routes(routes!(report_jobs::csv_voice))
+        .routes(routes!(
+            report_jobs::list_messaging,
+            report_jobs::create_messaging
+        ))
+        .routes(routes!(
+            report_jobs::retrieve_messaging,
+            report_jobs::delete_messaging
+        ))
+        .routes(routes!(report_jobs::csv_messaging))
         .routes(routes!(pricing::own_rates))
         .routes(routes!(pricing::own_rate))
         .routes(routes!(pricing::managed_rates))
@@ -240,6 +264,7 @@ pub struct Application {
     metrics: Option<(TcpListener, Router)>,
     db: Db,
     limits: serve::ConnectionLimits,
+    state: AppState,
 }
 
 impl Application {
@@ -251,6 +276,10 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen))?;
+        let signer = {
+            let mut conn = db.write.acquire().await?;
+            crate::signing::Signer::load(&mut conn, crate::clock::to_epoch_ms(clock.now())).await?
+        };
         let state = AppState {
             db: db.clone(),
             clock,
@@ -258,6 +287,8 @@ impl Application {
             request_timeout_ms: settings.request_timeout_ms,
             auth_throttle: std::sync::Arc::default(),
             metrics: std::sync::Arc::default(),
+            signer: std::sync::Arc::new(signer),
+            reports_wake: std::sync::Arc::default(),
         };
         let metrics = match settings.metrics_listen {
             Some(address) => {
@@ -271,13 +302,14 @@ impl Application {
         Ok(Self {
             listener,
             metrics,
-            router: router(state, settings.body_limit_bytes),
+            router: router(state.clone(), settings.body_limit_bytes),
             db,
             limits: serve::ConnectionLimits {
                 header_read_timeout_ms: settings.header_read_timeout_ms,
                 keep_alive_timeout_ms: settings.keep_alive_timeout_ms,
                 shutdown_grace_ms: settings.shutdown_grace_ms,
             },
+            state,
         })
     }
 
@@ -304,8 +336,14 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(listen = %self.local_addr()?, "Steward is listening on {}", self.local_addr()?);
-        // One signal stops both listeners.
+        // One signal stops both listeners and the background workers.
         let (stop, _) = tokio::sync::watch::channel(false);
+        let workers = [tokio::spawn(crate::reports::jobs::run_worker(
+            self.state.db.clone(),
+            std::sync::Arc::clone(&self.state.clock),
+            std::sync::Arc::clone(&self.state.reports_wake),
+            stop.subscribe(),
+        ))];
         let metrics = self.metrics.map(|(listener, router)| {
             let mut stopped = stop.subscribe();
             let shutdown = async move {
@@ -321,6 +359,13 @@ impl Application {
         if let Some(metrics) = metrics {
             // A panic in the metrics loop is no reason to skip closing the database.
             let _ = metrics.await;
+        }
+        // Work cut short is taken up again (a report job's lease runs out, then a worker
+        // claims it); a worker's failure is logged, not a reason to skip closing.
+        for worker in workers {
+            if let Err(error) = worker.await {
+                tracing::error!(error = %error, "A background worker failed: {error}");
+            }
         }
         self.db.close().await;
         tracing::info!("Steward stopped");

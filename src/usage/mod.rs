@@ -11,7 +11,9 @@
 //! Ingestion never refuses usage for want of credit or because the account was disabled
 //! since: admission decides before usage starts, and admitted usage is always charged.
 
+pub mod numbers;
 pub mod repo;
+pub mod rollups;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -109,6 +111,8 @@ pub struct RatedRecord {
     pub rate_nanos: i64,
     /// The cost charged.
     pub cost_nanos: i64,
+    /// The destination's country and number type (stored with the record for reports).
+    pub destination: numbers::Classification,
 }
 
 /// E.164 digits of a number (`+` optional), or `None`.
@@ -193,6 +197,7 @@ fn rate(
         rate_prefix: rate.prefix.clone(),
         rate_nanos: rate.rate_nanos,
         cost_nanos: cost,
+        destination: numbers::classify(&event.destination),
         event,
     })
 }
@@ -338,12 +343,14 @@ async fn charge(
     let entry_id = uuid::Uuid::now_v7().to_string();
     let mut tx = db.write.begin().await?;
     let inserted = repo::insert_records(&mut tx, records, &entry_id, now_ms).await?;
-    let new: Vec<&&RatedRecord> = records
+    let new: Vec<&RatedRecord> = records
         .iter()
+        .copied()
         .filter(|r| inserted.contains(r.event.id.as_str()))
         .collect();
     if !new.is_empty() {
         let entry = usage_entry(&entry_id, &new, created_by)?;
+        rollups::add_in_tx(&mut tx, &new).await?;
         ledger::repo::post_in_tx(&mut tx, &entry, now_ms)
             .await
             .map_err(|e| match e {
@@ -366,7 +373,7 @@ async fn charge(
 /// manager's charges stay tagged with the managed account that spent them), revenue credited.
 fn usage_entry(
     entry_id: &str,
-    records: &[&&RatedRecord],
+    records: &[&RatedRecord],
     created_by: &str,
 ) -> Result<Entry, sqlx::Error> {
     let overflow = || sqlx::Error::Protocol("usage batch total out of range".to_owned());

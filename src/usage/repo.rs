@@ -20,16 +20,36 @@ pub async fn insert_records(
     use crate::db::JsonColumn::{BigInt, Text};
     let columns = [
         Text, Text, Text, Text, Text, BigInt, BigInt, Text, Text, BigInt, BigInt, BigInt, Text,
-        Text, BigInt,
+        Text, BigInt, Text, Text,
     ];
-    // One JSON array per row (serde writes tuples as arrays), in `columns` order. Rows go
-    // in ordered by event id, so that on PostgreSQL two batches sharing ids take their
-    // index locks in the same order and never deadlock.
-    let rows: Vec<_> = records
+    // One JSON array per row (serde writes tuple structs as arrays), in `columns` order.
+    // Rows go in ordered by event id, so that on PostgreSQL two batches sharing ids take
+    // their index locks in the same order and never deadlock.
+    #[derive(serde::Serialize)]
+    struct Row<'a>(
+        &'a str,
+        String,
+        String,
+        &'a str,
+        &'a str,
+        i64,
+        i64,
+        &'a str,
+        &'a str,
+        i64,
+        i64,
+        i64,
+        Option<&'a str>,
+        &'a str,
+        i64,
+        &'a str,
+        &'a str,
+    );
+    let rows: Vec<Row<'_>> = records
         .iter()
         .map(|r| {
             let e = &r.event;
-            (
+            Row(
                 e.id.as_str(),
                 e.account_id.to_string(),
                 r.payer.to_string(),
@@ -45,6 +65,8 @@ pub async fn insert_records(
                 e.lease_id.as_deref(),
                 entry_id,
                 now_ms,
+                r.destination.country_code.as_str(),
+                r.destination.number_type,
             )
         })
         .collect();
@@ -53,7 +75,7 @@ pub async fn insert_records(
     let sql = format!(
         "INSERT INTO usage_records (event_id, account_id, payer_account_id, product, destination, \
          quantity, billable_quantity, price_list_id, rate_prefix, rate_nanos, cost_nanos, \
-         occurred_at_ms, lease_id, entry_id, created_at_ms) {} ORDER BY 1 \
+         occurred_at_ms, lease_id, entry_id, created_at_ms, country_code, number_type) {} ORDER BY 1 \
          ON CONFLICT (event_id) DO NOTHING",
         crate::db::json_rows_select(conn, 1, &columns)
     );
@@ -190,11 +212,20 @@ pub struct StoredRecord {
     pub created_at_ms: i64,
 }
 
+/// Whose records to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOwner {
+    /// One account's.
+    Account(AccountId),
+    /// Every managed account's of this manager.
+    ManagedAccountsOf(AccountId),
+}
+
 /// What to read.
 #[derive(Debug, Clone)]
 pub struct RecordQuery {
     /// Whose records.
-    pub account_id: AccountId,
+    pub owner: RecordOwner,
     /// Which products.
     pub products: Vec<Product>,
     /// Occurred at or after.
@@ -214,7 +245,12 @@ pub async fn list_records(
     conn: &mut AnyConnection,
     query: &RecordQuery,
 ) -> Result<(Vec<StoredRecord>, i64), sqlx::Error> {
-    let mut clause = String::from("account_id = $1");
+    let mut clause = match query.owner {
+        RecordOwner::Account(_) => String::from("account_id = $1"),
+        RecordOwner::ManagedAccountsOf(_) => {
+            String::from("account_id IN (SELECT id FROM accounts WHERE manager_id = $1)")
+        }
+    };
     let mut n = 1;
     let products: Vec<String> = query
         .products
@@ -237,7 +273,10 @@ pub async fn list_records(
         sql: &'q str,
         query: &RecordQuery,
     ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-        let mut q = sqlx::query(sql).bind(query.account_id.to_string());
+        let owner = match query.owner {
+            RecordOwner::Account(id) | RecordOwner::ManagedAccountsOf(id) => id,
+        };
+        let mut q = sqlx::query(sql).bind(owner.to_string());
         for product in &query.products {
             q = q.bind(product.as_str().to_owned());
         }

@@ -27,5 +27,6 @@ mod nul;
 mod openapi;
 mod parsing;
 mod pricing;
+mod reports;
 mod statuses;
 mod usage;

@@ -89,6 +89,9 @@ pub struct Ids {
     own_key_id: String,
     /// A key of the target besides the one it was created with.
     target_key_id: String,
+    /// The manager's report jobs, voice and messaging.
+    voice_job_id: String,
+    messaging_job_id: String,
 }
 
 impl Ids {
@@ -170,7 +173,27 @@ impl Ids {
             .as_str()
             .unwrap()
             .to_owned();
+        let job = |kind: &'static str| {
+            let path = format!("/v2/legacy/reporting/usage_reports/{kind}");
+            async move {
+                app.post(
+                    &path,
+                    &app.manager.key,
+                    Some(json!({"aggregation_type": 0,
+                        "start_time": "2026-01-01T00:00:00Z", "end_time": "2026-01-02T00:00:00Z"})),
+                )
+                .await
+                .body["data"]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            }
+        };
+        let voice_job_id = job("voice").await;
+        let messaging_job_id = job("messaging").await;
         Self {
+            voice_job_id,
+            messaging_job_id,
             target,
             managed,
             disabled,
@@ -198,6 +221,10 @@ impl Ids {
             &self.lease_id
         } else if path.starts_with("/admin/v1/price_lists/{id}") {
             &self.price_list_id
+        } else if path.starts_with("/v2/legacy/reporting/usage_reports/voice/{id}") {
+            &self.voice_job_id
+        } else if path.starts_with("/v2/legacy/reporting/usage_reports/messaging/{id}") {
+            &self.messaging_job_id
         } else {
             assert!(
                 !path.contains("{id}"),

@@ -1,0 +1,157 @@
+//! Rollups: sums of charged usage per account, product, destination country and number
+//! type, by UTC hour and by UTC day, added in the transaction that charges the usage — so
+//! a report is exactly as current as the ledger, never ahead or behind.
+//!
+//! A batch adds one upsert per table, its rows in key order (so that concurrent batches on
+//! PostgreSQL take row locks in one order and never wait crosswise).
+
+use std::collections::BTreeMap;
+
+use sqlx::AnyConnection;
+
+use super::RatedRecord;
+use crate::db::JsonColumn::{BigInt, Text};
+
+/// Milliseconds in an hour and in a day (UTC days have no leap seconds in epoch time).
+pub const HOUR_MS: i64 = 3_600_000;
+/// Milliseconds in a UTC day.
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// The rollup tables and their bucket widths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    /// `usage_rollups_hourly`.
+    Hour,
+    /// `usage_rollups_daily`.
+    Day,
+}
+
+impl Granularity {
+    /// Table name (fixed here, never from input).
+    pub fn table(self) -> &'static str {
+        match self {
+            Self::Hour => "usage_rollups_hourly",
+            Self::Day => "usage_rollups_daily",
+        }
+    }
+
+    /// Bucket width.
+    pub fn width_ms(self) -> i64 {
+        match self {
+            Self::Hour => HOUR_MS,
+            Self::Day => DAY_MS,
+        }
+    }
+
+    /// The start of the bucket holding `at_ms`.
+    pub fn bucket(self, at_ms: i64) -> i64 {
+        at_ms.div_euclid(self.width_ms()) * self.width_ms()
+    }
+}
+
+/// (bucket, account, product, country, number type).
+type Key<'a> = (i64, String, &'static str, &'a str, &'static str);
+
+/// (events, quantity, billable quantity, cost).
+#[derive(Debug, Default, Clone, Copy)]
+struct Sums {
+    events: i64,
+    quantity: i64,
+    billable_quantity: i64,
+    cost_nanos: i64,
+}
+
+fn aggregate<'a>(
+    records: &[&'a RatedRecord],
+    granularity: Granularity,
+) -> Result<BTreeMap<Key<'a>, Sums>, sqlx::Error> {
+    let overflow = || sqlx::Error::Protocol("usage rollup sum out of range".to_owned());
+    let mut sums: BTreeMap<Key<'a>, Sums> = BTreeMap::new();
+    for record in records {
+        let event = &record.event;
+        let key = (
+            granularity.bucket(event.occurred_at_ms),
+            event.account_id.to_string(),
+            event.product.as_str(),
+            record.destination.country_code.as_str(),
+            record.destination.number_type,
+        );
+        let slot = sums.entry(key).or_default();
+        slot.events = slot.events.checked_add(1).ok_or_else(overflow)?;
+        slot.quantity = slot
+            .quantity
+            .checked_add(event.quantity)
+            .ok_or_else(overflow)?;
+        slot.billable_quantity = slot
+            .billable_quantity
+            .checked_add(record.billable_quantity)
+            .ok_or_else(overflow)?;
+        slot.cost_nanos = slot
+            .cost_nanos
+            .checked_add(record.cost_nanos)
+            .ok_or_else(overflow)?;
+    }
+    Ok(sums)
+}
+
+/// Adds newly charged `records` to both rollup tables, in the caller's transaction.
+pub async fn add_in_tx(
+    conn: &mut AnyConnection,
+    records: &[&RatedRecord],
+) -> Result<(), sqlx::Error> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    for granularity in [Granularity::Hour, Granularity::Day] {
+        let rows: Vec<_> = aggregate(records, granularity)?
+            .into_iter()
+            .map(|((bucket, account, product, country, kind), sums)| {
+                (
+                    bucket,
+                    account,
+                    product,
+                    country,
+                    kind,
+                    sums.events,
+                    sums.quantity,
+                    sums.billable_quantity,
+                    sums.cost_nanos,
+                )
+            })
+            .collect();
+        let json = serde_json::to_string(&rows)
+            .map_err(|e| sqlx::Error::Protocol(format!("Failed to encode rollups: {e}")))?;
+        let table = granularity.table();
+        let select = crate::db::json_rows_select(
+            conn,
+            1,
+            &[
+                BigInt, Text, Text, Text, Text, BigInt, BigInt, BigInt, BigInt,
+            ],
+        );
+        let sql = format!(
+            "INSERT INTO {table} (bucket_ms, account_id, product, country_code, number_type, \
+             event_count, quantity, billable_quantity, cost_nanos) {select} ORDER BY 1, 2, 3, 4, 5 \
+             ON CONFLICT (bucket_ms, account_id, product, country_code, number_type) DO UPDATE SET \
+             event_count = {table}.event_count + excluded.event_count, \
+             quantity = {table}.quantity + excluded.quantity, \
+             billable_quantity = {table}.billable_quantity + excluded.billable_quantity, \
+             cost_nanos = {table}.cost_nanos + excluded.cost_nanos"
+        );
+        sqlx::query(&sql).bind(json).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_start_on_the_utc_hour_and_day() {
+        let at = 1_767_269_430_000; // 2026-01-01T12:10:30Z
+        assert_eq!(Granularity::Hour.bucket(at), 1_767_268_800_000);
+        assert_eq!(Granularity::Day.bucket(at), 1_767_225_600_000);
+        assert_eq!(Granularity::Day.bucket(-1), -DAY_MS);
+    }
+}
