@@ -15,6 +15,7 @@ mod cancellation;
 mod cli;
 mod concurrency;
 mod connections;
+mod crash;
 mod emails;
 mod errors;
 mod headers;
