@@ -22,4 +22,5 @@ pub mod rating;
 pub mod reports;
 pub mod signing;
 pub mod telemetry;
+pub mod upgrade;
 pub mod usage;

@@ -43,7 +43,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin(args) => {
             let url = DatabaseUrl::parse(&args.database_url).map_err(anyhow::Error::msg)?;
             let db = Db::connect(&url).await?;
-            steward::accounts::upgrade_stored_emails(&db, &clock).await?;
+            steward::upgrade::run(&db, &clock).await?;
             let result = steward::admin::run(&db, &clock, args.command).await;
             db.close().await;
             println!("{}", serde_json::to_string_pretty(&result?)?);

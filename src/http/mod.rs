@@ -272,7 +272,7 @@ impl Application {
     /// real port is known before serving (tests bind port 0).
     pub async fn build(settings: &Settings, clock: ClockHandle) -> anyhow::Result<Self> {
         let db = Db::connect(&settings.database_url).await?;
-        crate::accounts::upgrade_stored_emails(&db, &clock).await?;
+        crate::upgrade::run(&db, &clock).await?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen))?;

@@ -143,6 +143,77 @@ pub async fn add_in_tx(
     Ok(())
 }
 
+/// Records charged before destinations were classified, per statement of the upgrade.
+const UPGRADE_CHUNK_RECORDS: i64 = 5_000;
+
+/// Classifies the destinations of records stored before they were classified and builds the
+/// rollups of every record, once per database: the first process to claim the run does it
+/// in one transaction, which other processes' claims wait for (so none ingests into rollups
+/// that are half built). Returns how many records were classified.
+pub async fn upgrade_stored_records(
+    conn: &mut AnyConnection,
+    now_ms: i64,
+) -> Result<u64, sqlx::Error> {
+    use sqlx::Row;
+    let claimed = sqlx::query(
+        "INSERT INTO maintenance_runs (name, ran_at_ms) VALUES ('usage_rollups_v1', $1) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if !claimed {
+        return Ok(0);
+    }
+    let mut classified = 0_u64;
+    loop {
+        let rows = sqlx::query(
+            "SELECT event_id, destination FROM usage_records WHERE country_code IS NULL \
+             ORDER BY event_id LIMIT $1",
+        )
+        .bind(UPGRADE_CHUNK_RECORDS)
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() {
+            break;
+        }
+        let mut classes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let event_id: String = row.try_get("event_id")?;
+            let destination: String = row.try_get("destination")?;
+            let class = super::numbers::classify(&destination);
+            classes.push((event_id, class.country_code, class.number_type));
+        }
+        let json = serde_json::to_string(&classes)
+            .map_err(|e| sqlx::Error::Protocol(format!("Failed to encode classes: {e}")))?;
+        let select = crate::db::json_rows_select(conn, 1, &[Text, Text, Text]);
+        let sql = format!(
+            "WITH c (event_id, country_code, number_type) AS ({select}) \
+             UPDATE usage_records SET country_code = c.country_code, number_type = c.number_type \
+             FROM c WHERE usage_records.event_id = c.event_id"
+        );
+        sqlx::query(&sql).bind(json).execute(&mut *conn).await?;
+        classified += u64::try_from(rows.len()).unwrap_or(0);
+    }
+    for granularity in [Granularity::Hour, Granularity::Day] {
+        let table = granularity.table();
+        let width = granularity.width_ms();
+        // The tables are new with this upgrade: nothing was rolled up before it.
+        let sql = format!(
+            "INSERT INTO {table} (bucket_ms, account_id, product, country_code, number_type, \
+             event_count, quantity, billable_quantity, cost_nanos) \
+             SELECT (occurred_at_ms / {width}) * {width}, account_id, product, country_code, \
+             number_type, COUNT(*), CAST(SUM(quantity) AS BIGINT), \
+             CAST(SUM(billable_quantity) AS BIGINT), CAST(SUM(cost_nanos) AS BIGINT) \
+             FROM usage_records GROUP BY 1, 2, 3, 4, 5"
+        );
+        sqlx::query(&sql).execute(&mut *conn).await?;
+    }
+    Ok(classified)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -754,3 +754,43 @@ async fn a_manager_lists_the_detail_records_of_its_whole_tree() {
         .await;
     refused.assert_error(403, "10010", None);
 }
+
+#[tokio::test]
+async fn usage_stored_before_rollups_is_classified_and_rolled_up_once_at_start() {
+    let app = spawn_app().await;
+    let tree = tree_with_usage(&app).await;
+    // As an earlier version left it: no destination classes, no rollups.
+    for sql in [
+        "UPDATE usage_records SET country_code = NULL, number_type = NULL",
+        "DELETE FROM usage_rollups_hourly",
+        "DELETE FROM usage_rollups_daily",
+        "DELETE FROM maintenance_runs WHERE name = 'usage_rollups_v1'",
+    ] {
+        sqlx::query(sql).execute(&app.db.write).await.unwrap();
+    }
+    let empty = report(
+        &app,
+        &tree.own.key,
+        &format!("product=sip-trunking&dimensions=country_code&metrics=count&{RANGE}"),
+    )
+    .await;
+    assert_eq!(empty["data"], json!([]));
+
+    // A server starting on the database upgrades it; a second start changes nothing.
+    app.second_server().await;
+    app.second_server().await;
+
+    let rebuilt = report(
+        &app,
+        &tree.own.key,
+        &format!("product=sip-trunking&dimensions=country_code,number_type&metrics=count,call_sec&{RANGE}"),
+    )
+    .await;
+    assert_eq!(
+        rebuilt["data"],
+        json!([
+            {"country_code": "GB", "number_type": "geographic", "count": 1, "call_sec": 61},
+            {"country_code": "US", "number_type": "geographic_or_mobile", "count": 1, "call_sec": 61},
+        ])
+    );
+}
