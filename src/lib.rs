@@ -19,5 +19,6 @@ pub mod ledger;
 pub mod money;
 pub mod pricing;
 pub mod rating;
+pub mod sensitive;
 pub mod telemetry;
 pub mod usage;

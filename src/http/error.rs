@@ -221,14 +221,25 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, title) = self.kind.spec();
         if let Some(cause) = &self.cause {
-            tracing::error!(error.chain = %cause_chain(cause), "Request failed: {}", cause_chain(cause));
+            // A cause may quote input: card data is cut out of the log line as well.
+            let chain = crate::sensitive::redact_card_data(&cause_chain(cause)).into_owned();
+            tracing::error!(error.chain = %chain, "Request failed: {chain}");
         }
+        // Details and sources may echo what the client sent: never a card number or token.
+        let redact = |text: String| match crate::sensitive::redact_card_data(&text) {
+            std::borrow::Cow::Borrowed(_) => text,
+            std::borrow::Cow::Owned(redacted) => redacted,
+        };
+        let source = self.source.map(|source| match source {
+            ErrorSource::Pointer(p) => ErrorSource::Pointer(redact(p)),
+            ErrorSource::Parameter(p) => ErrorSource::Parameter(redact(p)),
+        });
         let body = ErrorEnvelope {
             errors: vec![ErrorObject {
                 code,
                 title,
-                detail: self.detail,
-                source: self.source,
+                detail: redact(self.detail),
+                source,
             }],
         };
         let mut response = (status, axum::Json(body)).into_response();

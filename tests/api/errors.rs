@@ -171,3 +171,52 @@ async fn exact_error_envelope_for_a_blamed_field() {
                            "detail": "business_name is required", "source": {"pointer": "/business_name"}}]})
     );
 }
+
+#[tokio::test]
+async fn a_card_number_in_any_field_or_parameter_is_never_echoed_nor_stored() {
+    let app = spawn_app().await;
+    let key = &app.standard.key;
+    let replies = [
+        app.patch("/v2/account", key, json!({"email": "4242 4242 4242 4242"}))
+            .await,
+        app.patch(
+            "/v2/account",
+            key,
+            json!({"email": "4242424242424242@cards.example"}),
+        )
+        .await,
+        app.patch(
+            "/v2/account",
+            key,
+            json!({"business_name": "Acme 4242-4242-4242-4242"}),
+        )
+        .await,
+        app.patch("/v2/account", key, json!({"email": 4242424242424242_u64}))
+            .await,
+        app.get(
+            "/v2/managed_accounts?filter[5555555555554444]=x",
+            &app.manager.key,
+        )
+        .await,
+        app.create_managed(
+            &app.manager.key,
+            json!({"business_name": "Fine", "password": 5555555555554444_u64}),
+        )
+        .await,
+    ];
+    for reply in replies {
+        assert!(reply.status.is_client_error(), "{}", reply.body);
+        let text = reply.body.to_string();
+        for spelling in [
+            "4242424242424242",
+            "4242 4242 4242 4242",
+            "4242-4242-4242-4242",
+            "5555555555554444",
+        ] {
+            assert!(!text.contains(spelling), "echoed: {text}");
+        }
+    }
+    let me = app.get("/v2/account", key).await;
+    assert_eq!(me.body["data"]["organization_name"], "Standalone");
+    assert_eq!(me.body["data"]["email"], "solo@standard.example");
+}
