@@ -76,6 +76,8 @@ pub struct Settings {
     pub request_timeout_ms: u64,
     /// Per-request body size limit.
     pub body_limit_bytes: usize,
+    /// Payment gateway and background payment work.
+    pub payments: crate::payments::PaymentsConfig,
 }
 
 #[cfg(test)]

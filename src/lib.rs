@@ -17,6 +17,7 @@ pub mod http;
 pub mod keys;
 pub mod ledger;
 pub mod money;
+pub mod payments;
 pub mod pricing;
 pub mod rating;
 pub mod sensitive;

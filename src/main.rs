@@ -32,6 +32,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 database_url: DatabaseUrl::parse(&args.database_url).map_err(anyhow::Error::msg)?,
                 request_timeout_ms: args.request_timeout_ms,
                 body_limit_bytes: args.body_limit_bytes,
+                payments: args
+                    .payments
+                    .config(args.payment_tasks_interval_ms)
+                    .map_err(anyhow::Error::msg)?,
             };
             let app = Application::build(&settings, clock).await?;
             app.run_until(shutdown_signal()).await
@@ -40,7 +44,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let url = DatabaseUrl::parse(&args.database_url).map_err(anyhow::Error::msg)?;
             let db = Db::connect(&url).await?;
             steward::accounts::upgrade_stored_emails(&db, &clock).await?;
-            let result = steward::admin::run(&db, &clock, args.command).await;
+            let payments = args.payments.config(0).map_err(anyhow::Error::msg)?;
+            let result = steward::admin::run(&db, &clock, &payments, args.command).await;
             db.close().await;
             println!("{}", serde_json::to_string_pretty(&result?)?);
             Ok(())

@@ -47,11 +47,19 @@ pub enum ErrorKind {
     Internal,
     /// The database is unreachable.
     Unavailable,
+    /// An amount that is not dollars and cents (Telnyx's own code).
+    InvalidAmount,
+    /// Payments paused by a carding defence; wait for `Retry-After`.
+    PaymentBlocked,
+    /// The card issuer declined the payment.
+    CardDeclined,
+    /// The card processor failed; nothing was charged.
+    PaymentProcessorError,
 }
 
 impl ErrorKind {
     /// Every kind, for the table test.
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 19] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::NotFound,
@@ -67,6 +75,10 @@ impl ErrorKind {
         Self::Timeout,
         Self::Internal,
         Self::Unavailable,
+        Self::InvalidAmount,
+        Self::PaymentBlocked,
+        Self::CardDeclined,
+        Self::PaymentProcessorError,
     ];
 
     /// The table: HTTP status, error code and title. Codes below 20000 are Telnyx's own;
@@ -116,6 +128,20 @@ impl ErrorKind {
                 "40007",
                 "Service unavailable",
             ),
+            Self::InvalidAmount => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "10027",
+                "Invalid amount format",
+            ),
+            Self::PaymentBlocked => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "40020",
+                "Payments temporarily blocked",
+            ),
+            Self::CardDeclined => (StatusCode::UNPROCESSABLE_ENTITY, "40021", "Card declined"),
+            Self::PaymentProcessorError => {
+                (StatusCode::BAD_GATEWAY, "40022", "Payment processor error")
+            }
         }
     }
 }
@@ -138,6 +164,9 @@ pub struct ApiError {
     detail: String,
     source: Option<ErrorSource>,
     cause: Option<anyhow::Error>,
+    retry_after_s: Option<u64>,
+    /// Tells the Telnyx SDKs whether to retry on their own (`x-should-retry`).
+    should_retry: Option<bool>,
 }
 
 impl ApiError {
@@ -148,6 +177,8 @@ impl ApiError {
             detail: detail.into(),
             source: None,
             cause: None,
+            retry_after_s: None,
+            should_retry: None,
         }
     }
 
@@ -171,7 +202,24 @@ impl ApiError {
                 .to_owned(),
             source: None,
             cause: Some(cause),
+            retry_after_s: None,
+            should_retry: None,
         }
+    }
+
+    /// Tells the client when to try again (`Retry-After`, whole seconds rounded up).
+    pub fn retry_after_ms(mut self, retry_after_ms: i64) -> Self {
+        let seconds = u64::try_from(retry_after_ms.max(1))
+            .unwrap_or(1)
+            .div_ceil(1000);
+        self.retry_after_s = Some(seconds);
+        self
+    }
+
+    /// Tells the Telnyx SDKs not to retry on their own (they retry 429s and 5xx).
+    pub fn no_automatic_retry(mut self) -> Self {
+        self.should_retry = Some(false);
+        self
     }
 
     /// The kind.
@@ -247,6 +295,15 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(retry) = self.should_retry {
+            let value = HeaderValue::from_static(if retry { "true" } else { "false" });
+            response.headers_mut().insert("x-should-retry", value);
         }
         response
     }
@@ -365,6 +422,49 @@ impl From<crate::admission::AdmissionError> for ApiError {
         match error {
             crate::admission::AdmissionError::NotFound(what) => ApiError::not_found(what),
             crate::admission::AdmissionError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::payments::PaymentError> for ApiError {
+    fn from(error: crate::payments::PaymentError) -> Self {
+        use crate::payments::PaymentError as E;
+        use ErrorKind as K;
+        match error {
+            E::AccountNotFound => ApiError::not_found("account"),
+            E::MethodNotFound => ApiError::not_found("payment method"),
+            E::TokenNotFound => ApiError::new(
+                K::NotFound,
+                "No card with this token exists (it may belong to another account). Enter the card again for a new token.",
+            )
+            .pointer("/token"),
+            e @ (E::RollupBilling | E::Cancelled | E::NotAllowed(_)) => {
+                ApiError::new(K::InvalidState, e.to_string())
+            }
+            e @ E::NoDefaultMethod => {
+                ApiError::new(K::InvalidState, e.to_string()).pointer("/payment_method_id")
+            }
+            e @ E::DuplicateCard => ApiError::new(K::Duplicate, e.to_string()).pointer("/token"),
+            e @ E::TooManyMethods { .. } => ApiError::new(K::LimitReached, e.to_string()),
+            ref e @ E::AmountOutOfRange { field, .. } => {
+                ApiError::new(K::InvalidValue, e.to_string()).pointer(format!("/{field}"))
+            }
+            ref e @ E::AmountFormat { field } => {
+                ApiError::new(K::InvalidAmount, e.to_string()).pointer(format!("/{field}"))
+            }
+            e @ E::IdempotencyKeyReused => {
+                ApiError::new(K::InvalidValue, e.to_string()).parameter("Idempotency-Key")
+            }
+            E::Refused(refusal) => ApiError::new(K::PaymentBlocked, refusal.detail)
+                .retry_after_ms(refusal.retry_after_ms)
+                .no_automatic_retry(),
+            E::Invalid { field, message } => {
+                ApiError::new(K::InvalidValue, message).pointer(format!("/{field}"))
+            }
+            E::InvalidCard(reason) => ApiError::new(K::InvalidValue, reason).pointer("/number"),
+            e @ E::GatewayUnavailable => ApiError::new(K::Unavailable, e.to_string()),
+            E::Database(e) => e.into(),
+            E::Internal(e) => ApiError::internal(e),
         }
     }
 }

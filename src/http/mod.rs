@@ -11,7 +11,10 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod managed_accounts;
+pub mod payment_methods;
+pub mod payments;
 pub mod pricing;
+pub mod sandbox;
 pub mod scope;
 pub mod usage;
 pub mod wire;
@@ -53,6 +56,8 @@ pub struct AppState {
     pub pricing: std::sync::Arc<crate::pricing::PricingCache>,
     /// Per-request time limit.
     pub request_timeout_ms: u64,
+    /// Card payments and their gateway.
+    pub payments: crate::payments::Payments,
 }
 
 #[derive(OpenApi)]
@@ -164,6 +169,28 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::adjust))
         .routes(routes!(admin::price_list_rates))
         .routes(routes!(admin::account_rate))
+        // Payments.
+        .routes(routes!(
+            payment_methods::list_own,
+            payment_methods::create_own
+        ))
+        .routes(routes!(payment_methods::delete_own))
+        .routes(routes!(payment_methods::set_default_own))
+        .routes(routes!(
+            payment_methods::list_managed,
+            payment_methods::create_managed
+        ))
+        .routes(routes!(payment_methods::delete_managed))
+        .routes(routes!(payment_methods::set_default_managed))
+        .routes(routes!(payments::list, payments::create))
+        .routes(routes!(payments::create_sdk_path))
+        .routes(routes!(payments::list_managed, payments::create_managed))
+        .routes(routes!(payments::get_prefs, payments::update_prefs))
+        .routes(routes!(
+            payments::get_managed_prefs,
+            payments::update_managed_prefs
+        ))
+        .routes(routes!(sandbox::tokenize))
 }
 
 /// The routes and the OpenAPI document of everything they serve.
@@ -261,6 +288,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     db: Db,
+    payments: crate::payments::Payments,
 }
 
 impl Application {
@@ -272,16 +300,21 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen))?;
+        let payments =
+            crate::payments::Payments::new(db.clone(), clock.clone(), settings.payments.clone());
+        payments.announce();
         let state = AppState {
             db: db.clone(),
             clock,
             pricing: std::sync::Arc::default(),
             request_timeout_ms: settings.request_timeout_ms,
+            payments: payments.clone(),
         };
         Ok(Self {
             listener,
             router: router(state, settings.body_limit_bytes),
             db,
+            payments,
         })
     }
 
@@ -298,10 +331,18 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(listen = %self.local_addr()?, "Steward is listening on {}", self.local_addr()?);
+        // Payments' background work stops with the same signal.
+        let (stop_tasks, tasks_stopped) = tokio::sync::watch::channel(false);
+        let tasks = crate::payments::tasks::spawn(self.payments, tasks_stopped);
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop_tasks.send(true);
+        };
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
             .context("Failed to serve HTTP")?;
+        crate::payments::tasks::join(tasks).await;
         self.db.close().await;
         tracing::info!("Steward stopped");
         Ok(())

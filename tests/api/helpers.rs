@@ -122,6 +122,17 @@ async fn database_url(dir: &tempfile::TempDir) -> String {
     format!("{base}{separator}options=-c%20search_path%3D{schema}")
 }
 
+/// Payments as tests run them: no sandbox latency and no background work (tests run each
+/// unit of it themselves), a short slow card.
+pub fn test_payments_config() -> steward::payments::PaymentsConfig {
+    steward::payments::PaymentsConfig {
+        sandbox_latency_ms: 0,
+        sandbox_slow_charge_ms: 200,
+        tasks_interval_ms: 0,
+        ..Default::default()
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -138,6 +149,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         database_url: DatabaseUrl::parse(&database_url).unwrap(),
         request_timeout_ms: 30_000,
         body_limit_bytes: 64 * 1024,
+        payments: test_payments_config(),
     };
     configure(&mut settings);
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap());
@@ -434,6 +446,7 @@ impl TestApp {
             database_url: DatabaseUrl::parse(&self.database_url).unwrap(),
             request_timeout_ms: 30_000,
             body_limit_bytes: 64 * 1024,
+            payments: test_payments_config(),
         };
         let clock: ClockHandle = Arc::new(self.clock.clone());
         let app = Application::build(&settings, clock)

@@ -20,5 +20,6 @@ mod ledger_properties;
 mod listing;
 mod managed_accounts;
 mod openapi;
+mod payments;
 mod pricing;
 mod usage;
