@@ -199,7 +199,26 @@ fn answer(attempt: &Attempt, replayed: bool) -> Result<Response, ApiError> {
     Ok(response)
 }
 
+/// A top-up, answered so that the Telnyx SDKs never repeat it on their own: they retry
+/// 408, 409, 429 and 5xx, and send no Idempotency-Key unless told to, so a repeat could be
+/// a second charge.
 async fn top_up(
+    state: &AppState,
+    caller: &Caller,
+    managed_id: Option<&str>,
+    headers: &HeaderMap,
+    body: TopUpBody,
+) -> Result<Response, ApiError> {
+    let mut response = top_up_once(state, caller, managed_id, headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    response
+        .headers_mut()
+        .insert("x-should-retry", HeaderValue::from_static("false"));
+    Ok(response)
+}
+
+async fn top_up_once(
     state: &AppState,
     caller: &Caller,
     managed_id: Option<&str>,
