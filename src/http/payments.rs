@@ -253,11 +253,13 @@ fn parse_amount(
             dollars_and_cents(text)
                 .map(Some)
                 .map_err(|error| match error {
-                    crate::money::MoneyParseError::OutOfRange => PaymentError::AmountOutOfRange {
+                    crate::money::MoneyParseError::OutOfRange => PaymentError::Invalid {
                         field,
-                        min: "0.00".to_owned(),
-                        max: crate::money::Money::from_nanos(AMOUNT_ABS_MAX_NANOS)
-                            .to_decimal_string(2),
+                        message: format!(
+                            "{field} is larger than any amount Steward takes (at most {})",
+                            crate::money::Money::from_nanos(AMOUNT_ABS_MAX_NANOS)
+                                .to_decimal_string(2)
+                        ),
                     }
                     .into(),
                     _ => PaymentError::AmountFormat { field }.into(),

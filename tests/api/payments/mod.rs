@@ -83,11 +83,27 @@ pub async fn tokenize(app: &TestApp, key: &str, number: &str) -> String {
 
 /// Saves a token as a card (of `managed` when given, by `key`'s manager); the reply.
 pub async fn add_token(app: &TestApp, key: &str, managed: Option<&Actor>, token: &str) -> Reply {
+    add_token_at(&app.address, app, key, managed, token).await
+}
+
+/// [`add_token`] against the server at `address`.
+pub async fn add_token_at(
+    address: &str,
+    app: &TestApp,
+    key: &str,
+    managed: Option<&Actor>,
+    token: &str,
+) -> Reply {
     let path = match managed {
         Some(m) => format!("/v2/managed_accounts/{}/payment_methods", m.id),
         None => "/v2/payment_methods".to_owned(),
     };
-    app.post(&path, key, Some(json!({ "token": token }))).await
+    let request = app
+        .client
+        .post(format!("{address}{path}"))
+        .bearer_auth(key)
+        .json(&json!({ "token": token }));
+    TestApp::read(request.send().await.expect("request sent")).await
 }
 
 /// Tokenizes and saves a test card; the payment method.
