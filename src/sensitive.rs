@@ -83,14 +83,18 @@ fn digit_runs(text: &str) -> Vec<DigitRun> {
 }
 
 /// Whether a run of digits holds a card number: any window of 13 to 19 of its digits that
-/// passes the Luhn check. (Long digit runs are then almost always treated as card data,
-/// which is the safe side.)
+/// starts as the card networks' numbers do (2 to 6: Mastercard, American Express, Visa,
+/// Discover and the others in use) and passes the Luhn check. (Long digit runs are then
+/// often treated as card data, which is the safe side.)
 fn holds_card_number(digits: &[u8]) -> bool {
     if digits.len() < CARD_DIGITS_MIN {
         return false;
     }
-    (CARD_DIGITS_MIN..=CARD_DIGITS_MAX.min(digits.len()))
-        .any(|width| digits.windows(width).any(luhn_valid))
+    (CARD_DIGITS_MIN..=CARD_DIGITS_MAX.min(digits.len())).any(|width| {
+        digits.windows(width).any(|window| {
+            window.first().is_some_and(|d| (b'2'..=b'6').contains(d)) && luhn_valid(window)
+        })
+    })
 }
 
 /// True when `text` holds something that looks like a payment card number.

@@ -146,7 +146,8 @@ async fn set_default_for(
 
 /// The calling account's cards, newest first.
 #[utoipa::path(get, path = "/v2/payment_methods", tag = "Payment methods",
-    responses((status = 200, body = List<PaymentMethodBody>)),
+    responses((status = 200, body = List<PaymentMethodBody>),
+        (status = 422, description = "A rollup-billing account has no payment methods, top-ups or auto-recharge of its own (its manager pays); or a cancelled account", body = super::error::ErrorEnvelope)),
     security(("account_key" = [])))]
 pub async fn list_own(
     State(state): State<AppState>,
@@ -199,6 +200,7 @@ pub async fn set_default_own(
 #[utoipa::path(get, path = "/v2/managed_accounts/{id}/payment_methods", tag = "Payment methods",
     params(("id" = String, Path)),
     responses((status = 200, body = List<PaymentMethodBody>),
+        (status = 422, description = "A rollup-billing account has no payment methods, top-ups or auto-recharge of its own (its manager pays); or a cancelled account", body = super::error::ErrorEnvelope),
         (status = 403, description = "not a manager", body = super::error::ErrorEnvelope)),
     security(("account_key" = [])))]
 pub async fn list_managed(

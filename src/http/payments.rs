@@ -280,6 +280,7 @@ fn parse_amount(
         (status = 202, description = "the processor's answer is not known yet; retry with the same Idempotency-Key", body = Data<StoredPaymentTransaction>),
         (status = 422, description = "declined (40021), amount format (10027) or bounds", body = super::error::ErrorEnvelope),
         (status = 429, description = "paused by a carding defence; see Retry-After", body = super::error::ErrorEnvelope),
+        (status = 404, description = "payment_method_id names no card of the account", body = super::error::ErrorEnvelope),
         (status = 502, description = "processor error; nothing charged", body = super::error::ErrorEnvelope)),
     security(("account_key" = [])))]
 pub async fn create(
@@ -296,8 +297,12 @@ pub async fn create(
 #[utoipa::path(post, path = "/v2/v2/payment/stored_payment_transactions", tag = "Payments",
     request_body = TopUpBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "makes retries safe")),
-    responses((status = 200, body = Data<StoredPaymentTransaction>),
-        (status = 202, body = Data<StoredPaymentTransaction>)),
+    responses((status = 200, description = "charged and credited", body = Data<StoredPaymentTransaction>),
+        (status = 202, description = "the processor's answer is not known yet; retry with the same Idempotency-Key", body = Data<StoredPaymentTransaction>),
+        (status = 404, description = "payment_method_id names no card of the account", body = super::error::ErrorEnvelope),
+        (status = 422, description = "declined (40021), amount format (10027) or bounds", body = super::error::ErrorEnvelope),
+        (status = 429, description = "paused by a carding defence; see Retry-After", body = super::error::ErrorEnvelope),
+        (status = 502, description = "processor error; nothing charged", body = super::error::ErrorEnvelope)),
     security(("account_key" = [])))]
 pub async fn create_sdk_path(
     State(state): State<AppState>,
@@ -462,7 +467,8 @@ async fn update_prefs_for(
 
 /// The calling account's auto-recharge preference.
 #[utoipa::path(get, path = "/v2/payment/auto_recharge_prefs", tag = "Payments",
-    responses((status = 200, body = Data<AutoRechargePrefBody>)),
+    responses((status = 200, body = Data<AutoRechargePrefBody>),
+        (status = 422, description = "A rollup-billing account has no payment methods, top-ups or auto-recharge of its own (its manager pays); or a cancelled account", body = super::error::ErrorEnvelope)),
     security(("account_key" = [])))]
 pub async fn get_prefs(
     State(state): State<AppState>,
@@ -488,6 +494,7 @@ pub async fn update_prefs(
 #[utoipa::path(get, path = "/v2/managed_accounts/{id}/payment/auto_recharge_prefs", tag = "Payments",
     params(("id" = String, Path)),
     responses((status = 200, body = Data<AutoRechargePrefBody>),
+        (status = 422, description = "A rollup-billing account has no payment methods, top-ups or auto-recharge of its own (its manager pays); or a cancelled account", body = super::error::ErrorEnvelope),
         (status = 403, description = "not a manager", body = super::error::ErrorEnvelope)),
     security(("account_key" = [])))]
 pub async fn get_managed_prefs(
