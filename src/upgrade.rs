@@ -15,6 +15,9 @@ pub async fn run(db: &Db, clock: &ClockHandle) -> anyhow::Result<()> {
         crate::usage::rollups::upgrade_stored_records(&mut tx, to_epoch_ms(clock.now()))
             .await
             .context("Failed to classify stored usage and build its rollups")?;
+    crate::usage::rollups::upgrade_monthly_rollups(&mut tx, to_epoch_ms(clock.now()))
+        .await
+        .context("Failed to build the monthly usage rollups")?;
     tx.commit().await?;
     if classified > 0 {
         tracing::info!(
