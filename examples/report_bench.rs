@@ -305,13 +305,22 @@ fn summary(mut ms: Vec<f64>) -> serde_json::Value {
                        "max_ms": ms.last().copied().unwrap_or(0.0)})
 }
 
-async fn time_report(client: &reqwest::Client, url: &str, key: &str, reports: usize) -> anyhow::Result<(Vec<f64>, u64)> {
+async fn time_report(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    reports: usize,
+) -> anyhow::Result<(Vec<f64>, u64)> {
     let mut report_ms = Vec::with_capacity(reports);
     let mut rows = 0;
     for _ in 0..reports {
         let started = Instant::now();
         let response = client.get(url).bearer_auth(key).send().await?;
-        anyhow::ensure!(response.status() == 200, "report answered {}", response.status());
+        anyhow::ensure!(
+            response.status() == 200,
+            "report answered {}",
+            response.status()
+        );
         let body: serde_json::Value = response.json().await?;
         report_ms.push(started.elapsed().as_secs_f64() * 1000.0);
         rows = body["meta"]["total_results"].as_u64().unwrap_or(0);
@@ -323,19 +332,33 @@ fn wire(ms: i64) -> String {
     steward::clock::to_wire(steward::clock::from_epoch_ms(ms)).replace(".000", "")
 }
 
-async fn measure(db: &Db, server: &str, key: &str, manager: &str, reports: usize, start_ms: i64) -> anyhow::Result<serde_json::Value> {
+async fn measure(
+    db: &Db,
+    server: &str,
+    key: &str,
+    manager: &str,
+    reports: usize,
+    start_ms: i64,
+) -> anyhow::Result<serde_json::Value> {
     let client = reqwest::Client::new();
     let report_url = |from_ms: i64, until_ms: i64| {
         format!(
             "{server}/v2/usage_reports?product=sip-trunking&dimensions=product,country_code&metrics=count,call_sec,billed_sec,cost&managed_accounts=true&page%5Bsize%5D=5000&start_date={}&end_date={}",
-            wire(from_ms), wire(until_ms)
+            wire(from_ms),
+            wire(until_ms)
         )
     };
     let month_end = start_ms + DAYS * DAY_MS;
-    let (month_ms, month_rows) = time_report(&client, &report_url(start_ms, month_end), key, reports).await?;
+    let (month_ms, month_rows) =
+        time_report(&client, &report_url(start_ms, month_end), key, reports).await?;
     // The same width a day later: no whole month inside, so daily rollups.
-    let (rolling_ms, rolling_rows) =
-        time_report(&client, &report_url(start_ms + DAY_MS, month_end + DAY_MS), key, reports).await?;
+    let (rolling_ms, rolling_rows) = time_report(
+        &client,
+        &report_url(start_ms + DAY_MS, month_end + DAY_MS),
+        key,
+        reports,
+    )
+    .await?;
     // The month's aggregation over the raw records, through the same driver.
     let sql = "SELECT account_id, product, country_code, COUNT(*) AS n, CAST(SUM(quantity) AS BIGINT) AS q, \
                CAST(SUM(billable_quantity) AS BIGINT) AS b, CAST(SUM(cost_nanos) AS BIGINT) AS c FROM usage_records \
@@ -359,7 +382,8 @@ async fn measure(db: &Db, server: &str, key: &str, manager: &str, reports: usize
     }
     let month = summary(month_ms);
     let raw = summary(raw_ms);
-    let ratio = raw["p50_ms"].as_f64().unwrap_or(0.0) / month["p50_ms"].as_f64().unwrap_or(1.0).max(0.001);
+    let ratio =
+        raw["p50_ms"].as_f64().unwrap_or(0.0) / month["p50_ms"].as_f64().unwrap_or(1.0).max(0.001);
     Ok(serde_json::json!({
         "month_report": month, "month_rows": month_rows,
         "rolling_31_days_report": summary(rolling_ms), "rolling_rows": rolling_rows,

@@ -304,7 +304,37 @@ async fn money_and_pricing(
                 "card_refunds": paid.refunds}),
             )
         }
+        AdminCommand::CopyDatabase { to } => copy_database(db, &to).await,
         other => payment_verbs(db, clock, payments, other).await,
+    }
+}
+
+async fn copy_database(source: &Db, to: &str) -> anyhow::Result<Value> {
+    let url = crate::config::DatabaseUrl::parse(to).map_err(anyhow::Error::msg)?;
+    let target = Db::connect(&url).await?;
+    let copied = crate::db::copy::copy_database(source, &target).await;
+    let verified = match &copied {
+        Ok(_) => Some(ledger::verify(&target).await),
+        Err(_) => None,
+    };
+    target.close().await;
+    let copied = copied?;
+    match verified {
+        Some(Ok(Ok(report))) => {
+            let tables: serde_json::Map<String, Value> = copied
+                .tables
+                .iter()
+                .map(|(name, rows)| (name.clone(), json!(rows)))
+                .collect();
+            Ok(json!({"ok": true, "to": url.to_string(), "tables": tables,
+                "balances_compared": copied.books, "entries": report.entries,
+                "books": report.books, "usage_records": report.usage_records}))
+        }
+        Some(Ok(Err(violation))) => {
+            anyhow::bail!("the copy's ledger invariant is violated: {violation}")
+        }
+        Some(Err(error)) => Err(error).context("Failed to verify the copy's ledger"),
+        None => anyhow::bail!("the copy did not complete"),
     }
 }
 

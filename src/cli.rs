@@ -296,6 +296,13 @@ pub enum AdminCommand {
     CreateOperatorKey,
     /// Re-derive every balance from postings and check every ledger invariant.
     VerifyLedger,
+    /// Copy the whole platform from this database into a new, empty one (e.g. from the
+    /// embedded SQLite file to PostgreSQL), then verify the copy's ledger.
+    CopyDatabase {
+        /// The target database URL (sqlite:… or postgres://…); it must hold no platform yet.
+        #[arg(long)]
+        to: String,
+    },
     /// Settle pending card payments and refunds with the gateway, then run due
     /// auto-recharges (what every server does on its own every few seconds).
     ReconcilePayments,

@@ -16,6 +16,7 @@ mod cancellation;
 mod cli;
 mod concurrency;
 mod connections;
+mod copy_database;
 mod crash;
 mod emails;
 mod errors;
