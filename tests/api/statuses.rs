@@ -94,6 +94,9 @@ pub struct Ids {
     messaging_job_id: String,
     /// The manager's invoice for January 2026.
     invoice_id: String,
+    /// A saved card of the manager's, and one of the target's.
+    manager_method_id: String,
+    target_method_id: String,
 }
 
 impl Ids {
@@ -211,8 +214,20 @@ impl Ids {
         };
         let voice_job_id = job("voice").await;
         let messaging_job_id = job("messaging").await;
+        use crate::payments::{MASTERCARD, VISA, add_card};
+        let manager_method_id = add_card(app, &app.manager.key, None, VISA).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let target_method_id =
+            add_card(app, &app.manager.key, Some(&target), MASTERCARD).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
         Self {
             invoice_id,
+            manager_method_id,
+            target_method_id,
             voice_job_id,
             messaging_job_id,
             target,
@@ -242,6 +257,8 @@ impl Ids {
             &self.lease_id
         } else if path.starts_with("/admin/v1/price_lists/{id}") {
             &self.price_list_id
+        } else if path.starts_with("/v2/payment_methods/{id}") {
+            &self.manager_method_id
         } else if path.starts_with("/v2/legacy/reporting/usage_reports/voice/{id}") {
             &self.voice_job_id
         } else if path.starts_with("/v2/legacy/reporting/usage_reports/messaging/{id}") {
@@ -260,7 +277,10 @@ impl Ids {
         } else {
             &self.own_key_id
         };
-        let path = path.replace("{id}", id).replace("{key_id}", key_id);
+        let path = path
+            .replace("{id}", id)
+            .replace("{key_id}", key_id)
+            .replace("{payment_method_id}", &self.target_method_id);
         assert!(
             !path.contains('{'),
             "no id for {path}: add one to Ids::path"
