@@ -877,3 +877,29 @@ async fn bad_charge_ranges_are_400s_naming_the_parameter() {
     .await
     .assert_error(404, "10005", None);
 }
+
+#[tokio::test]
+async fn card_payments_are_on_the_invoice_of_the_month_they_were_made() {
+    use crate::payments::{VISA, add_card, top_up_amount};
+    let app = spawn_app().await;
+    add_card(&app, &app.standard.key, None, VISA).await;
+    top_up_amount(&app, &app.standard.key, None, "25.00")
+        .await
+        .assert_status(200);
+    app.clock.advance(past_january_end());
+
+    let invoice = close(&app, january(), &app.standard.id).await.invoice;
+    let listed = invoices_of(&app, &app.standard.key, 1).await;
+    assert_eq!(listed[0]["movements"]["payments"], "25.00");
+    assert_eq!(listed[0]["closing_balance"], "25.00");
+    let detail = app
+        .get(&format!("/v2/invoices/{}", invoice.id), &app.standard.key)
+        .await;
+    let lines = detail.body["data"]["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["category"], "payment");
+    assert_eq!(lines[0]["amount"], "25.00");
+    let text = pdf_text(&invoices::pdf::render(&invoice).unwrap());
+    assert!(text.contains("Card payment"), "{text}");
+    app.assert_ledger_clean().await;
+}
