@@ -6,7 +6,7 @@
 //! entries charged to the payer, money lines from the other entries, one per entry. A
 //! statement whose lines do not add up to its totals is refused.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use sqlx::{AnyConnection, Row};
 
@@ -269,18 +269,19 @@ async fn usage_lines(
         "-1"
     };
     let sql = format!(
-        "SELECT spender, product, usage_month, rate_nanos, COUNT(*) AS event_count, \
+        "SELECT spender, section_name, product, usage_month, rate_nanos, COUNT(*) AS event_count, \
            CAST(SUM(quantity) AS BIGINT) AS quantity, \
            CAST(SUM(billable_quantity) AS BIGINT) AS billable_quantity, \
            CAST(SUM(cost_nanos) AS BIGINT) AS cost_nanos FROM ( \
            SELECT CASE WHEN u.account_id = u.payer_account_id THEN '' ELSE u.account_id END AS spender, \
+             CASE WHEN u.account_id = u.payer_account_id THEN '' ELSE s.organization_name END AS section_name, \
              u.product AS product, \
              CASE WHEN u.occurred_at_ms < $2 THEN {month} ELSE '' END AS usage_month, \
              {rate} AS rate_nanos, u.quantity AS quantity, \
              u.billable_quantity AS billable_quantity, u.cost_nanos AS cost_nanos \
-           FROM usage_records u \
+           FROM usage_records u JOIN accounts s ON s.id = u.account_id \
            WHERE u.payer_account_id = $1 AND u.created_at_ms >= $2 AND u.created_at_ms < $3 \
-         ) charged GROUP BY spender, product, usage_month, rate_nanos \
+         ) charged GROUP BY spender, section_name, product, usage_month, rate_nanos \
          ORDER BY spender, usage_month, product, rate_nanos",
         month = month_sql(conn, "u.occurred_at_ms"),
     );
@@ -290,14 +291,6 @@ async fn usage_lines(
         .bind(period.end_ms())
         .fetch_all(&mut *conn)
         .await?;
-    let spenders: Vec<String> = rows
-        .iter()
-        .map(|r| r.try_get::<String, _>("spender"))
-        .collect::<Result<std::collections::BTreeSet<_>, _>>()?
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .collect();
-    let names = section_names(conn, &spenders).await?;
     let mut lines = Vec::with_capacity(rows.len());
     for row in rows {
         let spender: String = row.try_get("spender")?;
@@ -311,7 +304,7 @@ async fn usage_lines(
             let account_id = AccountId::parse(&spender).ok_or_else(|| corrupt("account id"))?;
             Some(Section {
                 account_id,
-                name: names.get(&spender).cloned().unwrap_or_default(),
+                name: row.try_get("section_name")?,
             })
         };
         let cost: i64 = row.try_get("cost_nanos")?;
@@ -343,22 +336,6 @@ async fn usage_lines(
         key(a).cmp(&key(b))
     });
     Ok(lines)
-}
-
-async fn section_names(
-    conn: &mut AnyConnection,
-    ids: &[String],
-) -> Result<HashMap<String, String>, sqlx::Error> {
-    let mut names = HashMap::new();
-    for id in ids {
-        let name: Option<String> =
-            sqlx::query_scalar("SELECT organization_name FROM accounts WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        names.insert(id.clone(), name.unwrap_or_default());
-    }
-    Ok(names)
 }
 
 /// One line per entry of the period that moved the balance and is not usage.
