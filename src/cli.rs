@@ -343,4 +343,20 @@ pub enum AdminCommand {
         #[arg(long)]
         value: String,
     },
+    /// Close a month (UTC) for every paying account, or for one: writes each invoice once
+    /// (repeating the command answers the existing ones). A month not yet ended is refused.
+    CloseInvoices {
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        period: String,
+        /// Only this account.
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Set the platform's name, printed on invoices closed from now on.
+    SetPlatformName {
+        /// The name (1 to 255 characters).
+        #[arg(long)]
+        name: String,
+    },
 }

@@ -22,6 +22,7 @@ mod emails;
 mod errors;
 mod headers;
 mod helpers;
+mod invoices;
 mod ledger_properties;
 mod listing;
 mod managed_accounts;
