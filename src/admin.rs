@@ -305,7 +305,7 @@ async fn money_and_pricing(
                 "card_refunds": paid.refunds}),
             )
         }
-        AdminCommand::CopyDatabase { to } => copy_database(db, &to).await,
+        AdminCommand::CopyDatabase { to, .. } => copy_database(db, &to).await,
         AdminCommand::CloseInvoices { period, account } => {
             close_invoices(db, clock, &period, account.as_deref()).await
         }
@@ -323,6 +323,13 @@ async fn money_and_pricing(
 
 async fn copy_database(source: &Db, to: &str) -> anyhow::Result<Value> {
     let url = crate::config::DatabaseUrl::parse(to).map_err(anyhow::Error::msg)?;
+    // A source that breaks an invariant is not copied: the copy would carry the damage.
+    if let Err(violation) = ledger::verify(source)
+        .await
+        .context("Failed to verify the source's ledger")?
+    {
+        anyhow::bail!("the source's ledger invariant is violated, nothing copied: {violation}");
+    }
     let target = Db::connect(&url).await?;
     let copied = crate::db::copy::copy_database(source, &target).await;
     let verified = match &copied {

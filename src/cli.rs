@@ -299,6 +299,9 @@ pub enum AdminCommand {
     /// Copy the whole platform from this database into a new, empty one (e.g. from the
     /// embedded SQLite file to PostgreSQL), then verify the copy's ledger.
     CopyDatabase {
+        /// The source database URL (default: `--database-url`).
+        #[arg(long)]
+        from: Option<String>,
         /// The target database URL (sqlite:… or postgres://…); it must hold no platform yet.
         #[arg(long)]
         to: String,

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use steward::cli::{Cli, Command};
+use steward::cli::{AdminCommand, Cli, Command};
 use steward::clock::{ClockHandle, SystemClock};
 use steward::config::{DatabaseUrl, Settings};
 use steward::db::Db;
@@ -45,7 +45,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until(shutdown_signal()).await
         }
         Command::Admin(args) => {
-            let url = DatabaseUrl::parse(&args.database_url).map_err(anyhow::Error::msg)?;
+            // copy-database reads from `--from` when given.
+            let source = match &args.command {
+                AdminCommand::CopyDatabase {
+                    from: Some(from), ..
+                } => from,
+                _ => &args.database_url,
+            };
+            let url = DatabaseUrl::parse(source).map_err(anyhow::Error::msg)?;
             let db = Db::connect(&url).await?;
             steward::upgrade::run(&db, &clock).await?;
             let payments = args.payments.config(0).map_err(anyhow::Error::msg)?;

@@ -15,7 +15,7 @@ use crate::helpers::{
 
 fn copy(from: &str, to: &str) -> (bool, Value, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_steward"))
-        .args(["admin", "--database-url", from, "copy-database", "--to", to])
+        .args(["admin", "copy-database", "--from", from, "--to", to])
         .output()
         .expect("run steward");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -34,6 +34,8 @@ async fn views(client: &reqwest::Client, address: &str, app: &TestApp, own_key: 
         ("/v2/balance", manager.as_str()),
         ("/v2/balance", own_key),
         ("/v2/audit_events?page[size]=100", manager.as_str()),
+        ("/v2/invoices", manager.as_str()),
+        ("/v2/invoices", own_key),
         (
             "/v2/usage_reports?product=sip-trunking&dimensions=date&metrics=count,call_sec,cost\
              &managed_accounts=true&start_date=2026-01-01T00:00:00Z&end_date=2026-01-02T00:00:00Z",
@@ -54,7 +56,13 @@ async fn views(client: &reqwest::Client, address: &str, app: &TestApp, own_key: 
             .await
             .expect("request sent");
         assert_eq!(response.status(), 200, "{path}");
-        seen.push(response.json::<Value>().await.expect("JSON"));
+        // Links name the server that answered.
+        let text = response
+            .text()
+            .await
+            .expect("body")
+            .replace(address, "BASE");
+        seen.push(serde_json::from_str::<Value>(&text).expect("JSON"));
     }
     Value::Array(seen)
 }
@@ -74,6 +82,15 @@ async fn moves_and_carries_on(source_on_postgres: bool, target_on_postgres: bool
     ]))
     .await
     .assert_status(200);
+    // January ends and is closed (the command runs on the wall clock, long after it ended):
+    // invoices and their stored documents move too.
+    app.clock.advance(chrono::Duration::days(31));
+    let closed = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args(["admin", "--database-url", &app.database_url])
+        .args(["close-invoices", "--period", "2026-01"])
+        .output()
+        .expect("run steward");
+    assert!(closed.status.success(), "{closed:?}");
     let client = reqwest::Client::new();
     let before = views(&client, &app.address, &app, &own.key).await;
 
