@@ -229,6 +229,14 @@ impl ApiError {
         self.source.as_ref()
     }
 
+    /// Logs the cause of a failure of ours, as the envelope does when it answers; for
+    /// another edge (the portal's HTML pages) that answers the error its own way.
+    pub fn log_cause(&self) {
+        if let Some(cause) = &self.cause {
+            tracing::error!(error.chain = %cause_chain(cause), "Request failed: {}", cause_chain(cause));
+        }
+    }
+
     /// 404 for a resource of the given name.
     pub fn not_found(what: &str) -> Self {
         Self::new(
@@ -286,9 +294,7 @@ fn cause_chain(error: &anyhow::Error) -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, title) = self.kind.spec();
-        if let Some(cause) = &self.cause {
-            tracing::error!(error.chain = %cause_chain(cause), "Request failed: {}", cause_chain(cause));
-        }
+        self.log_cause();
         let body = ErrorEnvelope {
             errors: vec![ErrorObject {
                 code,
