@@ -28,6 +28,7 @@ mod metrics;
 mod nul;
 mod openapi;
 mod parsing;
+mod portal;
 mod price_leak;
 mod pricing;
 mod reports;

@@ -141,7 +141,7 @@ pub async fn submit(
             ),
             StatusCode::TOO_MANY_REQUESTS,
         );
-        let seconds = wait_ms.div_euclid(1000) + 1;
+        let seconds = (wait_ms + 999).div_euclid(1000);
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
