@@ -11,6 +11,9 @@ const PLOT_HEIGHT: i64 = 140;
 /// Space above the bars (for the maximum's label).
 const TOP: i64 = 16;
 
+/// Half the width of a label under the bars (five characters of the axis font).
+const AXIS_LABEL_MARGIN: i64 = 18;
+
 /// Labels under the bars: every this many bars, so they never overlap.
 const LABEL_EVERY_BARS_MAX: usize = 8;
 
@@ -91,8 +94,11 @@ impl BarChart {
                 label: format!("{label}: {}", format(*value)),
             });
             if i % every == 0 {
+                // Kept inside the drawing, so the first and last labels are not cut.
+                let centre =
+                    (x + (slot - gap) / 2).clamp(AXIS_LABEL_MARGIN, WIDTH - AXIS_LABEL_MARGIN);
                 axis.push(AxisLabel {
-                    x: x + (slot - gap) / 2,
+                    x: centre,
                     text: label.clone(),
                 });
             }

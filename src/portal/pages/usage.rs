@@ -95,7 +95,6 @@ struct Request {
     params: ReportParams,
     managed: bool,
     page: u32,
-    query: Form,
 }
 
 fn parse_request(viewer: &Viewer, raw: Option<&str>) -> Request {
@@ -105,8 +104,24 @@ fn parse_request(viewer: &Viewer, raw: Option<&str>) -> Request {
         .and_then(ReportProduct::parse)
         .unwrap_or(ReportProduct::SipTrunking);
     let managed = viewer.manages() && query.checked("managed_accounts");
-    let dimensions = query.all("dimensions");
-    let metrics = query.all("metrics");
+    // Boxes ticked for another product (the form keeps them when only the product changes)
+    // mean the product changed: its defaults apply. A metric of this product that the
+    // viewer may not see is kept, and refused by the report's own rule.
+    let own = |names: Vec<&'static str>, chosen: Vec<&str>| -> Vec<String> {
+        if chosen.iter().all(|c| names.contains(c)) {
+            chosen.into_iter().map(str::to_owned).collect()
+        } else {
+            Vec::new()
+        }
+    };
+    let dimensions = own(
+        product.dimensions().iter().map(|d| d.name()).collect(),
+        query.all("dimensions"),
+    );
+    let metrics = own(
+        product.metrics().iter().map(|m| m.name()).collect(),
+        query.all("metrics"),
+    );
     let default_metrics: Vec<&str> = product
         .metrics_for(viewer.may_see_prices())
         .iter()
@@ -142,7 +157,6 @@ fn parse_request(viewer: &Viewer, raw: Option<&str>) -> Request {
         params,
         managed,
         page,
-        query,
     }
 }
 
@@ -169,13 +183,15 @@ fn cell_text(cell: &Cell) -> String {
 /// The query string of this report with `page` (or without it: `None`).
 fn href(base: &str, request: &Request, page: Option<u32>) -> String {
     let mut out = form_urlencoded::Serializer::new(String::new());
-    for name in ["product", "date_range"] {
-        if let Some(value) = request.query.get(name) {
-            out.append_pair(name, value);
-        }
+    out.append_pair("product", request.product.name());
+    if let Some(range) = &request.params.date_range {
+        out.append_pair("date_range", range);
     }
-    for name in ["dimensions", "metrics"] {
-        for value in request.query.all(name) {
+    for (name, list) in [
+        ("dimensions", &request.params.dimensions),
+        ("metrics", &request.params.metrics),
+    ] {
+        for value in list.as_deref().unwrap_or_default().split(',') {
             out.append_pair(name, value);
         }
     }
@@ -227,8 +243,15 @@ pub async fn show_page(
         }
         Err(error) => errors = FieldErrors::from_refusal(error.into())?,
     }
-    let chosen_dimensions = request.query.all("dimensions");
-    let chosen_metrics = request.query.all("metrics");
+    let chosen = |list: &Option<String>| -> Vec<String> {
+        list.as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::to_owned)
+            .collect()
+    };
+    let chosen_dimensions = chosen(&request.params.dimensions);
+    let chosen_metrics = chosen(&request.params.metrics);
     let dimensions = request
         .product
         .dimensions()
@@ -237,8 +260,7 @@ pub async fn show_page(
         .map(|d| Choice {
             value: d.name(),
             label: d.name().replace('_', " "),
-            selected: chosen_dimensions.contains(&d.name())
-                || (chosen_dimensions.is_empty() && *d == Dimension::Date),
+            selected: chosen_dimensions.iter().any(|c| c == d.name()),
         })
         .collect();
     let metrics = request
@@ -248,7 +270,7 @@ pub async fn show_page(
         .map(|m| Choice {
             value: m.name(),
             label: m.name().replace('_', " "),
-            selected: chosen_metrics.is_empty() || chosen_metrics.contains(&m.name()),
+            selected: chosen_metrics.iter().any(|c| c == m.name()),
         })
         .collect();
     let records = recent_records(state, viewer, &request).await?;
@@ -332,7 +354,7 @@ async fn daily_chart(
     .into_iter()
     .map(|day| {
         let value = value_on(&rows, &day);
-        (day, value)
+        (day.get(5..).unwrap_or(&day).to_owned(), value)
     })
     .collect::<Vec<_>>();
     let title = format!("{} per day", metric.name().replace('_', " "));
