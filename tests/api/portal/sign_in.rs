@@ -272,3 +272,36 @@ async fn a_wrong_current_password_changes_nothing() {
         .sign_in(&app.manager.email, PASSWORD)
         .await;
 }
+
+#[tokio::test]
+async fn a_password_the_operator_sets_signs_the_account_out_everywhere() {
+    let app = spawn_app().await;
+    let mut browser = manager_browser(&app).await;
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args([
+            "admin",
+            "set-password",
+            "--account",
+            &app.manager.id,
+            "--password",
+            "set by the operator",
+            "--database-url",
+            &app.database_url,
+        ])
+        .output()
+        .unwrap();
+
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        browser.get("/dashboard").await.status,
+        StatusCode::SEE_OTHER
+    );
+    Browser::new(&app)
+        .sign_in(&app.manager.email, "set by the operator")
+        .await;
+}
