@@ -14,6 +14,9 @@ use crate::db::Db;
 use crate::keys::service::ServiceKind;
 use crate::ledger;
 use crate::money::Money;
+use crate::payments::{
+    PaymentError, Payments, PaymentsConfig, carding, settings as payment_settings,
+};
 use crate::pricing::{self, AssignTo, NewPriceList, PricingError};
 
 /// The JSON printed for an account.
@@ -51,7 +54,12 @@ fn explain(error: AccountError) -> anyhow::Error {
 }
 
 /// Runs one verb and returns what to print.
-pub async fn run(db: &Db, clock: &ClockHandle, command: AdminCommand) -> anyhow::Result<Value> {
+pub async fn run(
+    db: &Db,
+    clock: &ClockHandle,
+    payments: &PaymentsConfig,
+    command: AdminCommand,
+) -> anyhow::Result<Value> {
     let account = match command {
         AdminCommand::CreateAccount {
             email,
@@ -127,7 +135,7 @@ pub async fn run(db: &Db, clock: &ClockHandle, command: AdminCommand) -> anyhow:
             }
             set
         }
-        other => return money_and_pricing(db, clock, other).await,
+        other => return money_and_pricing(db, clock, payments, other).await,
     };
     Ok(account_json(&account.map_err(explain)?))
 }
@@ -188,6 +196,7 @@ fn billing_error(error: BillingError) -> anyhow::Error {
 async fn money_and_pricing(
     db: &Db,
     clock: &ClockHandle,
+    payments: &PaymentsConfig,
     command: AdminCommand,
 ) -> anyhow::Result<Value> {
     match command {
@@ -280,17 +289,28 @@ async fn money_and_pricing(
         }
         AdminCommand::CreateIngestKey => service_key(db, clock, ServiceKind::Ingest).await,
         AdminCommand::CreateOperatorKey => service_key(db, clock, ServiceKind::Operator).await,
-        AdminCommand::VerifyLedger => match ledger::verify(db)
-            .await
-            .context("Failed to read the ledger")?
-        {
-            Ok(report) => Ok(
+        AdminCommand::VerifyLedger => {
+            let report = match ledger::verify(db)
+                .await
+                .context("Failed to read the ledger")?
+            {
+                Ok(report) => report,
+                Err(violation) => anyhow::bail!("ledger invariant violated: {violation}"),
+            };
+            let paid = match crate::payments::verify(db)
+                .await
+                .context("Failed to read the card payments")?
+            {
+                Ok(paid) => paid,
+                Err(violation) => anyhow::bail!("ledger invariant violated: {violation}"),
+            };
+            Ok(
                 json!({"ok": true, "entries": report.entries, "books": report.books,
-                "usage_records": report.usage_records}),
-            ),
-            Err(violation) => anyhow::bail!("ledger invariant violated: {violation}"),
-        },
-        other => anyhow::bail!("unexpected command {other:?}"),
+                "usage_records": report.usage_records, "card_payments": paid.payments,
+                "card_refunds": paid.refunds}),
+            )
+        }
+        other => payment_verbs(db, clock, payments, other).await,
     }
 }
 
@@ -322,4 +342,88 @@ async fn service_key(db: &Db, clock: &ClockHandle, kind: ServiceKind) -> anyhow:
         .await
         .context("Failed to store the key")?;
     Ok(json!({"id": key.id(), "kind": kind.as_str(), "api_key": key.secret()}))
+}
+
+fn payment_error(error: PaymentError) -> anyhow::Error {
+    match error {
+        PaymentError::Database(e) => anyhow::Error::new(e).context("Failed to update the database"),
+        PaymentError::Internal(e) => e,
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+/// The payment verbs: reconciliation, refunds, carding blocks and settings.
+async fn payment_verbs(
+    db: &Db,
+    clock: &ClockHandle,
+    config: &PaymentsConfig,
+    command: AdminCommand,
+) -> anyhow::Result<Value> {
+    let service = || Payments::new(db.clone(), std::sync::Arc::clone(clock), config.clone());
+    match command {
+        AdminCommand::ReconcilePayments => {
+            let report = crate::payments::tasks::run_once(&service())
+                .await
+                .map_err(payment_error)?;
+            Ok(serde_json::to_value(report)?)
+        }
+        AdminCommand::RefundPayment {
+            payment,
+            amount: text,
+            reason,
+        } => {
+            let amount = text
+                .map(|t| {
+                    crate::payments::amount::dollars_and_cents(&t).map_err(|_| {
+                        anyhow::anyhow!("--amount must be dollars and cents, such as 12.50")
+                    })
+                })
+                .transpose()?;
+            let refund = service()
+                .refund(&payment, amount, &reason, &cli_actor())
+                .await
+                .map_err(payment_error)?;
+            Ok(serde_json::to_value(refund)?)
+        }
+        AdminCommand::PaymentBlocks { all } => {
+            let blocks = carding::list_blocks(db, clock, all)
+                .await
+                .context("Failed to read the blocks")?;
+            Ok(json!({ "blocks": blocks }))
+        }
+        AdminCommand::LiftBlock { block } => {
+            let lifted = carding::lift_block(db, clock, &block, &cli_actor())
+                .await
+                .map_err(payment_error)?;
+            Ok(serde_json::to_value(lifted)?)
+        }
+        AdminCommand::PaymentSettings => settings_json(db).await,
+        AdminCommand::SetPaymentSetting { name, value } => {
+            payment_settings::set(db, clock, &name, &value, &cli_actor())
+                .await
+                .map_err(|e| match e {
+                    payment_settings::SettingError::Database(e) => {
+                        anyhow::Error::new(e).context("Failed to update the database")
+                    }
+                    other => anyhow::anyhow!("{other}"),
+                })?;
+            settings_json(db).await
+        }
+        other => anyhow::bail!("unexpected command {other:?}"),
+    }
+}
+
+async fn settings_json(db: &Db) -> anyhow::Result<Value> {
+    let listed = payment_settings::list(db)
+        .await
+        .context("Failed to read the payment settings")?;
+    let settings: serde_json::Map<String, Value> = listed
+        .into_iter()
+        .map(|s| {
+            let entry =
+                json!({"value": s.value, "default": s.default, "description": s.description});
+            (s.name.to_owned(), entry)
+        })
+        .collect();
+    Ok(json!({ "settings": settings }))
 }

@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::config;
+use crate::payments::config as payments_config;
 
 /// Steward: account hierarchy and billing for managed accounts.
 #[derive(Debug, Parser)]
@@ -50,6 +51,65 @@ pub struct ServeArgs {
     /// interface). On the main address `/metrics` needs an operator key.
     #[arg(long, env = "STEWARD_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How often this server reconciles pending card payments and runs due auto-recharges,
+    /// in milliseconds; 0 runs none (then run `steward admin reconcile-payments`).
+    #[arg(long, env = "STEWARD_PAYMENT_TASKS_INTERVAL_MS", default_value_t = payments_config::DEFAULT_TASKS_INTERVAL_MS)]
+    pub payment_tasks_interval_ms: u64,
+    /// The card gateway.
+    #[command(flatten)]
+    pub payments: PaymentArgs,
+}
+
+/// The card gateway's flags, shared by `serve` and the operator verbs that call it.
+#[derive(Debug, Args)]
+pub struct PaymentArgs {
+    /// The card gateway: `sandbox` (the built-in test gateway; test cards only).
+    #[arg(
+        long,
+        global = true,
+        env = "STEWARD_PAYMENT_GATEWAY",
+        default_value = "sandbox"
+    )]
+    pub payment_gateway: String,
+    /// Time limit of one call to the gateway, in milliseconds; past it the outcome is
+    /// unknown and the payment stays pending until reconciled.
+    #[arg(long, global = true, env = "STEWARD_PAYMENT_GATEWAY_TIMEOUT_MS", default_value_t = payments_config::DEFAULT_GATEWAY_TIMEOUT_MS)]
+    pub payment_gateway_timeout_ms: u64,
+    /// The sandbox's answer time of every call, in milliseconds.
+    #[arg(long, global = true, env = "STEWARD_SANDBOX_LATENCY_MS", default_value_t = payments_config::DEFAULT_SANDBOX_LATENCY_MS)]
+    pub sandbox_latency_ms: u64,
+    /// The sandbox's answer time of its slow test card, in milliseconds.
+    #[arg(long, global = true, env = "STEWARD_SANDBOX_SLOW_CHARGE_MS", default_value_t = payments_config::DEFAULT_SANDBOX_SLOW_CHARGE_MS)]
+    pub sandbox_slow_charge_ms: u64,
+    /// The sandbox's card fingerprint key (hex, at least 32 bytes); a built-in key by default.
+    #[arg(
+        long,
+        global = true,
+        env = "STEWARD_SANDBOX_FINGERPRINT_KEY",
+        hide_env_values = true
+    )]
+    pub sandbox_fingerprint_key: Option<String>,
+}
+
+impl PaymentArgs {
+    /// The payments configuration these flags describe; `tasks_interval_ms` is serve's.
+    pub fn config(
+        &self,
+        tasks_interval_ms: u64,
+    ) -> Result<crate::payments::PaymentsConfig, String> {
+        let key = match &self.sandbox_fingerprint_key {
+            Some(hex) => payments_config::FingerprintKey::parse_hex(hex)?,
+            None => payments_config::FingerprintKey::default(),
+        };
+        Ok(crate::payments::PaymentsConfig {
+            gateway: payments_config::GatewayKind::parse(&self.payment_gateway)?,
+            gateway_timeout_ms: self.payment_gateway_timeout_ms,
+            sandbox_latency_ms: self.sandbox_latency_ms,
+            sandbox_slow_charge_ms: self.sandbox_slow_charge_ms,
+            sandbox_fingerprint_key: key,
+            tasks_interval_ms,
+        })
+    }
 }
 
 /// `steward admin …`.
@@ -58,6 +118,9 @@ pub struct AdminArgs {
     /// Database URL (sqlite:… or postgres://…).
     #[arg(long, global = true, env = "STEWARD_DATABASE_URL", default_value = config::DEFAULT_DATABASE_URL)]
     pub database_url: String,
+    /// The card gateway (for the payment verbs).
+    #[command(flatten)]
+    pub payments: PaymentArgs,
     /// The operator verb.
     #[command(subcommand)]
     pub command: AdminCommand,
@@ -233,4 +296,44 @@ pub enum AdminCommand {
     CreateOperatorKey,
     /// Re-derive every balance from postings and check every ledger invariant.
     VerifyLedger,
+    /// Settle pending card payments and refunds with the gateway, then run due
+    /// auto-recharges (what every server does on its own every few seconds).
+    ReconcilePayments,
+    /// Refund (part of) a successful card payment to its card.
+    RefundPayment {
+        /// The payment (stored payment transaction) id.
+        #[arg(long)]
+        payment: String,
+        /// Dollars and cents; all that is left of the payment when absent.
+        #[arg(long)]
+        amount: Option<String>,
+        /// Why (audited).
+        #[arg(long)]
+        reason: String,
+    },
+    /// List the carding blocks in force (every block ever set with --all).
+    PaymentBlocks {
+        /// Include lifted and expired blocks.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Lift a carding block now; the counts of its card, account or tree start afresh.
+    LiftBlock {
+        /// The block id.
+        #[arg(long)]
+        block: String,
+    },
+    /// Show the payment settings in force, with their defaults.
+    PaymentSettings,
+    /// Change a payment setting (amount bounds, carding thresholds and windows,
+    /// auto-recharge retries) for every server.
+    SetPaymentSetting {
+        /// The setting's name (see payment-settings).
+        #[arg(long)]
+        name: String,
+        /// The new value: dollars and cents for amounts, a count (0 turns a rule off), or
+        /// seconds.
+        #[arg(long)]
+        value: String,
+    },
 }

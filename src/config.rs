@@ -101,6 +101,8 @@ pub struct Settings {
     pub shutdown_grace_ms: u64,
     /// A second address serving only `GET /metrics`, without a key (a private interface).
     pub metrics_listen: Option<SocketAddr>,
+    /// Payment gateway and background payment work.
+    pub payments: crate::payments::PaymentsConfig,
 }
 
 impl Settings {
@@ -115,6 +117,7 @@ impl Settings {
             keep_alive_timeout_ms: DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             metrics_listen: None,
+            payments: crate::payments::PaymentsConfig::default(),
         }
     }
 }

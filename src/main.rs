@@ -36,6 +36,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 keep_alive_timeout_ms: args.keep_alive_timeout_ms,
                 shutdown_grace_ms: args.shutdown_grace_ms,
                 metrics_listen: args.metrics_listen,
+                payments: args
+                    .payments
+                    .config(args.payment_tasks_interval_ms)
+                    .map_err(anyhow::Error::msg)?,
             };
             let app = Application::build(&settings, clock).await?;
             app.run_until(shutdown_signal()).await
@@ -43,8 +47,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin(args) => {
             let url = DatabaseUrl::parse(&args.database_url).map_err(anyhow::Error::msg)?;
             let db = Db::connect(&url).await?;
-            steward::accounts::upgrade_stored_emails(&db, &clock).await?;
-            let result = steward::admin::run(&db, &clock, args.command).await;
+            steward::upgrade::run(&db, &clock).await?;
+            let payments = args.payments.config(0).map_err(anyhow::Error::msg)?;
+            let result = steward::admin::run(&db, &clock, &payments, args.command).await;
             db.close().await;
             println!("{}", serde_json::to_string_pretty(&result?)?);
             Ok(())

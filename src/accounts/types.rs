@@ -16,6 +16,10 @@ pub const PASSWORD_LENGTH_MIN: usize = 8;
 /// Longest password accepted, in characters: bounds argon2 work per request.
 pub const PASSWORD_LENGTH_MAX: usize = 256;
 
+/// Why a free-text field holding a payment card number is refused (it would be stored).
+const CARD_NUMBER_REFUSED: &str =
+    "must not contain a payment card number; card numbers are entered only in the card form";
+
 /// An account's id (a UUID).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AccountId(Uuid);
@@ -67,6 +71,9 @@ impl Email {
     /// maps to ASCII under UTS-46, no invisible characters, no part mixing scripts.
     pub fn parse(text: &str) -> Result<Self, InvalidValue> {
         let text = text.trim();
+        if crate::sensitive::contains_card_number(text) {
+            return Err(InvalidValue(CARD_NUMBER_REFUSED.to_owned()));
+        }
         let invalid = || InvalidValue(format!("'{text}' is not a valid email address"));
         if text.is_empty() || text.len() > EMAIL_LENGTH_MAX {
             return Err(invalid());
@@ -197,6 +204,9 @@ impl OrganizationName {
             return Err(InvalidValue(
                 "must not contain control characters".to_owned(),
             ));
+        }
+        if crate::sensitive::contains_card_number(text) {
+            return Err(InvalidValue(CARD_NUMBER_REFUSED.to_owned()));
         }
         Ok(Self(text.to_owned()))
     }

@@ -20,11 +20,9 @@ use crate::audit::{self, StoredEvent};
 pub struct AuditChange {
     /// Dotted field name.
     pub field: String,
-    /// The value before (null when created).
-    #[schema(value_type = Object)]
+    /// The value before (null when created): a string, number, boolean, object or null.
     pub from: serde_json::Value,
-    /// The value after.
-    #[schema(value_type = Object)]
+    /// The value after: a string, number, boolean, object or null.
     pub to: serde_json::Value,
 }
 

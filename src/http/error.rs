@@ -55,11 +55,19 @@ pub enum ErrorKind {
     HeadersTooLarge,
     /// Too many failed attempts from this client; wait for `Retry-After`.
     TooManyRequests,
+    /// An amount that is not dollars and cents (Telnyx's own code).
+    InvalidAmount,
+    /// Payments paused by a carding defence; wait for `Retry-After`.
+    PaymentBlocked,
+    /// The card issuer declined the payment.
+    CardDeclined,
+    /// The card processor failed; nothing was charged.
+    PaymentProcessorError,
 }
 
 impl ErrorKind {
     /// Every kind, for the table test.
-    pub const ALL: [ErrorKind; 19] = [
+    pub const ALL: [ErrorKind; 23] = [
         Self::Unauthenticated,
         Self::Forbidden,
         Self::NotFound,
@@ -79,6 +87,10 @@ impl ErrorKind {
         Self::UriTooLong,
         Self::HeadersTooLarge,
         Self::TooManyRequests,
+        Self::InvalidAmount,
+        Self::PaymentBlocked,
+        Self::CardDeclined,
+        Self::PaymentProcessorError,
     ];
 
     /// The table: HTTP status, error code and title. Codes below 20000 are Telnyx's own;
@@ -140,6 +152,20 @@ impl ErrorKind {
                 "Request headers too large",
             ),
             Self::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "10011", "Too many requests"),
+            Self::InvalidAmount => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "10027",
+                "Invalid amount format",
+            ),
+            Self::PaymentBlocked => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "40020",
+                "Payments temporarily blocked",
+            ),
+            Self::CardDeclined => (StatusCode::UNPROCESSABLE_ENTITY, "40021", "Card declined"),
+            Self::PaymentProcessorError => {
+                (StatusCode::BAD_GATEWAY, "40022", "Payment processor error")
+            }
         }
     }
 }
@@ -165,6 +191,8 @@ pub struct ApiError {
     retry_after_s: Option<u64>,
     /// No pooled connection became free in time (counted by the metrics).
     pool_exhausted: bool,
+    /// Tells the Telnyx SDKs whether to retry on their own (`x-should-retry`).
+    should_retry: Option<bool>,
 }
 
 impl ApiError {
@@ -177,6 +205,7 @@ impl ApiError {
             cause: None,
             retry_after_s: None,
             pool_exhausted: false,
+            should_retry: None,
         }
     }
 
@@ -202,6 +231,7 @@ impl ApiError {
             cause: Some(cause),
             retry_after_s: None,
             pool_exhausted: false,
+            should_retry: None,
         }
     }
 
@@ -211,6 +241,12 @@ impl ApiError {
             .unwrap_or(1)
             .div_ceil(1000);
         self.retry_after_s = Some(seconds);
+        self
+    }
+
+    /// Tells the Telnyx SDKs not to retry on their own (they retry 429s and 5xx).
+    pub fn no_automatic_retry(mut self) -> Self {
+        self.should_retry = Some(false);
         self
     }
 
@@ -233,7 +269,9 @@ impl ApiError {
     /// another edge (the portal's HTML pages) that answers the error its own way.
     pub fn log_cause(&self) {
         if let Some(cause) = &self.cause {
-            tracing::error!(error.chain = %cause_chain(cause), "Request failed: {}", cause_chain(cause));
+            // A cause may quote input: card data is cut out of the log line as well.
+            let chain = crate::sensitive::redact_card_data(&cause_chain(cause)).into_owned();
+            tracing::error!(error.chain = %chain, "Request failed: {chain}");
         }
     }
 
@@ -295,12 +333,21 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, title) = self.kind.spec();
         self.log_cause();
+        // Details and sources may echo what the client sent: never a card number or token.
+        let redact = |text: String| match crate::sensitive::redact_card_data(&text) {
+            std::borrow::Cow::Borrowed(_) => text,
+            std::borrow::Cow::Owned(redacted) => redacted,
+        };
+        let source = self.source.map(|source| match source {
+            ErrorSource::Pointer(p) => ErrorSource::Pointer(redact(p)),
+            ErrorSource::Parameter(p) => ErrorSource::Parameter(redact(p)),
+        });
         let body = ErrorEnvelope {
             errors: vec![ErrorObject {
                 code,
                 title,
-                detail: self.detail,
-                source: self.source,
+                detail: redact(self.detail),
+                source,
             }],
         };
         let mut response = (status, axum::Json(body)).into_response();
@@ -318,6 +365,10 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(retry) = self.should_retry {
+            let value = HeaderValue::from_static(if retry { "true" } else { "false" });
+            response.headers_mut().insert("x-should-retry", value);
         }
         response
     }
@@ -469,6 +520,49 @@ impl From<crate::reports::jobs::JobError> for ApiError {
             e @ JobError::NotManager => ApiError::new(ErrorKind::Forbidden, e.to_string()),
             JobError::Account(e) => e.into(),
             JobError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::payments::PaymentError> for ApiError {
+    fn from(error: crate::payments::PaymentError) -> Self {
+        use crate::payments::PaymentError as E;
+        use ErrorKind as K;
+        match error {
+            E::AccountNotFound => ApiError::not_found("account"),
+            E::MethodNotFound => ApiError::not_found("payment method"),
+            E::TokenNotFound => ApiError::new(
+                K::NotFound,
+                "No card with this token exists (it may belong to another account). Enter the card again for a new token.",
+            )
+            .pointer("/token"),
+            e @ (E::RollupBilling | E::Cancelled | E::NotAllowed(_)) => {
+                ApiError::new(K::InvalidState, e.to_string())
+            }
+            e @ E::NoDefaultMethod => {
+                ApiError::new(K::InvalidState, e.to_string()).pointer("/payment_method_id")
+            }
+            e @ E::DuplicateCard => ApiError::new(K::Duplicate, e.to_string()).pointer("/token"),
+            e @ E::TooManyMethods { .. } => ApiError::new(K::LimitReached, e.to_string()),
+            ref e @ E::AmountOutOfRange { field, .. } => {
+                ApiError::new(K::InvalidValue, e.to_string()).pointer(format!("/{field}"))
+            }
+            ref e @ E::AmountFormat { field } => {
+                ApiError::new(K::InvalidAmount, e.to_string()).pointer(format!("/{field}"))
+            }
+            e @ E::IdempotencyKeyReused => {
+                ApiError::new(K::InvalidValue, e.to_string()).parameter("Idempotency-Key")
+            }
+            E::Refused(refusal) => ApiError::new(K::PaymentBlocked, refusal.detail)
+                .retry_after_ms(refusal.retry_after_ms)
+                .no_automatic_retry(),
+            E::Invalid { field, message } => {
+                ApiError::new(K::InvalidValue, message).pointer(format!("/{field}"))
+            }
+            E::InvalidCard(reason) => ApiError::new(K::InvalidValue, reason).pointer("/number"),
+            e @ E::GatewayUnavailable => ApiError::new(K::Unavailable, e.to_string()),
+            E::Database(e) => e.into(),
+            E::Internal(e) => ApiError::internal(e),
         }
     }
 }

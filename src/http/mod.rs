@@ -15,8 +15,11 @@ pub mod health;
 pub mod managed_accounts;
 pub mod metrics;
 mod openapi;
+pub mod payment_methods;
+pub mod payments;
 pub mod pricing;
 pub mod report_jobs;
+pub mod sandbox;
 pub mod scope;
 pub mod security_headers;
 pub mod serve;
@@ -70,6 +73,8 @@ pub struct AppState {
     /// Wakes this server's report worker when a job is created here (other servers' workers
     /// find it on their next poll).
     pub reports_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Card payments and their gateway.
+    pub payments: crate::payments::Payments,
 }
 
 /// The route table. Every route is listed here and nowhere else.
@@ -128,6 +133,28 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::adjust))
         .routes(routes!(admin::price_list_rates))
         .routes(routes!(admin::account_rate))
+        // Payments.
+        .routes(routes!(
+            payment_methods::list_own,
+            payment_methods::create_own
+        ))
+        .routes(routes!(payment_methods::delete_own))
+        .routes(routes!(payment_methods::set_default_own))
+        .routes(routes!(
+            payment_methods::list_managed,
+            payment_methods::create_managed
+        ))
+        .routes(routes!(payment_methods::delete_managed))
+        .routes(routes!(payment_methods::set_default_managed))
+        .routes(routes!(payments::list, payments::create))
+        .routes(routes!(payments::create_sdk_path))
+        .routes(routes!(payments::list_managed, payments::create_managed))
+        .routes(routes!(payments::get_prefs, payments::update_prefs))
+        .routes(routes!(
+            payments::get_managed_prefs,
+            payments::update_managed_prefs
+        ))
+        .routes(routes!(sandbox::tokenize))
 }
 
 /// The routes and the OpenAPI document of everything they serve.
@@ -264,13 +291,23 @@ async fn method_not_allowed() -> ApiError {
 /// Cuts off requests that run too long. Dropping the handler rolls back its transaction.
 async fn time_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let limit = Duration::from_millis(state.request_timeout_ms);
+    // The Telnyx SDKs repeat a 408 on their own; a write cut short may have reached a card
+    // processor before it was stopped, so only a read may be repeated without the caller
+    // deciding (with an Idempotency-Key, a repeated top-up is safe and the caller's choice).
+    let read_only = request.method().is_safe();
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError::new(
-            ErrorKind::Timeout,
-            "The request took longer than the server allows and was stopped; work not yet committed was rolled back.",
-        )
-        .into_response(),
+        Err(_) => {
+            let error = ApiError::new(
+                ErrorKind::Timeout,
+                "The request took longer than the server allows and was stopped; work not yet committed was rolled back.",
+            );
+            if read_only {
+                error.into_response()
+            } else {
+                error.no_automatic_retry().into_response()
+            }
+        }
     }
 }
 
@@ -293,7 +330,7 @@ impl Application {
     /// real port is known before serving (tests bind port 0).
     pub async fn build(settings: &Settings, clock: ClockHandle) -> anyhow::Result<Self> {
         let db = Db::connect(&settings.database_url).await?;
-        crate::accounts::upgrade_stored_emails(&db, &clock).await?;
+        crate::upgrade::run(&db, &clock).await?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("Failed to listen on {}", settings.listen))?;
@@ -301,6 +338,9 @@ impl Application {
             let mut conn = db.write.acquire().await?;
             crate::signing::Signer::load(&mut conn, crate::clock::to_epoch_ms(clock.now())).await?
         };
+        let payments =
+            crate::payments::Payments::new(db.clone(), clock.clone(), settings.payments.clone());
+        payments.announce();
         let state = AppState {
             db: db.clone(),
             clock,
@@ -310,6 +350,7 @@ impl Application {
             metrics: std::sync::Arc::default(),
             signer: std::sync::Arc::new(signer),
             reports_wake: std::sync::Arc::default(),
+            payments,
         };
         let metrics = match settings.metrics_listen {
             Some(address) => {
@@ -365,6 +406,7 @@ impl Application {
             std::sync::Arc::clone(&self.state.reports_wake),
             stop.subscribe(),
         ))];
+        let payments = crate::payments::tasks::spawn(self.state.payments.clone(), stop.subscribe());
         let metrics = self.metrics.map(|(listener, router)| {
             let mut stopped = stop.subscribe();
             let shutdown = async move {
@@ -383,6 +425,7 @@ impl Application {
         }
         // Work cut short is taken up again (a report job's lease runs out, then a worker
         // claims it); a worker's failure is logged, not a reason to skip closing.
+        crate::payments::tasks::join(payments).await;
         for worker in workers {
             if let Err(error) = worker.await {
                 tracing::error!(error = %error, "A background worker failed: {error}");

@@ -333,15 +333,21 @@ mod tests {
         }
     }
 
-    /// A status the generator documents is not written by hand as well: one place says it.
+    /// A status the generator documents is not written by hand as well, unless the handler
+    /// says what it means there (e.g. a 429 that is a carding block, not a throttled key):
+    /// one place says each thing.
     #[test]
     fn handlers_write_only_the_statuses_the_generator_cannot_know() {
         let (_, mut document) = super::super::routes().split_for_parts();
         let mut duplicates = Vec::new();
         for operation in operations_mut(&mut document) {
             let generated = Takes::of(operation).statuses();
-            for status in operation.responses.responses.keys() {
-                if generated.contains_key(status.as_str()) {
+            for (status, response) in &operation.responses.responses {
+                let described = match response {
+                    RefOr::T(response) => !response.description.is_empty(),
+                    RefOr::Ref(_) => false,
+                };
+                if generated.contains_key(status.as_str()) && !described {
                     duplicates.push(format!("{:?} {status}", operation.operation_id));
                 }
             }

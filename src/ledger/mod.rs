@@ -8,7 +8,8 @@
 //! - posted entries are never changed: corrections are new entries.
 //!
 //! Books: `balance:<account>` (the account's money: credits raise it, usage lowers it),
-//! `credit_line:<account>` (its credit limit), and the platform's counter-books.
+//! `credit_line:<account>` (its credit limit), and the platform's counter-books (among them
+//! `platform:card_payments`, the other side of every card payment and refund).
 
 pub mod repo;
 mod verify;
@@ -35,6 +36,8 @@ pub enum Book {
     PlatformAdjustments,
     /// Counter-book of credit limits granted.
     PlatformCreditLines,
+    /// Counter-book of money paid in by card (top-ups, less refunds).
+    PlatformCardPayments,
 }
 
 impl Book {
@@ -47,6 +50,7 @@ impl Book {
             Self::PlatformFunding => "platform:funding".to_owned(),
             Self::PlatformAdjustments => "platform:adjustments".to_owned(),
             Self::PlatformCreditLines => "platform:credit_lines".to_owned(),
+            Self::PlatformCardPayments => "platform:card_payments".to_owned(),
         }
     }
 }
@@ -62,6 +66,10 @@ pub enum EntryKind {
     Adjustment,
     /// A credit-limit change.
     CreditLimit,
+    /// A card payment (a top-up) credited to an account.
+    CardPayment,
+    /// A card payment refunded, debited from the account.
+    CardRefund,
 }
 
 impl EntryKind {
@@ -72,6 +80,8 @@ impl EntryKind {
             Self::Credit => "credit",
             Self::Adjustment => "adjustment",
             Self::CreditLimit => "credit_limit",
+            Self::CardPayment => "card_payment",
+            Self::CardRefund => "card_refund",
         }
     }
 }

@@ -96,7 +96,8 @@ impl IntoResponse for PortalError {
         let page = ErrorPage {
             bare: Bare::new(heading),
             status: status.as_u16(),
-            detail: self.0.detail().to_owned(),
+            // As in the envelope: never a card number or token a client sent.
+            detail: crate::sensitive::redact_card_data(self.0.detail()).into_owned(),
         };
         Html(page).with_status(status)
     }

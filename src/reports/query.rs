@@ -11,7 +11,7 @@ use super::catalog::{Dimension, Metric, ReportProduct, direction, message_type};
 use crate::accounts::AccountId;
 use crate::accounts::listing::PageRequest;
 use crate::pricing::Product;
-use crate::usage::rollups::{DAY_MS, Granularity, HOUR_MS};
+use crate::usage::rollups::{DAY_MS, Granularity, HOUR_MS, month_start, next_month_start};
 
 /// The longest range a report covers.
 pub const RANGE_DAYS_MAX: i64 = 31;
@@ -71,18 +71,43 @@ impl TimeRange {
         self.until_ms
     }
 
-    /// The whole days inside the range, and the hour ranges left at either end.
-    fn segments(self) -> (Option<Span>, Vec<Span>) {
-        let first_day = (self.from_ms + DAY_MS - 1).div_euclid(DAY_MS) * DAY_MS;
-        let last_day = self.until_ms.div_euclid(DAY_MS) * DAY_MS;
+    /// The spans of the range to read from each rollup table: whole calendar months from
+    /// the monthly rollups (when `months` is allowed: a report by date cannot use them),
+    /// whole days left at either end of those from the daily ones, and the hours left at
+    /// either end of the days from the hourly ones. Finest first.
+    fn segments(self, months: bool) -> Vec<(Granularity, Vec<Span>)> {
+        let ceil_day = |ms: i64| (ms + DAY_MS - 1).div_euclid(DAY_MS) * DAY_MS;
+        let floor_day = |ms: i64| ms.div_euclid(DAY_MS) * DAY_MS;
+        let (first_day, last_day) = (ceil_day(self.from_ms), floor_day(self.until_ms));
         if first_day >= last_day {
-            return (None, vec![(self.from_ms, self.until_ms)]);
+            return vec![(Granularity::Hour, vec![(self.from_ms, self.until_ms)])];
         }
-        let hours = [(self.from_ms, first_day), (last_day, self.until_ms)]
-            .into_iter()
-            .filter(|(from, until)| from < until)
-            .collect();
-        (Some((first_day, last_day)), hours)
+        let edges = |outer: Span, inner: Span| -> Vec<Span> {
+            [(outer.0, inner.0), (inner.1, outer.1)]
+                .into_iter()
+                .filter(|(from, until)| from < until)
+                .collect()
+        };
+        let days = (first_day, last_day);
+        let first_month = if month_start(first_day) == first_day {
+            first_day
+        } else {
+            next_month_start(first_day)
+        };
+        let last_month = month_start(last_day);
+        let mut segments = vec![(
+            Granularity::Hour,
+            edges((self.from_ms, self.until_ms), days),
+        )];
+        if months && first_month < last_month {
+            let whole_months = (first_month, last_month);
+            segments.push((Granularity::Day, edges(days, whole_months)));
+            segments.push((Granularity::Month, vec![whole_months]));
+        } else {
+            segments.push((Granularity::Day, vec![days]));
+        }
+        segments.retain(|(_, spans)| !spans.is_empty());
+        segments
     }
 }
 
@@ -175,19 +200,13 @@ pub async fn run(
         return Ok((Vec::new(), 0));
     }
     let range = TimeRange { from_ms, until_ms };
-    let (days, hours) = range.segments();
-    let mut segments = Vec::new();
-    if let Some((from, until)) = days {
-        segments.push(segment(
-            Granularity::Day,
-            &[(from, until)],
-            &conditions,
-            &mut bind,
-        ));
-    }
-    if !hours.is_empty() {
-        segments.push(segment(Granularity::Hour, &hours, &conditions, &mut bind));
-    }
+    // A month's rows know no day: a report by date reads days at most.
+    let by_date = report.dimensions.contains(&Dimension::Date);
+    let segments: Vec<String> = range
+        .segments(!by_date)
+        .into_iter()
+        .map(|(granularity, spans)| segment(granularity, &spans, &conditions, &mut bind))
+        .collect();
     let dimension_columns: Vec<String> = report
         .dimensions
         .iter()
@@ -282,7 +301,7 @@ fn segment(
         })
         .collect();
     let day = match granularity {
-        Granularity::Day => "bucket_ms".to_owned(),
+        Granularity::Day | Granularity::Month => "bucket_ms".to_owned(),
         Granularity::Hour => format!("(bucket_ms / {DAY_MS}) * {DAY_MS}"),
     };
     format!(
@@ -419,24 +438,58 @@ mod tests {
     const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
     #[test]
-    fn ranges_split_into_whole_days_and_edge_hours() {
+    fn ranges_split_into_whole_months_days_and_edge_hours() {
+        use Granularity::{Day, Hour, Month};
         let range = TimeRange::new(T0 + 22 * HOUR_MS, T0 + 3 * DAY_MS + 5 * HOUR_MS).unwrap();
-        let (days, hours) = range.segments();
-        assert_eq!(days, Some((T0 + DAY_MS, T0 + 3 * DAY_MS)));
         assert_eq!(
-            hours,
+            range.segments(true),
             [
-                (T0 + 22 * HOUR_MS, T0 + DAY_MS),
-                (T0 + 3 * DAY_MS, T0 + 3 * DAY_MS + 5 * HOUR_MS)
+                (
+                    Hour,
+                    vec![
+                        (T0 + 22 * HOUR_MS, T0 + DAY_MS),
+                        (T0 + 3 * DAY_MS, T0 + 3 * DAY_MS + 5 * HOUR_MS)
+                    ]
+                ),
+                (Day, vec![(T0 + DAY_MS, T0 + 3 * DAY_MS)]),
             ]
         );
         let within_a_day = TimeRange::new(T0 + HOUR_MS, T0 + 5 * HOUR_MS).unwrap();
         assert_eq!(
-            within_a_day.segments(),
-            (None, vec![(T0 + HOUR_MS, T0 + 5 * HOUR_MS)])
+            within_a_day.segments(true),
+            [(Hour, vec![(T0 + HOUR_MS, T0 + 5 * HOUR_MS)])]
         );
-        let whole = TimeRange::new(T0, T0 + 31 * DAY_MS).unwrap();
-        assert_eq!(whole.segments(), (Some((T0, T0 + 31 * DAY_MS)), vec![]));
+        // January 2026 has 31 days: one month's rows.
+        let january = TimeRange::new(T0, T0 + 31 * DAY_MS).unwrap();
+        assert_eq!(
+            january.segments(true),
+            [(Month, vec![(T0, T0 + 31 * DAY_MS)])]
+        );
+        assert_eq!(
+            january.segments(false),
+            [(Day, vec![(T0, T0 + 31 * DAY_MS)])]
+        );
+        // 20 January to 10 February, from 06:00: hours, days either side, no whole month.
+        let across = TimeRange::new(T0 + 19 * DAY_MS + 6 * HOUR_MS, T0 + 40 * DAY_MS).unwrap();
+        assert_eq!(
+            across.segments(true),
+            [
+                (
+                    Hour,
+                    vec![(T0 + 19 * DAY_MS + 6 * HOUR_MS, T0 + 20 * DAY_MS)]
+                ),
+                (Day, vec![(T0 + 20 * DAY_MS, T0 + 40 * DAY_MS)]),
+            ]
+        );
+        // 29 January to 1 March: three days, then February whole.
+        let february = TimeRange::new(T0 + 28 * DAY_MS, T0 + 59 * DAY_MS).unwrap();
+        assert_eq!(
+            february.segments(true),
+            [
+                (Day, vec![(T0 + 28 * DAY_MS, T0 + 31 * DAY_MS)]),
+                (Month, vec![(T0 + 31 * DAY_MS, T0 + 59 * DAY_MS)]),
+            ]
+        );
     }
 
     #[test]

@@ -364,6 +364,13 @@ async fn charge(
             .filter_map(|r| r.event.lease_id.as_deref())
             .collect();
         repo::release_leases(&mut tx, &leases, now_ms).await?;
+        // The auto-recharge outbox: written with the charge, so a crash cannot lose it.
+        crate::payments::auto_recharge::stage_triggers(
+            &mut tx,
+            new.iter().map(|r| r.payer),
+            now_ms,
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(inserted)

@@ -1,6 +1,6 @@
 //! Rollups: sums of charged usage per account, product, destination country and number
-//! type, by UTC hour and by UTC day, added in the transaction that charges the usage — so
-//! a report is exactly as current as the ledger, never ahead or behind.
+//! type, by UTC hour, day and calendar month, added in the transaction that charges the
+//! usage — so a report is exactly as current as the ledger, never ahead or behind.
 //!
 //! A batch adds one upsert per table, its rows in key order (so that concurrent batches on
 //! PostgreSQL take row locks in one order and never wait crosswise).
@@ -17,36 +17,55 @@ pub const HOUR_MS: i64 = 3_600_000;
 /// Milliseconds in a UTC day.
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 
-/// The rollup tables and their bucket widths.
+/// The rollup tables and their buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Granularity {
     /// `usage_rollups_hourly`.
     Hour,
     /// `usage_rollups_daily`.
     Day,
+    /// `usage_rollups_monthly` (calendar months).
+    Month,
 }
 
 impl Granularity {
+    /// Every table, finest first.
+    pub const ALL: [Granularity; 3] = [Self::Hour, Self::Day, Self::Month];
+
     /// Table name (fixed here, never from input).
     pub fn table(self) -> &'static str {
         match self {
             Self::Hour => "usage_rollups_hourly",
             Self::Day => "usage_rollups_daily",
-        }
-    }
-
-    /// Bucket width.
-    pub fn width_ms(self) -> i64 {
-        match self {
-            Self::Hour => HOUR_MS,
-            Self::Day => DAY_MS,
+            Self::Month => "usage_rollups_monthly",
         }
     }
 
     /// The start of the bucket holding `at_ms`.
     pub fn bucket(self, at_ms: i64) -> i64 {
-        at_ms.div_euclid(self.width_ms()) * self.width_ms()
+        match self {
+            Self::Hour => at_ms.div_euclid(HOUR_MS) * HOUR_MS,
+            Self::Day => at_ms.div_euclid(DAY_MS) * DAY_MS,
+            Self::Month => month_start(at_ms),
+        }
     }
+}
+
+/// The first instant of the UTC calendar month holding `at_ms`.
+pub fn month_start(at_ms: i64) -> i64 {
+    use chrono::Datelike;
+    let day = crate::clock::from_epoch_ms(at_ms).date_naive();
+    day.with_day(1)
+        .and_then(|first| first.and_hms_opt(0, 0, 0))
+        .map_or(at_ms, |first| first.and_utc().timestamp_millis())
+}
+
+/// The first instant of the UTC calendar month after the one holding `at_ms`.
+pub fn next_month_start(at_ms: i64) -> i64 {
+    let start = crate::clock::from_epoch_ms(month_start(at_ms));
+    start
+        .checked_add_months(chrono::Months::new(1))
+        .map_or(at_ms, |next| next.timestamp_millis())
 }
 
 /// (bucket, account, product, country, number type).
@@ -102,7 +121,7 @@ pub async fn add_in_tx(
     if records.is_empty() {
         return Ok(());
     }
-    for granularity in [Granularity::Hour, Granularity::Day] {
+    for granularity in Granularity::ALL {
         let rows: Vec<_> = aggregate(records, granularity)?
             .into_iter()
             .map(|((bucket, account, product, country, kind), sums)| {
@@ -143,6 +162,160 @@ pub async fn add_in_tx(
     Ok(())
 }
 
+/// Records charged before destinations were classified, per statement of the upgrade.
+const UPGRADE_CHUNK_RECORDS: i64 = 5_000;
+
+/// Classifies the destinations of records stored before they were classified and builds the
+/// rollups of every record, once per database: the first process to claim the run does it
+/// in one transaction, which other processes' claims wait for (so none ingests into rollups
+/// that are half built). Returns how many records were classified.
+pub async fn upgrade_stored_records(
+    conn: &mut AnyConnection,
+    now_ms: i64,
+) -> Result<u64, sqlx::Error> {
+    use sqlx::Row;
+    let claimed = sqlx::query(
+        "INSERT INTO maintenance_runs (name, ran_at_ms) VALUES ('usage_rollups_v1', $1) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if !claimed {
+        return Ok(0);
+    }
+    let mut classified = 0_u64;
+    loop {
+        let rows = sqlx::query(
+            "SELECT event_id, destination FROM usage_records WHERE country_code IS NULL \
+             ORDER BY event_id LIMIT $1",
+        )
+        .bind(UPGRADE_CHUNK_RECORDS)
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() {
+            break;
+        }
+        let mut classes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let event_id: String = row.try_get("event_id")?;
+            let destination: String = row.try_get("destination")?;
+            let class = super::numbers::classify(&destination);
+            classes.push((event_id, class.country_code, class.number_type));
+        }
+        let json = serde_json::to_string(&classes)
+            .map_err(|e| sqlx::Error::Protocol(format!("Failed to encode classes: {e}")))?;
+        let select = crate::db::json_rows_select(conn, 1, &[Text, Text, Text]);
+        let sql = format!(
+            "WITH c (event_id, country_code, number_type) AS ({select}) \
+             UPDATE usage_records SET country_code = c.country_code, number_type = c.number_type \
+             FROM c WHERE usage_records.event_id = c.event_id"
+        );
+        sqlx::query(&sql).bind(json).execute(&mut *conn).await?;
+        classified += u64::try_from(rows.len()).unwrap_or(0);
+    }
+    for (table, width) in [
+        (Granularity::Hour.table(), HOUR_MS),
+        (Granularity::Day.table(), DAY_MS),
+    ] {
+        // The tables are new with this upgrade: nothing was rolled up before it.
+        let sql = format!(
+            "INSERT INTO {table} (bucket_ms, account_id, product, country_code, number_type, \
+             event_count, quantity, billable_quantity, cost_nanos) \
+             SELECT (occurred_at_ms / {width}) * {width}, account_id, product, country_code, \
+             number_type, COUNT(*), CAST(SUM(quantity) AS BIGINT), \
+             CAST(SUM(billable_quantity) AS BIGINT), CAST(SUM(cost_nanos) AS BIGINT) \
+             FROM usage_records GROUP BY 1, 2, 3, 4, 5"
+        );
+        sqlx::query(&sql).execute(&mut *conn).await?;
+    }
+    Ok(classified)
+}
+
+/// Fills the monthly rollups from the daily ones, once per database (the monthly table
+/// came after the others; usage charged since is added to all three as it is charged).
+pub async fn upgrade_monthly_rollups(
+    conn: &mut AnyConnection,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    use sqlx::Row;
+    let claimed = sqlx::query(
+        "INSERT INTO maintenance_runs (name, ran_at_ms) VALUES ('usage_rollups_monthly_v1', $1) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if !claimed {
+        return Ok(false);
+    }
+    let rows = sqlx::query(
+        "SELECT bucket_ms, account_id, product, country_code, number_type, event_count, \
+         quantity, billable_quantity, cost_nanos FROM usage_rollups_daily",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut months: BTreeMap<(i64, String, String, String, String), Sums> = BTreeMap::new();
+    for row in rows {
+        let key = (
+            month_start(row.try_get("bucket_ms")?),
+            row.try_get("account_id")?,
+            row.try_get("product")?,
+            row.try_get("country_code")?,
+            row.try_get("number_type")?,
+        );
+        let slot = months.entry(key).or_default();
+        slot.events = slot.events.saturating_add(row.try_get("event_count")?);
+        slot.quantity = slot.quantity.saturating_add(row.try_get("quantity")?);
+        slot.billable_quantity = slot
+            .billable_quantity
+            .saturating_add(row.try_get("billable_quantity")?);
+        slot.cost_nanos = slot.cost_nanos.saturating_add(row.try_get("cost_nanos")?);
+    }
+    let rows: Vec<_> = months
+        .into_iter()
+        .map(|((bucket, account, product, country, kind), s)| {
+            (
+                bucket,
+                account,
+                product,
+                country,
+                kind,
+                s.events,
+                s.quantity,
+                s.billable_quantity,
+                s.cost_nanos,
+            )
+        })
+        .collect();
+    for chunk in rows.chunks(
+        UPGRADE_CHUNK_RECORDS
+            .unsigned_abs()
+            .try_into()
+            .unwrap_or(5_000),
+    ) {
+        let json = serde_json::to_string(chunk)
+            .map_err(|e| sqlx::Error::Protocol(format!("Failed to encode rollups: {e}")))?;
+        let select = crate::db::json_rows_select(
+            conn,
+            1,
+            &[
+                BigInt, Text, Text, Text, Text, BigInt, BigInt, BigInt, BigInt,
+            ],
+        );
+        let sql = format!(
+            "INSERT INTO usage_rollups_monthly (bucket_ms, account_id, product, country_code, \
+             number_type, event_count, quantity, billable_quantity, cost_nanos) {select}"
+        );
+        sqlx::query(&sql).bind(json).execute(&mut *conn).await?;
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +326,9 @@ mod tests {
         assert_eq!(Granularity::Hour.bucket(at), 1_767_268_800_000);
         assert_eq!(Granularity::Day.bucket(at), 1_767_225_600_000);
         assert_eq!(Granularity::Day.bucket(-1), -DAY_MS);
+        assert_eq!(Granularity::Month.bucket(at), 1_767_225_600_000);
+        // 2026-02-14 → 2026-02-01, and the month after is 2026-03-01.
+        assert_eq!(month_start(1_771_027_200_000), 1_769_904_000_000);
+        assert_eq!(next_month_start(1_771_027_200_000), 1_772_323_200_000);
     }
 }

@@ -42,6 +42,14 @@ const MANAGER_OF_TARGET: [u16; 11] = [401, 200, 404, 403, 403, 403, 401, 403, 40
 const OWNED_BY_MANAGER: [u16; 11] = [401, 200, 404, 404, 404, 403, 401, 404, 401, 401, 401];
 /// Open to all.
 const PUBLIC: [u16; 11] = [200; 11];
+/// Any account with a balance of its own (a rollup account has none: its manager pays).
+const OWN_BALANCE: [u16; 11] = [401, 200, 200, 200, 422, 403, 401, 200, 401, 401, 401];
+/// A card of the manager's own: anyone else's is not found, and a rollup account is told it
+/// has no cards (its manager pays for it).
+const MANAGERS_CARD: [u16; 11] = [401, 200, 404, 404, 422, 403, 401, 404, 401, 401, 401];
+/// A top-up of the caller's own balance by its default card: the manager and the target
+/// (the managed role) have one; the others are told to add a card first.
+const TOP_UP: [u16; 11] = [401, 200, 422, 200, 422, 403, 401, 422, 401, 401, 401];
 
 /// The expected status of every operation for every caller of [`ROLES`].
 const EXPECTED: &[(&str, &str, [u16; 11])] = &[
@@ -159,6 +167,64 @@ const EXPECTED: &[(&str, &str, [u16; 11])] = &[
         "/v2/legacy/reporting/usage_reports/messaging/{id}/csv",
         OWNED_BY_MANAGER,
     ),
+    ("GET", "/v2/payment_methods", OWN_BALANCE),
+    ("POST", "/v2/payment_methods", MANAGERS_CARD),
+    ("DELETE", "/v2/payment_methods/{id}", MANAGERS_CARD),
+    (
+        "POST",
+        "/v2/payment_methods/{id}/actions/set_default",
+        MANAGERS_CARD,
+    ),
+    (
+        "GET",
+        "/v2/managed_accounts/{id}/payment_methods",
+        MANAGER_OF_TARGET,
+    ),
+    (
+        "POST",
+        "/v2/managed_accounts/{id}/payment_methods",
+        MANAGER_OF_TARGET,
+    ),
+    (
+        "DELETE",
+        "/v2/managed_accounts/{id}/payment_methods/{payment_method_id}",
+        MANAGER_OF_TARGET,
+    ),
+    (
+        "POST",
+        "/v2/managed_accounts/{id}/payment_methods/{payment_method_id}/actions/set_default",
+        MANAGER_OF_TARGET,
+    ),
+    (
+        "GET",
+        "/v2/payment/stored_payment_transactions",
+        OWN_BALANCE,
+    ),
+    ("POST", "/v2/payment/stored_payment_transactions", TOP_UP),
+    ("POST", "/v2/v2/payment/stored_payment_transactions", TOP_UP),
+    (
+        "GET",
+        "/v2/managed_accounts/{id}/payment/stored_payment_transactions",
+        MANAGER_OF_TARGET,
+    ),
+    (
+        "POST",
+        "/v2/managed_accounts/{id}/payment/stored_payment_transactions",
+        MANAGER_OF_TARGET,
+    ),
+    ("GET", "/v2/payment/auto_recharge_prefs", OWN_BALANCE),
+    ("PATCH", "/v2/payment/auto_recharge_prefs", OWN_BALANCE),
+    (
+        "GET",
+        "/v2/managed_accounts/{id}/payment/auto_recharge_prefs",
+        MANAGER_OF_TARGET,
+    ),
+    (
+        "PATCH",
+        "/v2/managed_accounts/{id}/payment/auto_recharge_prefs",
+        MANAGER_OF_TARGET,
+    ),
+    ("POST", "/sandbox/v1/tokens", ANY_ACCOUNT),
     ("POST", "/v2/usage_events", INGEST),
     ("POST", "/v2/admissions", INGEST),
     ("POST", "/v2/channel_leases/{id}/actions/release", INGEST),
@@ -184,6 +250,14 @@ struct World {
     release_lease_id: String,
     /// Report jobs of the manager: one to read, one to delete, per kind.
     jobs: BTreeMap<(&'static str, &'static str), String>,
+    /// Saved cards, the default and one to delete: the manager's own and the target's.
+    manager_method_id: String,
+    manager_deletable_id: String,
+    target_method_id: String,
+    target_deletable_id: String,
+    /// Card tokens entered for the manager and for the target, to save.
+    manager_token: String,
+    target_token: String,
 }
 
 async fn finished_job(app: &TestApp, kind: &str) -> String {
@@ -304,6 +378,20 @@ impl World {
             jobs.insert((kind, "read"), finished_job(app, kind).await);
             jobs.insert((kind, "delete"), finished_job(app, kind).await);
         }
+        use crate::payments::{
+            AMEX, DISCOVER, INSUFFICIENT_FUNDS, MASTERCARD, PROCESSOR_ERROR, VISA, add_card,
+            tokenize,
+        };
+        let method_id = |card: serde_json::Value| card["id"].as_str().unwrap().to_owned();
+        // The first card saved is the default: top-ups charge it.
+        let manager_method_id = method_id(add_card(app, &app.manager.key, None, VISA).await);
+        let manager_deletable_id = method_id(add_card(app, &app.manager.key, None, DISCOVER).await);
+        let target_method_id =
+            method_id(add_card(app, &app.manager.key, Some(&target), MASTERCARD).await);
+        let target_deletable_id =
+            method_id(add_card(app, &app.manager.key, Some(&target), INSUFFICIENT_FUNDS).await);
+        let manager_token = tokenize(app, &app.manager.key, AMEX).await;
+        let target_token = tokenize(app, &app.manager.key, PROCESSOR_ERROR).await;
         let keys = [
             Some(app.operator_key.clone()),
             Some(app.manager.key.clone()),
@@ -318,6 +406,12 @@ impl World {
             None,
         ];
         Self {
+            manager_method_id,
+            manager_deletable_id,
+            target_method_id,
+            target_deletable_id,
+            manager_token,
+            target_token,
             keys,
             target,
             price_list_id,
@@ -346,8 +440,20 @@ impl World {
             let use_ = if method == "DELETE" { "delete" } else { "read" };
             real = real.replace("{id}", &self.jobs[&(kind, use_)]);
         }
+        real = real.replace(
+            "{payment_method_id}",
+            if method == "DELETE" {
+                &self.target_deletable_id
+            } else {
+                &self.target_method_id
+            },
+        );
         let id = if path.contains("/price_lists/") {
             &self.price_list_id
+        } else if path.starts_with("/v2/payment_methods/") && method == "DELETE" {
+            &self.manager_deletable_id
+        } else if path.starts_with("/v2/payment_methods/") {
+            &self.manager_method_id
         } else if path.ends_with("/actions/renew") {
             &self.renew_lease_id
         } else if path.ends_with("/actions/release") {
@@ -385,6 +491,26 @@ impl World {
             ("POST", "/v2/legacy/reporting/usage_reports/messaging") => {
                 Some(Body::Json(json!({"aggregation_type": 0})))
             }
+            ("POST", "/v2/payment_methods") => {
+                Some(Body::Json(json!({"token": self.manager_token})))
+            }
+            ("POST", "/v2/managed_accounts/{id}/payment_methods") => {
+                Some(Body::Json(json!({"token": self.target_token})))
+            }
+            (
+                "POST",
+                "/v2/payment/stored_payment_transactions"
+                | "/v2/v2/payment/stored_payment_transactions"
+                | "/v2/managed_accounts/{id}/payment/stored_payment_transactions",
+            ) => Some(Body::Json(json!({"amount": "10.00"}))),
+            (
+                "PATCH",
+                "/v2/payment/auto_recharge_prefs"
+                | "/v2/managed_accounts/{id}/payment/auto_recharge_prefs",
+            ) => Some(Body::Json(json!({"enabled": false}))),
+            ("POST", "/sandbox/v1/tokens") => Some(Body::Json(
+                json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "739"}),
+            )),
             ("POST", "/v2/usage_events") => Some(Body::Json(json!({"events": []}))),
             ("POST", "/v2/admissions") => Some(Body::Json(json!({
                 "account_id": self.target.id, "product": "sms_outbound", "destination": "+14155550100"}))),

@@ -155,6 +155,8 @@ async fn a_request_over_its_time_limit_is_cut_off_with_408() {
         .await;
 
     reply.assert_error(408, "10008", None);
+    // A write cut short is not for the SDKs to repeat on their own.
+    assert_eq!(reply.headers["x-should-retry"], "false");
 }
 
 #[tokio::test]
@@ -170,4 +172,53 @@ async fn exact_error_envelope_for_a_blamed_field() {
         json!({"errors": [{"code": "10004", "title": "Missing required parameter",
                            "detail": "business_name is required", "source": {"pointer": "/business_name"}}]})
     );
+}
+
+#[tokio::test]
+async fn a_card_number_in_any_field_or_parameter_is_never_echoed_nor_stored() {
+    let app = spawn_app().await;
+    let key = &app.standard.key;
+    let replies = [
+        app.patch("/v2/account", key, json!({"email": "4242 4242 4242 4242"}))
+            .await,
+        app.patch(
+            "/v2/account",
+            key,
+            json!({"email": "4242424242424242@cards.example"}),
+        )
+        .await,
+        app.patch(
+            "/v2/account",
+            key,
+            json!({"business_name": "Acme 4242-4242-4242-4242"}),
+        )
+        .await,
+        app.patch("/v2/account", key, json!({"email": 4242424242424242_u64}))
+            .await,
+        app.get(
+            "/v2/managed_accounts?filter[5555555555554444]=x",
+            &app.manager.key,
+        )
+        .await,
+        app.create_managed(
+            &app.manager.key,
+            json!({"business_name": "Fine", "password": 5555555555554444_u64}),
+        )
+        .await,
+    ];
+    for reply in replies {
+        assert!(reply.status.is_client_error(), "{}", reply.body);
+        let text = reply.body.to_string();
+        for spelling in [
+            "4242424242424242",
+            "4242 4242 4242 4242",
+            "4242-4242-4242-4242",
+            "5555555555554444",
+        ] {
+            assert!(!text.contains(spelling), "echoed: {text}");
+        }
+    }
+    let me = app.get("/v2/account", key).await;
+    assert_eq!(me.body["data"]["organization_name"], "Standalone");
+    assert_eq!(me.body["data"]["email"], "solo@standard.example");
 }

@@ -124,10 +124,23 @@ async fn database_url(dir: &tempfile::TempDir) -> String {
     format!("{base}{separator}options=-c%20search_path%3D{schema}")
 }
 
-/// The settings of a test server: port 0, a 64 KiB body limit, defaults otherwise.
+/// Payments as tests run them: no sandbox latency and no background work (tests run each
+/// unit of it themselves), a short slow card.
+pub fn test_payments_config() -> steward::payments::PaymentsConfig {
+    steward::payments::PaymentsConfig {
+        sandbox_latency_ms: 0,
+        sandbox_slow_charge_ms: 200,
+        tasks_interval_ms: 0,
+        ..Default::default()
+    }
+}
+
+/// The settings of a test server: port 0, a 64 KiB body limit, test payments, defaults
+/// otherwise.
 pub fn test_settings(database_url: &str) -> Settings {
     Settings {
         body_limit_bytes: 64 * 1024,
+        payments: test_payments_config(),
         ..Settings::new(
             "127.0.0.1:0".parse().unwrap(),
             DatabaseUrl::parse(database_url).unwrap(),

@@ -28,6 +28,7 @@ mod metrics;
 mod nul;
 mod openapi;
 mod parsing;
+mod payments;
 mod portal;
 mod price_leak;
 mod pricing;

@@ -74,6 +74,42 @@ async fn the_openapi_document_describes_every_route_served() {
         ("post", "/admin/v1/accounts/{id}/adjustments"),
         ("get", "/admin/v1/price_lists/{id}/rates"),
         ("get", "/admin/v1/accounts/{id}/pricing/rate"),
+        ("get", "/v2/payment_methods"),
+        ("post", "/v2/payment_methods"),
+        ("delete", "/v2/payment_methods/{id}"),
+        ("post", "/v2/payment_methods/{id}/actions/set_default"),
+        ("get", "/v2/managed_accounts/{id}/payment_methods"),
+        ("post", "/v2/managed_accounts/{id}/payment_methods"),
+        (
+            "delete",
+            "/v2/managed_accounts/{id}/payment_methods/{payment_method_id}",
+        ),
+        (
+            "post",
+            "/v2/managed_accounts/{id}/payment_methods/{payment_method_id}/actions/set_default",
+        ),
+        ("get", "/v2/payment/stored_payment_transactions"),
+        ("post", "/v2/payment/stored_payment_transactions"),
+        ("post", "/v2/v2/payment/stored_payment_transactions"),
+        (
+            "get",
+            "/v2/managed_accounts/{id}/payment/stored_payment_transactions",
+        ),
+        (
+            "post",
+            "/v2/managed_accounts/{id}/payment/stored_payment_transactions",
+        ),
+        ("get", "/v2/payment/auto_recharge_prefs"),
+        ("patch", "/v2/payment/auto_recharge_prefs"),
+        (
+            "get",
+            "/v2/managed_accounts/{id}/payment/auto_recharge_prefs",
+        ),
+        (
+            "patch",
+            "/v2/managed_accounts/{id}/payment/auto_recharge_prefs",
+        ),
+        ("post", "/sandbox/v1/tokens"),
     ];
     let paths = document["paths"].as_object().unwrap();
     let mut documented = 0;
@@ -94,6 +130,10 @@ async fn the_openapi_document_describes_every_route_served() {
             app.address,
             path.replace("{id}", "00000000-0000-0000-0000-000000000000")
                 .replace("{key_id}", "KEY0")
+                .replace(
+                    "{payment_method_id}",
+                    "00000000-0000-0000-0000-000000000000"
+                )
         );
         let reply = app
             .client

@@ -235,6 +235,19 @@ async fn every_invalid_page_parameter_is_a_422_on_every_list() {
         ("/v2/pricing/rates".to_owned(), &app.manager.key, 250),
         ("/v2/audit_events".to_owned(), &app.manager.key, 250),
         (
+            "/v2/payment/stored_payment_transactions".to_owned(),
+            &app.manager.key,
+            250,
+        ),
+        (
+            format!(
+                "/v2/managed_accounts/{}/payment/stored_payment_transactions",
+                child.id
+            ),
+            &app.manager.key,
+            250,
+        ),
+        (
             "/v2/usage_reports?product=messaging&dimensions=date&metrics=count".to_owned(),
             &app.manager.key,
             5000,

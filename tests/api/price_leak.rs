@@ -186,6 +186,9 @@ async fn answers(app: &TestApp, account: &Actor) -> Vec<(String, String)> {
         "/v2/pricing/rate?product=voice_outbound&destination=%2B442079460000",
         "/v2/legacy/reporting/usage_reports/voice",
         "/v2/legacy/reporting/usage_reports/messaging",
+        "/v2/payment_methods",
+        "/v2/payment/stored_payment_transactions",
+        "/v2/payment/auto_recharge_prefs",
     ]
     .into_iter()
     .map(str::to_owned)

@@ -754,3 +754,121 @@ async fn a_manager_lists_the_detail_records_of_its_whole_tree() {
         .await;
     refused.assert_error(403, "10010", None);
 }
+
+#[tokio::test]
+async fn usage_stored_before_rollups_is_classified_and_rolled_up_once_at_start() {
+    let app = spawn_app().await;
+    let tree = tree_with_usage(&app).await;
+    // As an earlier version left it: no destination classes, no rollups.
+    for sql in [
+        "UPDATE usage_records SET country_code = NULL, number_type = NULL",
+        "DELETE FROM usage_rollups_hourly",
+        "DELETE FROM usage_rollups_daily",
+        "DELETE FROM maintenance_runs WHERE name = 'usage_rollups_v1'",
+    ] {
+        sqlx::query(sql).execute(&app.db.write).await.unwrap();
+    }
+    let empty = report(
+        &app,
+        &tree.own.key,
+        &format!("product=sip-trunking&dimensions=country_code&metrics=count&{RANGE}"),
+    )
+    .await;
+    assert_eq!(empty["data"], json!([]));
+
+    // A server starting on the database upgrades it; a second start changes nothing.
+    app.second_server().await;
+    app.second_server().await;
+
+    let rebuilt = report(
+        &app,
+        &tree.own.key,
+        &format!("product=sip-trunking&dimensions=country_code,number_type&metrics=count,call_sec&{RANGE}"),
+    )
+    .await;
+    assert_eq!(
+        rebuilt["data"],
+        json!([
+            {"country_code": "GB", "number_type": "geographic", "count": 1, "call_sec": 61},
+            {"country_code": "US", "number_type": "geographic_or_mobile", "count": 1, "call_sec": 61},
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_report_over_a_calendar_month_reads_the_monthly_rollups_and_agrees_with_the_days() {
+    let app = spawn_app().await;
+    app.import_prices(
+        BASE_PRICES,
+        "platform_default=true&effective_from=2025-12-01T00:00:00Z",
+    )
+    .await
+    .assert_status(200);
+    let managed = app.managed_of(&app.manager, "Month Co", json!({})).await;
+    app.clock.advance(TimeDelta::days(31));
+    let days = [
+        "2026-01-01T00:00:00Z",
+        "2026-01-15T13:00:00Z",
+        "2026-01-31T23:59:59Z",
+    ];
+    let events: Vec<Value> = days
+        .iter()
+        .enumerate()
+        .map(|(n, when)| {
+            at(
+                &format!("m{n}"),
+                &managed.id,
+                "sms_outbound",
+                "+447400123456",
+                2,
+                when,
+            )
+        })
+        .chain([at(
+            "feb",
+            &managed.id,
+            "sms_outbound",
+            "+447400123456",
+            5,
+            "2026-02-01T00:00:00Z",
+        )])
+        .collect();
+    app.ingest(json!(events)).await.assert_status(200);
+    let january = "start_date=2026-01-01T00:00:00Z&end_date=2026-02-01T00:00:00Z";
+    let whole = report(
+        &app,
+        &managed.key,
+        &format!("product=messaging&dimensions=country_code&metrics=count,parts&{january}"),
+    )
+    .await;
+    assert_eq!(
+        whole["data"],
+        json!([{"country_code": "GB", "count": 3, "parts": 6}])
+    );
+    let by_day = report(
+        &app,
+        &managed.key,
+        &format!("product=messaging&dimensions=date&metrics=parts&{january}"),
+    )
+    .await;
+    assert_eq!(
+        by_day["data"],
+        json!([{"date": "2026-01-01", "parts": 2}, {"date": "2026-01-15", "parts": 2},
+               {"date": "2026-01-31", "parts": 2}])
+    );
+    // The monthly rollups of usage charged before they existed are built once, at start.
+    for sql in [
+        "DELETE FROM usage_rollups_monthly",
+        "DELETE FROM maintenance_runs WHERE name = 'usage_rollups_monthly_v1'",
+    ] {
+        sqlx::query(sql).execute(&app.db.write).await.unwrap();
+    }
+    app.second_server().await;
+    let rebuilt = report(
+        &app,
+        &managed.key,
+        &format!("product=messaging&dimensions=country_code&metrics=count,parts&{january}"),
+    )
+    .await;
+    assert_eq!(rebuilt["data"], whole["data"]);
+}

@@ -92,6 +92,9 @@ pub struct Ids {
     /// The manager's report jobs, voice and messaging.
     voice_job_id: String,
     messaging_job_id: String,
+    /// A saved card of the manager's, and one of the target's.
+    manager_method_id: String,
+    target_method_id: String,
 }
 
 impl Ids {
@@ -191,7 +194,19 @@ impl Ids {
         };
         let voice_job_id = job("voice").await;
         let messaging_job_id = job("messaging").await;
+        use crate::payments::{MASTERCARD, VISA, add_card};
+        let manager_method_id = add_card(app, &app.manager.key, None, VISA).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let target_method_id =
+            add_card(app, &app.manager.key, Some(&target), MASTERCARD).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
         Self {
+            manager_method_id,
+            target_method_id,
             voice_job_id,
             messaging_job_id,
             target,
@@ -221,6 +236,8 @@ impl Ids {
             &self.lease_id
         } else if path.starts_with("/admin/v1/price_lists/{id}") {
             &self.price_list_id
+        } else if path.starts_with("/v2/payment_methods/{id}") {
+            &self.manager_method_id
         } else if path.starts_with("/v2/legacy/reporting/usage_reports/voice/{id}") {
             &self.voice_job_id
         } else if path.starts_with("/v2/legacy/reporting/usage_reports/messaging/{id}") {
@@ -237,7 +254,10 @@ impl Ids {
         } else {
             &self.own_key_id
         };
-        let path = path.replace("{id}", id).replace("{key_id}", key_id);
+        let path = path
+            .replace("{id}", id)
+            .replace("{key_id}", key_id)
+            .replace("{payment_method_id}", &self.target_method_id);
         assert!(
             !path.contains('{'),
             "no id for {path}: add one to Ids::path"

@@ -1,7 +1,8 @@
 """Schemathesis hooks for tests/fuzz/run.sh.
 
 `steward_json_bodies` (a check):
-Steward promises a JSON body on every response, and the Telnyx error envelope
+Steward promises a JSON body on every response (but for the files a few operations serve on
+success: report CSVs, invoice PDFs, the metrics text), and the Telnyx error envelope
 (`{"errors": [{"code", "title", "detail", ...}]}`) on every error, whatever the input.
 The built-in `content_type_conformance` and `response_schema_conformance` checks only
 look at responses whose status the document lists, so an error with an undocumented
@@ -73,6 +74,10 @@ def price_list_bodies(context, body):
     return st.one_of(st.just(body), _price_list_csv())
 
 
+# Media types of the files some operations serve on success (errors are always JSON).
+DOCUMENT_MEDIA_TYPES = {"text/csv", "application/pdf", "application/openmetrics-text"}
+
+
 def _content_type(response) -> str:
     values = response.headers.get("content-type") or []
     return values[0] if values else ""
@@ -85,6 +90,10 @@ def steward_json_bodies(ctx, response, case):
     if status in (204, 304) or case.method.upper() == "HEAD":
         return None
     media_type = _content_type(response).split(";", 1)[0].strip().lower()
+    if status < 400 and media_type in DOCUMENT_MEDIA_TYPES:
+        # A file the operation serves (a report CSV, an invoice PDF, the metrics text):
+        # `content_type_conformance` checks it is the documented one.
+        return None
     if media_type != "application/json":
         raise AssertionError(
             f"{status} response with Content-Type {media_type or '<none>'!r}, expected application/json; "

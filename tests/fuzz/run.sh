@@ -83,7 +83,7 @@ PY=$VENV/bin/python
 admin() { "$STEWARD_BIN" admin "$@" --database-url "$DATABASE_URL"; }
 field() { "$PY" -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 log "Minting keys on $DATABASE_URL"
-suffix="$(date +%s)-$RANDOM"
+suffix="$(date +%s)x$RANDOM"
 manager=$(admin create-account --email "fuzz-manager-$suffix@reseller.example" \
   --business-name "Fuzz Reseller $suffix" --manager --allocatable-channels 10)
 STEWARD_FUZZ_MANAGER_KEY=$(field api_key <<<"$manager")

@@ -618,3 +618,129 @@ describe('who may do what', () => {
     assert.equal(firstError(error).code, '10009');
   });
 });
+
+// --- payments -----------------------------------------------------------------------------
+// Cards are entered at the sandbox gateway's card entry (a processor's hosted fields in
+// production) and saved by token; the SDK has no calls for either, so these two steps use
+// fetch. Each test uses its own test card: one card tops up at most three accounts a day.
+
+async function postJson(url, apiKey, body) {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${apiKey}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  assert.equal(response.status, 200, `${url}: ${await response.clone().text()}`);
+  return response.json();
+}
+
+async function saveSandboxCard(apiKey, number, cvc = '739') {
+  const root = steward.baseURL.replace(/\/v2$/, '');
+  const card = { number, exp_month: 12, exp_year: 2030, cvc };
+  const { data: tokenized } = await postJson(`${root}/sandbox/v1/tokens`, apiKey, card);
+  const { data: saved } = await postJson(`${steward.baseURL}/payment_methods`, apiKey, {
+    token: tokenized.token,
+  });
+  return saved.id;
+}
+
+/** Every field the SDK's stored payment transaction declares, with its type. */
+function assertTransactionShape(transaction) {
+  assert.equal(transaction.record_type, 'transaction');
+  assert.equal(transaction.transaction_processing_type, 'stored_payment');
+  assertString(transaction, 'id');
+  assert.ok(Number.isInteger(transaction.amount_cents), 'amount_cents');
+  assert.equal(transaction.amount_currency, 'USD');
+  assert.equal(typeof transaction.auto_recharge, 'boolean');
+  assertString(transaction, 'processor_status');
+  assert.match(transaction.created_at, ISO_8601);
+}
+
+/** Every field the SDK's `AutoRechargePref` declares, with its type. */
+function assertPrefShape(pref) {
+  assert.equal(pref.record_type, 'auto_recharge_pref');
+  assertString(pref, 'id');
+  assert.equal(typeof pref.enabled, 'boolean');
+  assert.equal(typeof pref.invoice_enabled, 'boolean');
+  assert.ok(['credit_paypal', 'ach'].includes(pref.preference), pref.preference);
+  assert.match(pref.threshold_amount, MONEY);
+  assert.match(pref.recharge_amount, MONEY);
+}
+
+describe('payments', () => {
+  test('a stored payment transaction charges the card and credits the balance', async () => {
+    const account = await newAccount();
+    await saveSandboxCard(account.api_key, '6011111111111117');
+    const own = steward.client(account.api_key);
+
+    const { data: paid } = await own.payment.createStoredPaymentTransaction({ amount: '120.00' });
+
+    assertTransactionShape(paid);
+    assert.equal(paid.amount_cents, 12000);
+    assert.equal(paid.processor_status, 'submitted_for_settlement');
+    assert.equal(paid.auto_recharge, false);
+    assert.equal((await own.balance.retrieve()).data.balance, '120.00');
+  });
+
+  test('a declined card is refused with the reason (422, 40021) and moves nothing', async () => {
+    const account = await newAccount();
+    await saveSandboxCard(account.api_key, '4000000000000069');
+    const own = steward.client(account.api_key);
+
+    const error = await expectError(
+      own.payment.createStoredPaymentTransaction({ amount: '120.00' }),
+      Telnyx.UnprocessableEntityError,
+      422,
+    );
+
+    assert.equal(firstError(error).code, '40021');
+    assert.match(firstError(error).detail, /expired/);
+    assert.equal((await own.balance.retrieve()).data.balance, '0.00');
+  });
+
+  test('an amount without cents is Telnyx error 10027', async () => {
+    const own = steward.client((await newAccount()).api_key);
+
+    const error = await expectError(
+      own.payment.createStoredPaymentTransaction({ amount: '120' }),
+      Telnyx.UnprocessableEntityError,
+      422,
+    );
+
+    assert.equal(firstError(error).code, '10027');
+  });
+
+  test('auto-recharge preferences are read and updated', async () => {
+    const account = await newAccount();
+    const own = steward.client(account.api_key);
+
+    const { data: initial } = await own.payment.autoRechargePrefs.list();
+    await saveSandboxCard(account.api_key, '378282246310005', '7391');
+    const { data: updated } = await own.payment.autoRechargePrefs.update({
+      enabled: true,
+      threshold_amount: '10.00',
+      recharge_amount: '50.00',
+      preference: 'credit_paypal',
+    });
+
+    assertPrefShape(initial);
+    assert.equal(initial.enabled, false);
+    assertPrefShape(updated);
+    assert.equal(updated.enabled, true);
+    assert.equal(updated.recharge_amount, '50.00');
+    assert.equal((await own.payment.autoRechargePrefs.list()).data.threshold_amount, '10.00');
+  });
+
+  test('a rollup account has no auto-recharge and is told why (422, 40004)', async () => {
+    const rollup = await createAccount(client, { rollup_billing: true });
+    const own = steward.client(rollup.api_key);
+
+    const error = await expectError(
+      own.payment.autoRechargePrefs.update({ enabled: true }),
+      Telnyx.UnprocessableEntityError,
+      422,
+    );
+
+    assert.match(firstError(error).detail, /rollup billing/);
+  });
+});

@@ -66,7 +66,8 @@ impl FieldErrors {
             None => String::new(),
         };
         let mut errors = Self::default();
-        errors.add(&field, api.detail());
+        let detail = crate::sensitive::redact_card_data(api.detail());
+        errors.add(&crate::sensitive::redact_card_data(&field), detail);
         Ok(errors)
     }
 }

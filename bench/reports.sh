@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Usage-report benchmark: one manager, 1,000 managed accounts, N events (default 10,000,000)
+# over the latest 31-day calendar month, seeded through rating, the ledger and the rollups;
+# then the manager's per-account report over the month (monthly rollups) and over 31 days
+# that are not a month (daily rollups), timed through HTTP, beside the same aggregation over
+# the raw records.
+#
+#   bench/reports.sh sqlite|postgres [events] [reports]
+#
+# postgres uses STEWARD_BENCH_POSTGRES_URL (an empty database the run may fill).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+backend=${1:-sqlite}
+events=${2:-10000000}
+reports=${3:-100}
+
+cargo build --release --locked -q --bin steward --example report_bench
+work=$(mktemp -d /tmp/steward-reports.XXXXXX)
+server_pid=
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+case $backend in
+  sqlite) db="sqlite://$work/steward.db" ;;
+  postgres) db=${STEWARD_BENCH_POSTGRES_URL:?set STEWARD_BENCH_POSTGRES_URL} ;;
+  *) echo "unknown backend $backend" >&2; exit 2 ;;
+esac
+export STEWARD_REPORT_BENCH_STATE=$work/state.json
+target/release/examples/report_bench --database-url "$db" --events "$events" --phase seed >"$work/seed.json"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+RUST_LOG=warn target/release/steward serve --listen "127.0.0.1:$port" --database-url "$db" \
+  --payment-tasks-interval-ms 0 2>"$work/server.log" &
+server_pid=$!
+for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/livez" >/dev/null && break; sleep 0.1; done
+target/release/examples/report_bench --database-url "$db" --server "http://127.0.0.1:$port" \
+  --reports "$reports" --phase measure >"$work/measure.json"
+python3 - "$backend" "$(nproc)" "$work/seed.json" "$work/measure.json" <<'PY'
+import json, sys
+backend, cores, seed, measure = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+out = {"backend": backend, "cores": cores, **json.load(open(seed)), **json.load(open(measure))}
+print(json.dumps(out, indent=2))
+PY

@@ -1,0 +1,454 @@
+//! Usage-report benchmark (`bench/reports.sh`): seeds one manager with 1,000 managed
+//! accounts and N events spread over the latest 31-day calendar month through the ingestion
+//! code itself (rating, ledger, rollups — everything but HTTP), then times the manager's
+//! per-account report through HTTP against a running `steward serve`: over the month (read
+//! from the monthly rollups) and over 31 days that are not a month (read from the daily
+//! ones), beside the same aggregation over the raw records (the query the rollups spare).
+//! Prints one JSON object.
+//!
+//! Traffic is shaped like a reseller's customers: each account calls and texts a small
+//! book of contacts, mostly in its home country; products are mostly calls and SMS.
+
+#![expect(
+    clippy::indexing_slicing,
+    clippy::as_conversions,
+    reason = "a benchmark driver: indices are taken modulo the length, counts become rates"
+)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sqlx::Row;
+use steward::accounts::{self, Email, NewAccount, NewManagedAccount, OrganizationName};
+use steward::audit::Actor;
+use steward::clock::{ClockHandle, SystemClock};
+use steward::config::DatabaseUrl;
+use steward::db::Db;
+use steward::pricing::{self, AssignTo, Increments, NewPriceList, Product, RateRow};
+use steward::usage::RawEvent;
+
+const MANAGED: usize = 1_000;
+const DAYS: i64 = 31;
+const DAY_MS: i64 = 86_400_000;
+const BATCH_EVENTS: usize = 5_000;
+const SEED_TASKS: usize = 2;
+const CONTACTS_PER_ACCOUNT: usize = 40;
+
+/// Countries and the shape of their numbers: calling code, national digits.
+const COUNTRIES: [(&str, usize); 12] = [
+    ("1415", 7),
+    ("1212", 7),
+    ("4420", 8),
+    ("447400", 6),
+    ("4930", 8),
+    ("49151", 8),
+    ("331", 8),
+    ("336", 8),
+    ("3491", 7),
+    ("3906", 8),
+    ("6128", 8),
+    ("8190", 8),
+];
+
+struct Args {
+    database_url: String,
+    server: String,
+    events: usize,
+    reports: usize,
+    phase: String,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut args = std::env::args().skip(1);
+    let mut parsed = Args {
+        database_url: String::new(),
+        server: String::new(),
+        events: 10_000_000,
+        reports: 100,
+        phase: "all".into(),
+    };
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--database-url" => parsed.database_url = value,
+            "--server" => parsed.server = value,
+            "--events" => parsed.events = value.parse()?,
+            "--reports" => parsed.reports = value.parse()?,
+            "--phase" => parsed.phase = value,
+            _ => anyhow::bail!("unknown flag {flag}"),
+        }
+    }
+    Ok(parsed)
+}
+
+/// A small deterministic generator, so runs are comparable.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn number(rng: &mut Lcg, country: usize) -> String {
+    let (prefix, digits) = COUNTRIES[country];
+    let mut text = format!("+{prefix}");
+    for _ in 0..digits {
+        text.push(char::from(b'0' + (rng.next() % 10) as u8));
+    }
+    text
+}
+
+async fn set_up(
+    db: &Db,
+    clock: &ClockHandle,
+    run: &str,
+) -> anyhow::Result<(String, String, Vec<String>)> {
+    let operator = Actor::Operator("operator:bench".to_owned());
+    let rate = |product, prefix: &str, nanos, increments| RateRow {
+        product,
+        prefix: prefix.to_owned(),
+        rate_nanos: nanos,
+        increments,
+    };
+    let mut rows = Vec::new();
+    for (n, (prefix, _)) in COUNTRIES.iter().enumerate() {
+        let step = i64::try_from(n).unwrap_or(0) * 1_000_000;
+        rows.push(rate(
+            Product::VoiceOutbound,
+            prefix,
+            10_000_000 + step,
+            Increments::new(6, 6),
+        ));
+        rows.push(rate(
+            Product::SmsOutbound,
+            prefix,
+            4_000_000 + step / 10,
+            None,
+        ));
+    }
+    rows.push(rate(
+        Product::VoiceOutbound,
+        "",
+        50_000_000,
+        Increments::new(60, 60),
+    ));
+    rows.push(rate(
+        Product::VoiceInbound,
+        "",
+        2_000_000,
+        Increments::new(6, 6),
+    ));
+    rows.push(rate(Product::SmsOutbound, "", 5_000_000, None));
+    rows.push(rate(Product::SmsInbound, "", 1_000_000, None));
+    rows.push(rate(Product::MmsOutbound, "", 20_000_000, None));
+    rows.push(rate(Product::NumberRental, "", 1_000_000_000, None));
+    let new = NewPriceList {
+        name: format!("report bench {run}"),
+        currency: "USD".into(),
+        effective_from_ms: 0,
+        assign_to: Some(AssignTo::PlatformDefault),
+    };
+    pricing::import(db, clock, new, &rows, &operator)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let new = NewAccount {
+        email: Email::parse(&format!("report-bench-{run}@reseller.example"))
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        organization_name: OrganizationName::parse("Report Bench Reseller")
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        manager: true,
+        max_managed_accounts: Some(i64::try_from(MANAGED).unwrap_or(0)),
+        allocatable_channels: None,
+        password: None,
+    };
+    let (manager, key) = accounts::create_account(db, clock, new, &operator)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut managed = Vec::with_capacity(MANAGED);
+    for n in 0..MANAGED {
+        let new = NewManagedAccount {
+            business_name: OrganizationName::parse(&format!("Customer {n:04}"))
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            email: None,
+            password: None,
+            managed_account_allow_custom_pricing: false,
+            // Every fifth customer's spend rolls up to the reseller.
+            rollup_billing: n % 5 == 0,
+        };
+        let (account, _) = accounts::create_managed_account(db, clock, &manager, new)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        managed.push(account.id.to_string());
+    }
+    Ok((manager.id.to_string(), key.secret().to_owned(), managed))
+}
+
+/// The events of one batch: account by account, contact by contact, over the 31 days.
+fn batch(
+    rng: &mut Lcg,
+    books: &[Vec<String>],
+    accounts: &[String],
+    start_ms: i64,
+    run: &str,
+    first: usize,
+    count: usize,
+) -> Vec<Result<RawEvent, String>> {
+    (first..first + count)
+        .map(|n| {
+            let account = rng.below(accounts.len());
+            let contact = &books[account][rng.below(CONTACTS_PER_ACCOUNT)];
+            let (product, quantity) = match rng.below(100) {
+                0..=49 => (Product::VoiceOutbound, 5 + rng.below(600)),
+                50..=59 => (Product::VoiceInbound, 5 + rng.below(300)),
+                60..=89 => (Product::SmsOutbound, 1 + rng.below(3)),
+                90..=94 => (Product::SmsInbound, 1),
+                95..=98 => (Product::MmsOutbound, 1),
+                _ => (Product::NumberRental, 1),
+            };
+            let at_ms = start_ms + (rng.next() as i64 % (DAYS * DAY_MS));
+            Ok(RawEvent {
+                id: Some(format!("rb-{run}-{n}")),
+                account_id: Some(accounts[account].clone()),
+                product: Some(product.as_str().to_owned()),
+                destination: Some(contact.clone()),
+                quantity: Some(serde_json::json!(quantity)),
+                occurred_at: Some(steward::clock::to_wire(steward::clock::from_epoch_ms(
+                    at_ms,
+                ))),
+                lease_id: None,
+            })
+        })
+        .collect()
+}
+
+async fn seed(
+    db: &Db,
+    clock: &ClockHandle,
+    events: usize,
+    run: &str,
+    accounts: Arc<Vec<String>>,
+    start_ms: i64,
+) -> anyhow::Result<f64> {
+    let mut rng = Lcg(42);
+    let books: Arc<Vec<Vec<String>>> = Arc::new(
+        (0..accounts.len())
+            .map(|_| {
+                let home = rng.below(COUNTRIES.len());
+                (0..CONTACTS_PER_ACCOUNT)
+                    .map(|_| {
+                        let country = if rng.below(10) < 8 {
+                            home
+                        } else {
+                            rng.below(COUNTRIES.len())
+                        };
+                        number(&mut rng, country)
+                    })
+                    .collect()
+            })
+            .collect(),
+    );
+    let pricing = Arc::new(pricing::PricingCache::default());
+    let started = Instant::now();
+    let batches = events.div_ceil(BATCH_EVENTS);
+    let mut tasks = Vec::new();
+    for task in 0..SEED_TASKS {
+        let (db, clock, pricing, books, accounts) = (
+            db.clone(),
+            Arc::clone(clock),
+            Arc::clone(&pricing),
+            Arc::clone(&books),
+            Arc::clone(&accounts),
+        );
+        let run = run.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Lcg(1_000 + task as u64);
+            for b in (task..batches).step_by(SEED_TASKS) {
+                let first = b * BATCH_EVENTS;
+                let count = BATCH_EVENTS.min(events - first);
+                let raw = batch(&mut rng, &books, &accounts, start_ms, &run, first, count);
+                steward::usage::ingest(&db, &pricing, &clock, &raw, "bench")
+                    .await
+                    .context("Failed to ingest a seed batch")?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
+    if sorted_ms.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted_ms.len() as f64 - 1.0) * p).round() as usize;
+    sorted_ms[index.min(sorted_ms.len() - 1)]
+}
+
+fn summary(mut ms: Vec<f64>) -> serde_json::Value {
+    ms.sort_by(f64::total_cmp);
+    serde_json::json!({"runs": ms.len(), "p50_ms": percentile(&ms, 0.5), "p99_ms": percentile(&ms, 0.99),
+                       "max_ms": ms.last().copied().unwrap_or(0.0)})
+}
+
+async fn time_report(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    reports: usize,
+) -> anyhow::Result<(Vec<f64>, u64)> {
+    let mut report_ms = Vec::with_capacity(reports);
+    let mut rows = 0;
+    for _ in 0..reports {
+        let started = Instant::now();
+        let response = client.get(url).bearer_auth(key).send().await?;
+        anyhow::ensure!(
+            response.status() == 200,
+            "report answered {}",
+            response.status()
+        );
+        let body: serde_json::Value = response.json().await?;
+        report_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        rows = body["meta"]["total_results"].as_u64().unwrap_or(0);
+    }
+    Ok((report_ms, rows))
+}
+
+fn wire(ms: i64) -> String {
+    steward::clock::to_wire(steward::clock::from_epoch_ms(ms)).replace(".000", "")
+}
+
+async fn measure(
+    db: &Db,
+    server: &str,
+    key: &str,
+    manager: &str,
+    reports: usize,
+    start_ms: i64,
+) -> anyhow::Result<serde_json::Value> {
+    let client = reqwest::Client::new();
+    let report_url = |from_ms: i64, until_ms: i64| {
+        format!(
+            "{server}/v2/usage_reports?product=sip-trunking&dimensions=product,country_code&metrics=count,call_sec,billed_sec,cost&managed_accounts=true&page%5Bsize%5D=5000&start_date={}&end_date={}",
+            wire(from_ms),
+            wire(until_ms)
+        )
+    };
+    let month_end = start_ms + DAYS * DAY_MS;
+    let (month_ms, month_rows) =
+        time_report(&client, &report_url(start_ms, month_end), key, reports).await?;
+    // The same width a day later: no whole month inside, so daily rollups.
+    let (rolling_ms, rolling_rows) = time_report(
+        &client,
+        &report_url(start_ms + DAY_MS, month_end + DAY_MS),
+        key,
+        reports,
+    )
+    .await?;
+    // The month's aggregation over the raw records, through the same driver.
+    let sql = "SELECT account_id, product, country_code, COUNT(*) AS n, CAST(SUM(quantity) AS BIGINT) AS q, \
+               CAST(SUM(billable_quantity) AS BIGINT) AS b, CAST(SUM(cost_nanos) AS BIGINT) AS c FROM usage_records \
+               WHERE account_id IN (SELECT id FROM accounts WHERE manager_id = $1) AND product IN ('voice_outbound', 'voice_inbound') \
+               AND occurred_at_ms >= $2 AND occurred_at_ms < $3 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
+    let mut raw_ms = Vec::new();
+    let mut raw_rows = 0;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let found = sqlx::query(sql)
+            .bind(manager)
+            .bind(start_ms)
+            .bind(month_end)
+            .fetch_all(&db.read)
+            .await?;
+        raw_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        raw_rows = found.len();
+        if let Some(row) = found.first() {
+            let _: i64 = row.try_get("n")?;
+        }
+    }
+    let month = summary(month_ms);
+    let raw = summary(raw_ms);
+    let ratio =
+        raw["p50_ms"].as_f64().unwrap_or(0.0) / month["p50_ms"].as_f64().unwrap_or(1.0).max(0.001);
+    Ok(serde_json::json!({
+        "month_report": month, "month_rows": month_rows,
+        "rolling_31_days_report": summary(rolling_ms), "rolling_rows": rolling_rows,
+        "baseline_raw_records_month": raw, "baseline_rows": raw_rows,
+        "raw_over_month_report_p50": ratio}))
+}
+
+/// The start of the latest calendar month of 31 days that has ended.
+fn latest_long_month(now_ms: i64) -> i64 {
+    let mut start = steward::usage::rollups::month_start(now_ms);
+    loop {
+        let previous = steward::usage::rollups::month_start(start - 1);
+        if start - previous == DAYS * DAY_MS {
+            return previous;
+        }
+        start = previous;
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = args()?;
+    let clock: ClockHandle = Arc::new(SystemClock);
+    let url = DatabaseUrl::parse(&args.database_url).map_err(anyhow::Error::msg)?;
+    let db = Db::connect(&url).await?;
+    steward::upgrade::run(&db, &clock).await?;
+    let start_ms = latest_long_month(clock.now().timestamp_millis());
+    let state_file = std::path::Path::new(
+        &std::env::var("STEWARD_REPORT_BENCH_STATE")
+            .unwrap_or_else(|_| "target/report-bench.json".into()),
+    )
+    .to_path_buf();
+    let mut out = serde_json::json!({"events": args.events});
+    if args.phase == "seed" || args.phase == "all" {
+        let run = format!("{:x}", clock.now().timestamp_millis());
+        let (manager, key, managed) = set_up(&db, &clock, &run).await?;
+        let seconds = seed(&db, &clock, args.events, &run, Arc::new(managed), start_ms).await?;
+        out["seed_seconds"] = seconds.into();
+        out["seed_events_per_second"] = (args.events as f64 / seconds).round().into();
+        let rollups: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_rollups_daily")
+            .fetch_one(&db.read)
+            .await?;
+        out["daily_rollup_rows"] = rollups.into();
+        std::fs::write(
+            &state_file,
+            serde_json::json!({"manager": manager, "key": key, "start_ms": start_ms}).to_string(),
+        )?;
+    }
+    if args.phase == "measure" || args.phase == "all" {
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&state_file)?)?;
+        let start_ms = state["start_ms"].as_i64().unwrap_or(start_ms);
+        // Let the server's caches settle before timing.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        out["measure"] = measure(
+            &db,
+            &args.server,
+            state["key"].as_str().unwrap_or_default(),
+            state["manager"].as_str().unwrap_or_default(),
+            args.reports,
+            start_ms,
+        )
+        .await?;
+    }
+    db.close().await;
+    println!("{out}");
+    Ok(())
+}
