@@ -71,6 +71,20 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/usage", get(pages::usage::show))
         .route("/usage.csv", get(pages::usage::csv))
         .route("/billing", get(pages::billing::show))
+        .route("/billing/cards", post(pages::billing::add_card))
+        .route(
+            "/billing/cards/{id}/default",
+            post(pages::billing::default_card),
+        )
+        .route(
+            "/billing/cards/{id}/remove",
+            post(pages::billing::remove_card),
+        )
+        .route("/billing/top-up", post(pages::billing::top_up))
+        .route(
+            "/billing/auto-recharge",
+            post(pages::billing::auto_recharge),
+        )
         .route(
             "/api-keys",
             get(pages::api_keys::list).post(pages::api_keys::mint),

@@ -185,6 +185,22 @@ def test_acting_as_a_managed_account(
         expect(row).to_contain_text(manager.email)
     shot(page, screenshots, "10-acting-audit-log")
 
+    # Its cards and top-ups, by its manager: a sandbox test card, then a top-up.
+    page.goto(steward.url("/billing"))
+    page.get_by_label("Card number").fill("4242 4242 4242 4242")
+    page.get_by_label("Expiry month").fill("12")
+    page.get_by_label("Expiry year").fill("2031")
+    page.get_by_label("Security code").fill("123")
+    page.get_by_role("button", name="Save card").click()
+    expect(page.locator(".flash-ok")).to_contain_text("ending 4242 is saved")
+    page.get_by_label("Amount in dollars").fill("20.00")
+    page.get_by_role("button", name="Top up").click()
+    expect(page.locator(".flash-ok")).to_contain_text("$20.00 was charged")
+    expect(page.locator("#top-ups")).to_contain_text("succeeded")
+    shot(page, screenshots, "10b-acting-billing")
+    html = page.content()
+    assert not [n for n in forbidden if n in html], "the billing page shows a price"
+
     banner.get_by_role("button", name="Return to your account").click()
     expect(page.locator(".acting-banner")).to_have_count(0)
     expect(page.locator(".flash-ok")).to_contain_text("back in your own account")

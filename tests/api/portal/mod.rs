@@ -3,6 +3,7 @@
 //! (The browser suite in `tests/portal/` drives the same pages in Chromium.)
 
 mod acting;
+mod billing;
 mod forms;
 mod pages;
 mod sign_in;
