@@ -398,6 +398,10 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(listen = %self.local_addr()?, "Steward is listening on {}", self.local_addr()?);
+        tracing::info!(
+            "The portal is at http://{}/ (the API under /v2)",
+            self.local_addr()?
+        );
         // One signal stops both listeners and the background workers.
         let (stop, _) = tokio::sync::watch::channel(false);
         let workers = [tokio::spawn(crate::reports::jobs::run_worker(
