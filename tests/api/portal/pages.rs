@@ -403,3 +403,23 @@ async fn pages_stay_fast_for_a_manager_with_a_full_book() {
         report.join("\n")
     );
 }
+
+#[tokio::test]
+async fn what_users_typed_is_shown_as_text_never_as_markup() {
+    let app = spawn_app().await;
+    let name = "<script>alert('x')</script> & \"Co\"";
+    let created = app.managed_of(&app.manager, name, json!({})).await;
+    let mut browser = manager_browser(&app).await;
+
+    let list = browser.get("/managed-accounts").await;
+    let page = browser
+        .get(&format!("/managed-accounts/{}", created.id))
+        .await;
+
+    for body in [&list.body, &page.body] {
+        assert!(!body.contains("<script>alert"), "{body}");
+        assert!(
+            body.contains("&#60;script&#62;alert(&#39;x&#39;)&#60;/script&#62; &#38; &#34;Co&#34;")
+        );
+    }
+}

@@ -4,6 +4,11 @@
 //! offered and asking for them is refused by the same rule as the API; records show no
 //! cost, rate or billed seconds.
 
+mod records;
+mod series;
+
+pub use series::{days_between, format_metric, value_on};
+
 use askama::Template;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, header};
@@ -13,24 +18,16 @@ use chrono::{DateTime, Datelike, Utc};
 use super::FieldErrors;
 use crate::accounts::listing::PageRequest;
 use crate::http::AppState;
-use crate::http::detail_records::{DetailRecord, record};
 use crate::http::usage_reports::CSV_ROWS_MAX;
-use crate::money::Money;
 use crate::portal::auth::Viewer;
 use crate::portal::chart::BarChart;
 use crate::portal::error::PortalError;
 use crate::portal::form::Form;
 use crate::portal::page::{Chrome, Html, Section};
-use crate::reports::{
-    self, Audience, Cell, Dimension, Metric, ReportParams, ReportProduct, ReportRow, Scope,
-};
-use crate::usage::repo::{RecordOwner, RecordQuery};
+use crate::reports::{self, Audience, Cell, Dimension, Metric, ReportParams, ReportProduct, Scope};
 
 /// Rows of a report per page: a screenful that still reads well on a phone.
 pub const REPORT_ROWS_PER_PAGE: u32 = 100;
-
-/// Detail records listed under a report.
-const RECENT_RECORDS: u32 = 20;
 
 /// The date ranges offered (the API takes these and `last_N_days`).
 const RANGES: [(&str, &str); 8] = [
@@ -55,18 +52,6 @@ pub struct Choice {
     pub selected: bool,
 }
 
-/// A detail record as listed.
-#[derive(Debug)]
-pub struct RecordRow {
-    started_at: String,
-    account: String,
-    product: &'static str,
-    destination: String,
-    quantity: String,
-    cost: String,
-    rate: String,
-}
-
 #[derive(Template)]
 #[template(path = "usage.html")]
 struct UsagePage {
@@ -85,7 +70,7 @@ struct UsagePage {
     csv_href: String,
     previous_href: String,
     next_href: String,
-    records: Vec<RecordRow>,
+    records: Vec<records::RecordRow>,
     show_prices: bool,
 }
 
@@ -273,7 +258,7 @@ pub async fn show_page(
             selected: chosen_metrics.iter().any(|c| c == m.name()),
         })
         .collect();
-    let records = recent_records(state, viewer, &request).await?;
+    let records = records::recent_records(state, viewer, &request).await?;
     let range = request.params.date_range.as_deref().unwrap_or_default();
     let last_page = page.total_pages(total_rows).max(1);
     let page_number = page.number();
@@ -361,101 +346,6 @@ async fn daily_chart(
     Ok(BarChart::new(&title, &points, move |v| {
         format_metric(metric, v)
     }))
-}
-
-/// The value of the row for `day` (`YYYY-MM-DD`) in rows of (date, metric).
-pub fn value_on(rows: &[ReportRow], day: &str) -> i64 {
-    rows.iter()
-        .find(|row| matches!(row.first(), Some(Cell::Text(d)) if d == day))
-        .and_then(|row| match row.get(1) {
-            Some(Cell::Int(n) | Cell::Nanos(n)) => Some(*n),
-            _ => None,
-        })
-        .unwrap_or(0)
-}
-
-/// `YYYY-MM-DD` of every UTC day from `from_ms` to before `until_ms`.
-pub fn days_between(from_ms: i64, until_ms: i64) -> Vec<String> {
-    let mut days = Vec::new();
-    let mut day = crate::clock::from_epoch_ms(from_ms).date_naive();
-    let last = crate::clock::from_epoch_ms(until_ms.saturating_sub(1)).date_naive();
-    while day <= last && days.len() < 62 {
-        days.push(day.format("%Y-%m-%d").to_string());
-        match day.succ_opt() {
-            Some(next) => day = next,
-            None => break,
-        }
-    }
-    days
-}
-
-/// A metric's value for people: amounts in dollars, call seconds in minutes.
-pub fn format_metric(metric: Metric, value: i64) -> String {
-    match metric {
-        Metric::Cost => format!("${}", Money::from_nanos(value).to_decimal_string(2)),
-        Metric::CallSec | Metric::BilledSec => minutes(value),
-        _ => value.to_string(),
-    }
-}
-
-/// Seconds as minutes with one decimal.
-pub fn minutes(seconds: i64) -> String {
-    let tenths = seconds.saturating_mul(10).div_euclid(60);
-    format!("{}.{} min", tenths.div_euclid(10), tenths.rem_euclid(10))
-}
-
-/// The newest detail records of the report's product and scope.
-async fn recent_records(
-    state: &AppState,
-    viewer: &Viewer,
-    request: &Request,
-) -> Result<Vec<RecordRow>, PortalError> {
-    let query = RecordQuery {
-        owner: if request.managed {
-            RecordOwner::ManagedAccountsOf(viewer.subject.id)
-        } else {
-            RecordOwner::Account(viewer.subject.id)
-        },
-        products: request.product.products().to_vec(),
-        from_ms: None,
-        until_ms: None,
-        descending: true,
-        limit: RECENT_RECORDS,
-        offset: 0,
-    };
-    let mut conn = state.db.read.acquire().await?;
-    let (stored, _) = crate::usage::repo::list_records(&mut conn, &query).await?;
-    drop(conn);
-    let show_prices = viewer.may_see_prices();
-    Ok(stored
-        .into_iter()
-        .map(|s| record_row(record(s, show_prices)))
-        .collect())
-}
-
-fn record_row(r: DetailRecord) -> RecordRow {
-    let quantity = match (r.call_sec, r.parts, r.months) {
-        (Some(s), _, _) => format!("{s} s"),
-        (_, Some(p), _) => format!("{p} part{}", if p == 1 { "" } else { "s" }),
-        (_, _, Some(m)) => format!("{m} month{}", if m == 1 { "" } else { "s" }),
-        _ => String::new(),
-    };
-    RecordRow {
-        started_at: r
-            .started_at
-            .replace('T', " ")
-            .trim_end_matches('Z')
-            .chars()
-            .take(16)
-            .collect::<String>()
-            + " UTC",
-        account: r.user_id,
-        product: r.product,
-        destination: r.cld,
-        quantity,
-        cost: r.cost.unwrap_or_default(),
-        rate: r.rate.unwrap_or_default(),
-    }
 }
 
 /// `GET /usage.csv`: the report as CSV, every row (as the API's `format=csv`).
