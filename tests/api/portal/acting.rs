@@ -277,3 +277,44 @@ async fn signing_out_ends_acting() {
             .contains("You are acting as")
     );
 }
+
+#[tokio::test]
+async fn another_managers_account_is_missing_for_every_action() {
+    let app = spawn_app().await;
+    let others = app
+        .managed_of(&app.other_manager, "Theirs", json!({}))
+        .await;
+    let mut browser = manager_browser(&app).await;
+    browser.get("/settings").await;
+
+    for (action, fields) in [
+        ("disable", vec![("confirmed", "1")]),
+        ("enable", vec![("confirmed", "1")]),
+        ("channel-limit", vec![("channel_limit", "1")]),
+        (
+            "custom-pricing",
+            vec![("managed_account_allow_custom_pricing", "on")],
+        ),
+    ] {
+        let page = browser
+            .submit(
+                &format!("/managed-accounts/{}/{action}", others.id),
+                &fields,
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{action}");
+    }
+
+    let theirs = app
+        .get(
+            &format!("/v2/managed_accounts/{}", others.id),
+            &app.other_manager.key,
+        )
+        .await;
+    assert_eq!(theirs.body["data"]["status"], "active");
+    assert_eq!(theirs.body["data"]["channel_limit"], 0);
+    assert_eq!(
+        theirs.body["data"]["managed_account_allow_custom_pricing"],
+        false
+    );
+}
