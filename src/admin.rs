@@ -11,6 +11,7 @@ use crate::billing::{self, BillingError, IdempotencyKey, MoneyRequest, Movement}
 use crate::cli::AdminCommand;
 use crate::clock::{ClockHandle, from_epoch_ms, to_wire};
 use crate::db::Db;
+use crate::invoices;
 use crate::keys::service::ServiceKind;
 use crate::ledger;
 use crate::money::Money;
@@ -310,7 +311,109 @@ async fn money_and_pricing(
                 "card_refunds": paid.refunds}),
             )
         }
+        AdminCommand::CopyDatabase { to } => copy_database(db, &to).await,
+        AdminCommand::CloseInvoices { period, account } => {
+            close_invoices(db, clock, &period, account.as_deref()).await
+        }
+        AdminCommand::SetPlatformName { name } => {
+            let name = OrganizationName::parse(&name).context("--name")?;
+            let mut conn = db.write.acquire().await?;
+            crate::platform::set_name(&mut conn, &name, crate::clock::to_epoch_ms(clock.now()))
+                .await
+                .context("Failed to update the database")?;
+            Ok(json!({"platform_name": name.as_ref()}))
+        }
         other => payment_verbs(db, clock, payments, other).await,
+    }
+}
+
+async fn copy_database(source: &Db, to: &str) -> anyhow::Result<Value> {
+    let url = crate::config::DatabaseUrl::parse(to).map_err(anyhow::Error::msg)?;
+    let target = Db::connect(&url).await?;
+    let copied = crate::db::copy::copy_database(source, &target).await;
+    let verified = match &copied {
+        Ok(_) => Some(ledger::verify(&target).await),
+        Err(_) => None,
+    };
+    target.close().await;
+    let copied = copied?;
+    match verified {
+        Some(Ok(Ok(report))) => {
+            let tables: serde_json::Map<String, Value> = copied
+                .tables
+                .iter()
+                .map(|(name, rows)| (name.clone(), json!(rows)))
+                .collect();
+            Ok(json!({"ok": true, "to": url.to_string(), "tables": tables,
+                "balances_compared": copied.books, "entries": report.entries,
+                "books": report.books, "usage_records": report.usage_records}))
+        }
+        Some(Ok(Err(violation))) => {
+            anyhow::bail!("the copy's ledger invariant is violated: {violation}")
+        }
+        Some(Err(error)) => Err(error).context("Failed to verify the copy's ledger"),
+        None => anyhow::bail!("the copy did not complete"),
+    }
+}
+
+fn invoice_error(error: invoices::InvoiceError) -> anyhow::Error {
+    match error {
+        invoices::InvoiceError::Database(e) => {
+            anyhow::Error::new(e).context("Failed to update the database")
+        }
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+/// The JSON printed for an invoice.
+fn invoice_json(invoice: &invoices::Invoice, created: bool) -> Value {
+    let totals = &invoice.statement.totals;
+    json!({
+        "id": invoice.id,
+        "invoice_number": invoices::invoice_number_text(invoice.number),
+        "account_id": invoice.account_id().to_string(),
+        "period": invoice.statement.period.to_string(),
+        "opening_balance": totals.opening.to_decimal_string(2),
+        "closing_balance": totals.closing().to_decimal_string(2),
+        "amount_due": invoice.amount_due().to_decimal_string(2),
+        "created": created,
+    })
+}
+
+async fn close_invoices(
+    db: &Db,
+    clock: &ClockHandle,
+    period: &str,
+    account: Option<&str>,
+) -> anyhow::Result<Value> {
+    let period = invoices::Period::parse(period)
+        .with_context(|| format!("--period '{period}' must be a month written YYYY-MM"))?;
+    match account {
+        Some(account) => {
+            let closed =
+                invoices::close_period(db, clock, period, account_id(account)?, &cli_actor())
+                    .await
+                    .map_err(invoice_error)?;
+            Ok(invoice_json(&closed.invoice, closed.created))
+        }
+        None => {
+            let summary = invoices::close_all(db, clock, period, &cli_actor())
+                .await
+                .map_err(invoice_error)?;
+            if summary.failed > 0 {
+                anyhow::bail!(
+                    "{} accounts could not be closed for {period} (see the log); {} were closed \
+                     now and {} already were. Run the command again once the cause is fixed.",
+                    summary.failed,
+                    summary.closed,
+                    summary.already_closed
+                );
+            }
+            Ok(
+                json!({"period": period.to_string(), "closed": summary.closed,
+                "already_closed": summary.already_closed}),
+            )
+        }
     }
 }
 

@@ -296,6 +296,13 @@ pub enum AdminCommand {
     CreateOperatorKey,
     /// Re-derive every balance from postings and check every ledger invariant.
     VerifyLedger,
+    /// Copy the whole platform from this database into a new, empty one (e.g. from the
+    /// embedded SQLite file to PostgreSQL), then verify the copy's ledger.
+    CopyDatabase {
+        /// The target database URL (sqlite:… or postgres://…); it must hold no platform yet.
+        #[arg(long)]
+        to: String,
+    },
     /// Settle pending card payments and refunds with the gateway, then run due
     /// auto-recharges (what every server does on its own every few seconds).
     ReconcilePayments,
@@ -335,5 +342,21 @@ pub enum AdminCommand {
         /// seconds.
         #[arg(long)]
         value: String,
+    },
+    /// Close a month (UTC) for every paying account, or for one: writes each invoice once
+    /// (repeating the command answers the existing ones). A month not yet ended is refused.
+    CloseInvoices {
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        period: String,
+        /// Only this account.
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Set the platform's name, printed on invoices closed from now on.
+    SetPlatformName {
+        /// The name (1 to 255 characters).
+        #[arg(long)]
+        name: String,
     },
 }

@@ -13,6 +13,8 @@ use sqlx::{AnyPool, Executor};
 
 use crate::config::DatabaseUrl;
 
+pub mod copy;
+
 /// Connections in the PostgreSQL pool: enough to keep both cores busy while some wait on I/O.
 pub const POSTGRES_POOL_SIZE_MAX: u32 = 16;
 

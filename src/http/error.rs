@@ -567,6 +567,25 @@ impl From<crate::payments::PaymentError> for ApiError {
     }
 }
 
+impl From<crate::invoices::InvoiceError> for ApiError {
+    fn from(error: crate::invoices::InvoiceError) -> Self {
+        use crate::invoices::InvoiceError as E;
+        match error {
+            E::NotFound(what) => ApiError::not_found(what),
+            e @ E::RollupBilled => ApiError::new(ErrorKind::Forbidden, e.to_string()),
+            e @ E::NotEnded { .. } => ApiError::new(ErrorKind::InvalidState, e.to_string()),
+            E::Database(e) => e.into(),
+            other => ApiError::internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl From<crate::invoices::charges::RangeError> for ApiError {
+    fn from(error: crate::invoices::charges::RangeError) -> Self {
+        ApiError::new(ErrorKind::BadRequest, error.to_string()).parameter(error.parameter())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

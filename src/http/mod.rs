@@ -8,10 +8,12 @@ pub mod audit_events;
 pub mod auth_throttle;
 pub mod body;
 pub mod channels;
+pub mod charges;
 pub mod detail_records;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod invoices;
 pub mod managed_accounts;
 pub mod metrics;
 mod openapi;
@@ -121,6 +123,11 @@ fn routes() -> OpenApiRouter<AppState> {
             report_jobs::delete_messaging
         ))
         .routes(routes!(report_jobs::csv_messaging))
+        .routes(routes!(invoices::list))
+        .routes(routes!(invoices::retrieve))
+        .routes(routes!(invoices::pdf))
+        .routes(routes!(charges::summary))
+        .routes(routes!(charges::breakdown))
         .routes(routes!(pricing::own_rates))
         .routes(routes!(pricing::own_rate))
         .routes(routes!(pricing::managed_rates))
@@ -404,12 +411,19 @@ impl Application {
         );
         // One signal stops both listeners and the background workers.
         let (stop, _) = tokio::sync::watch::channel(false);
-        let workers = [tokio::spawn(crate::reports::jobs::run_worker(
-            self.state.db.clone(),
-            std::sync::Arc::clone(&self.state.clock),
-            std::sync::Arc::clone(&self.state.reports_wake),
-            stop.subscribe(),
-        ))];
+        let workers = [
+            tokio::spawn(crate::reports::jobs::run_worker(
+                self.state.db.clone(),
+                std::sync::Arc::clone(&self.state.clock),
+                std::sync::Arc::clone(&self.state.reports_wake),
+                stop.subscribe(),
+            )),
+            tokio::spawn(crate::invoices::run_worker(
+                self.state.db.clone(),
+                std::sync::Arc::clone(&self.state.clock),
+                stop.subscribe(),
+            )),
+        ];
         let payments = crate::payments::tasks::spawn(self.state.payments.clone(), stop.subscribe());
         let metrics = self.metrics.map(|(listener, router)| {
             let mut stopped = stop.subscribe();

@@ -69,7 +69,7 @@ pub struct ReportJob {
 }
 
 /// This server's base URL as the client reached it (links are given back to that client).
-fn base_url(headers: &HeaderMap) -> String {
+pub(super) fn base_url(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())

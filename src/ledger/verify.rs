@@ -80,6 +80,9 @@ pub enum Violation {
         /// Its balance.
         nanos: i64,
     },
+    /// A closed invoice that no longer ties out to the ledger, or a gap in its numbering.
+    #[error(transparent)]
+    Invoice(#[from] crate::invoices::InvoiceViolation),
 }
 
 /// What a clean verification covered.
@@ -213,6 +216,9 @@ pub async fn verify(db: &Db) -> Result<Result<Report, Violation>, sqlx::Error> {
             book: row.try_get("book")?,
             nanos: row.try_get("balance_nanos")?,
         }));
+    }
+    if let Some(violation) = crate::invoices::verify(&mut conn).await? {
+        return Ok(Err(violation.into()));
     }
     let count = |table: &'static str| format!("SELECT COUNT(*) FROM {table}");
     let entries: i64 = sqlx::query_scalar(&count("journal_entries"))

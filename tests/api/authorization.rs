@@ -51,6 +51,13 @@ const MANAGERS_CARD: [u16; 11] = [401, 200, 404, 404, 422, 403, 401, 404, 401, 4
 /// (the managed role) have one; the others are told to add a card first.
 const TOP_UP: [u16; 11] = [401, 200, 422, 200, 422, 403, 401, 422, 401, 401, 401];
 
+/// Invoices and charges: any account with money of its own; a rollup account is told it has
+/// none (its manager's invoice carries its spend).
+const INVOICED_ACCOUNT: [u16; 11] = [401, 200, 200, 200, 403, 403, 401, 200, 401, 401, 401];
+/// One invoice of the first manager's: anyone else's is not found (a rollup account is told
+/// it has no invoices at all).
+const MANAGERS_INVOICE: [u16; 11] = [401, 200, 404, 404, 403, 403, 401, 404, 401, 401, 401];
+
 /// The expected status of every operation for every caller of [`ROLES`].
 const EXPECTED: &[(&str, &str, [u16; 11])] = &[
     ("GET", "/healthz", PUBLIC),
@@ -167,6 +174,11 @@ const EXPECTED: &[(&str, &str, [u16; 11])] = &[
         "/v2/legacy/reporting/usage_reports/messaging/{id}/csv",
         OWNED_BY_MANAGER,
     ),
+    ("GET", "/v2/invoices", INVOICED_ACCOUNT),
+    ("GET", "/v2/invoices/{id}", MANAGERS_INVOICE),
+    ("GET", "/v2/invoices/{id}/pdf", MANAGERS_INVOICE),
+    ("GET", "/v2/charges_summary", INVOICED_ACCOUNT),
+    ("GET", "/v2/charges_breakdown", PRICED_ACCOUNT),
     ("GET", "/v2/payment_methods", OWN_BALANCE),
     ("POST", "/v2/payment_methods", MANAGERS_CARD),
     ("DELETE", "/v2/payment_methods/{id}", MANAGERS_CARD),
@@ -258,6 +270,8 @@ struct World {
     /// Card tokens entered for the manager and for the target, to save.
     manager_token: String,
     target_token: String,
+    /// The manager's invoice for January 2026.
+    invoice_id: String,
 }
 
 async fn finished_job(app: &TestApp, kind: &str) -> String {
@@ -290,6 +304,24 @@ async fn finished_job(app: &TestApp, kind: &str) -> String {
 
 impl World {
     async fn build(app: &TestApp) -> Self {
+        // First, so that everything below lives in February: January closed gives the
+        // manager an invoice.
+        app.clock.advance(
+            chrono::TimeDelta::days(31)
+                + chrono::TimeDelta::milliseconds(steward::invoices::SETTLE_MS),
+        );
+        let clock: steward::clock::ClockHandle = std::sync::Arc::new(app.clock.clone());
+        let invoice_id = steward::invoices::close_period(
+            &app.db,
+            &clock,
+            steward::invoices::Period::parse("2026-01").unwrap(),
+            steward::accounts::AccountId::parse(&app.manager.id).unwrap(),
+            &crate::helpers::operator(),
+        )
+        .await
+        .unwrap()
+        .invoice
+        .id;
         let price_list_id = app
             .import_prices(
                 BASE_PRICES,
@@ -406,6 +438,7 @@ impl World {
             None,
         ];
         Self {
+            invoice_id,
             manager_method_id,
             manager_deletable_id,
             target_method_id,
@@ -454,6 +487,8 @@ impl World {
             &self.manager_deletable_id
         } else if path.starts_with("/v2/payment_methods/") {
             &self.manager_method_id
+        } else if path.starts_with("/v2/invoices/") {
+            &self.invoice_id
         } else if path.ends_with("/actions/renew") {
             &self.renew_lease_id
         } else if path.ends_with("/actions/release") {
@@ -471,6 +506,8 @@ impl World {
                 "product=voice_outbound&destination=%2B14155550100"
             }
             "/admin/v1/price_lists" => "name=matrix",
+            "/v2/charges_summary" => "start_date=2026-01-01&end_date=2026-02-01",
+            "/v2/charges_breakdown" => "start_date=2026-01-01",
             _ => "",
         }
         .to_owned();

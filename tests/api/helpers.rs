@@ -105,8 +105,10 @@ pub fn backend_is_postgres() -> bool {
     std::env::var("STEWARD_TEST_BACKEND").is_ok_and(|b| b == "postgres")
 }
 
-async fn database_url(dir: &tempfile::TempDir) -> String {
-    if !backend_is_postgres() {
+/// A fresh, empty database on the engine asked for: a file in `dir`, or a new schema of
+/// the test PostgreSQL.
+pub async fn fresh_database_url(dir: &tempfile::TempDir, postgres: bool) -> String {
+    if !postgres {
         return format!("sqlite://{}/steward.db", dir.path().display());
     }
     let base = std::env::var("STEWARD_TEST_DATABASE_URL")
@@ -153,12 +155,17 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_on(backend_is_postgres(), configure).await
+}
+
+/// A test server on the engine asked for, whatever the run's backend.
+pub async fn spawn_app_on(postgres: bool, configure: impl FnOnce(&mut Settings)) -> TestApp {
     // Logs only when asked for (RUST_LOG=info cargo test …): they drown test output.
     if std::env::var_os("RUST_LOG").is_some() {
         steward::telemetry::init(false);
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let database_url = database_url(&dir).await;
+    let database_url = fresh_database_url(&dir, postgres).await;
     let mut settings = test_settings(&database_url);
     configure(&mut settings);
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap());

@@ -234,6 +234,7 @@ async fn every_invalid_page_parameter_is_a_422_on_every_list() {
         ),
         ("/v2/pricing/rates".to_owned(), &app.manager.key, 250),
         ("/v2/audit_events".to_owned(), &app.manager.key, 250),
+        ("/v2/invoices".to_owned(), &app.manager.key, 250),
         (
             "/v2/payment/stored_payment_transactions".to_owned(),
             &app.manager.key,

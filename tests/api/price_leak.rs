@@ -189,6 +189,10 @@ async fn answers(app: &TestApp, account: &Actor) -> Vec<(String, String)> {
         "/v2/payment_methods",
         "/v2/payment/stored_payment_transactions",
         "/v2/payment/auto_recharge_prefs",
+        "/v2/invoices",
+        "/v2/charges_summary?start_date=2026-01-01&end_date=2026-02-01",
+        "/v2/charges_breakdown?start_date=2026-01-01",
+        "/v2/charges_breakdown?start_date=2026-01-01&format=csv",
     ]
     .into_iter()
     .map(str::to_owned)
@@ -228,6 +232,30 @@ async fn answers(app: &TestApp, account: &Actor) -> Vec<(String, String)> {
     let mut answers = Vec::new();
     for path in paths {
         answers.push((path.clone(), body(app, key, &path).await));
+    }
+    // Each invoice, its link and its document's text.
+    let invoices: Value = serde_json::from_str(&body(app, key, "/v2/invoices").await).unwrap();
+    for invoice in invoices["data"].as_array().into_iter().flatten() {
+        let path = format!(
+            "/v2/invoices/{}?action=link",
+            invoice["invoice_id"].as_str().unwrap()
+        );
+        let detail = body(app, key, &path).await;
+        let url = serde_json::from_str::<Value>(&detail).unwrap()["data"]["download_url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let pdf = app
+            .client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        answers.push((format!("{path} (PDF)"), crate::invoices::pdf_text(&pdf)));
+        answers.push((path, detail));
     }
     // Report jobs and their files.
     for kind in ["voice", "messaging"] {
@@ -321,6 +349,29 @@ async fn no_answer_a_managed_account_can_get_carries_a_price() {
             reply.statuses().iter().all(|s| *s == "accepted"),
             "{}",
             reply.body
+        );
+    }
+
+    // January closes: the accounts paying for themselves get their invoices.
+    app.clock
+        .advance(chrono::TimeDelta::days(31) + chrono::TimeDelta::minutes(6));
+    let clock: steward::clock::ClockHandle = std::sync::Arc::new(app.clock.clone());
+    for account in [&own, &custom] {
+        steward::invoices::close_period(
+            &app.db,
+            &clock,
+            steward::invoices::Period::parse("2026-01").unwrap(),
+            steward::accounts::AccountId::parse(&account.id).unwrap(),
+            &crate::helpers::operator(),
+        )
+        .await
+        .unwrap();
+        let listed = app.get("/v2/invoices", &account.key).await;
+        assert_eq!(
+            listed.body["data"].as_array().unwrap().len(),
+            1,
+            "{}",
+            listed.body
         );
     }
 

@@ -92,6 +92,8 @@ pub struct Ids {
     /// The manager's report jobs, voice and messaging.
     voice_job_id: String,
     messaging_job_id: String,
+    /// The manager's invoice for January 2026.
+    invoice_id: String,
     /// A saved card of the manager's, and one of the target's.
     manager_method_id: String,
     target_method_id: String,
@@ -99,6 +101,24 @@ pub struct Ids {
 
 impl Ids {
     pub async fn seed(app: &TestApp) -> Self {
+        // First of all, so that what follows (leases, links) lives in February: a closed
+        // January gives the manager an invoice.
+        app.clock.advance(
+            chrono::TimeDelta::days(31)
+                + chrono::TimeDelta::milliseconds(steward::invoices::SETTLE_MS),
+        );
+        let clock: steward::clock::ClockHandle = std::sync::Arc::new(app.clock.clone());
+        let invoice_id = steward::invoices::close_period(
+            &app.db,
+            &clock,
+            steward::invoices::Period::parse("2026-01").unwrap(),
+            steward::accounts::AccountId::parse(&app.manager.id).unwrap(),
+            &crate::helpers::operator(),
+        )
+        .await
+        .unwrap()
+        .invoice
+        .id;
         let target = app
             .managed_of(&app.manager, "Probe Target", json!({}))
             .await;
@@ -205,6 +225,7 @@ impl Ids {
                 .unwrap()
                 .to_owned();
         Self {
+            invoice_id,
             manager_method_id,
             target_method_id,
             voice_job_id,
@@ -242,6 +263,8 @@ impl Ids {
             &self.voice_job_id
         } else if path.starts_with("/v2/legacy/reporting/usage_reports/messaging/{id}") {
             &self.messaging_job_id
+        } else if path.starts_with("/v2/invoices/{id}") {
+            &self.invoice_id
         } else {
             assert!(
                 !path.contains("{id}"),
