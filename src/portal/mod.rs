@@ -82,6 +82,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route("/billing/top-up", post(pages::billing::top_up))
         .route(
+            "/billing/invoices/{id}/pdf",
+            get(pages::billing::invoice_pdf),
+        )
+        .route(
             "/billing/auto-recharge",
             post(pages::billing::auto_recharge),
         )

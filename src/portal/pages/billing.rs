@@ -5,19 +5,21 @@
 //! Card entry goes to the gateway's tokenizer (the sandbox's stand-in for a processor's
 //! hosted fields) and only the token is saved; the number and code are never shown back,
 //! stored or logged. Each top-up form carries a fresh idempotency key, so a form posted
-//! twice (a double click, a reload) charges once. Invoices join this page when their API
-//! lands.
+//! twice (a double click, a reload) charges once. Invoices are listed with their stored PDF
+//! (which, for a managed account, carries no rate), each downloadable by its own account
+//! only.
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
 use super::dashboard::dollars;
 use super::{FieldErrors, confirmed, when};
 use crate::accounts::listing::PageRequest;
 use crate::billing::{self, CURRENCY, IdempotencyKey};
 use crate::http::AppState;
+use crate::invoices;
 use crate::money::{Money, MoneyParseError};
 use crate::payments::attempts::AttemptStatus;
 use crate::payments::auto_recharge::PrefUpdate;
@@ -33,6 +35,19 @@ use crate::portal::sessions::SessionToken;
 
 /// Top-ups listed.
 const TOP_UPS_LISTED: u32 = 20;
+
+/// Invoices listed (two years of monthly invoices).
+const INVOICES_LISTED: u32 = 24;
+
+/// An invoice as listed.
+#[derive(Debug)]
+pub struct InvoiceRow {
+    id: String,
+    number: String,
+    period: String,
+    closing: String,
+    due: String,
+}
 
 /// A card as listed.
 #[derive(Debug)]
@@ -76,6 +91,7 @@ struct BillingPage {
     pending: String,
     currency: &'static str,
     payments: Option<PaymentsView>,
+    invoices: Vec<InvoiceRow>,
     errors: FieldErrors,
     amount: String,
 }
@@ -141,6 +157,32 @@ async fn render(
             sandbox: service.gateway().name() == "sandbox",
         })
     };
+    let invoices = if subject.rollup_billing {
+        Vec::new()
+    } else {
+        let page = PageRequest::new(1, INVOICES_LISTED, INVOICES_LISTED).unwrap_or_default();
+        let mut conn = state.db.read.acquire().await?;
+        let (found, _) = invoices::repo::list(&mut conn, subject.id, true, page)
+            .await
+            .map_err(anyhow::Error::new)?;
+        found
+            .iter()
+            .map(|invoice| {
+                let statement = &invoice.statement;
+                InvoiceRow {
+                    id: invoice.id.clone(),
+                    number: invoices::invoice_number_text(invoice.number),
+                    period: format!(
+                        "{} to {}",
+                        statement.period.first_day(),
+                        statement.period.last_day()
+                    ),
+                    closing: dollars(statement.totals.closing()),
+                    due: dollars(invoice.amount_due()),
+                }
+            })
+            .collect()
+    };
     let status = if errors.is_empty() {
         StatusCode::OK
     } else {
@@ -155,6 +197,7 @@ async fn render(
         pending: dollars(figures.pending),
         currency: CURRENCY,
         payments,
+        invoices,
         errors,
         amount: typed.amount,
     };
@@ -405,4 +448,34 @@ pub async fn auto_recharge(
         )),
         Err(error) => refused(&state, &viewer, typed, error).await,
     }
+}
+
+/// `GET /billing/invoices/{id}/pdf`: the stored document, for its own account only (any
+/// other invoice, or none, is a missing page).
+pub async fn invoice_pdf(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PortalError> {
+    let found = {
+        let mut conn = state.db.read.acquire().await?;
+        invoices::repo::pdf(&mut conn, &id)
+            .await
+            .map_err(anyhow::Error::new)?
+    };
+    let Some((_, number, bytes)) = found.filter(|(account, _, _)| *account == viewer.subject.id)
+    else {
+        return Err(PortalError::not_found());
+    };
+    let filename = format!("{}.pdf", invoices::invoice_number_text(number));
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/pdf"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
 }

@@ -121,3 +121,85 @@ async fn a_rollup_account_has_no_cards_or_top_ups() {
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(refused.body.contains("rollup"), "{}", refused.body);
 }
+
+#[tokio::test]
+async fn invoices_download_for_their_own_account_only_and_show_no_rate_to_a_managed_account() {
+    use std::sync::Arc;
+
+    use steward::accounts::AccountId;
+    use steward::clock::ClockHandle;
+    use steward::invoices::{self, Period};
+
+    use crate::price_leak::{FORBIDDEN_NUMBERS, PLATFORM_PRICES, usage_of};
+
+    let app = spawn_app().await;
+    app.import_prices(
+        PLATFORM_PRICES,
+        "platform_default=true&effective_from=2025-01-01T00:00:00Z",
+    )
+    .await
+    .assert_status(200);
+    let own = app
+        .managed_of(&app.manager, "Invoiced", json!({"password": PASSWORD}))
+        .await;
+    let reply = app.ingest(json!(usage_of(&own, "inv"))).await;
+    assert!(
+        reply.statuses().iter().all(|s| *s == "accepted"),
+        "{}",
+        reply.body
+    );
+    app.clock.advance(chrono::TimeDelta::days(31));
+    let clock: ClockHandle = Arc::new(app.clock.clone());
+    let closed = invoices::close_period(
+        &app.db,
+        &clock,
+        Period::parse("2026-01").unwrap(),
+        AccountId::parse(&own.id).unwrap(),
+        &crate::helpers::operator(),
+    )
+    .await
+    .unwrap();
+    let id = closed.invoice.id.clone();
+
+    let mut itself = Browser::new(&app);
+    itself.sign_in(&own.email, PASSWORD).await;
+    let billing = itself.get("/billing").await;
+    assert!(billing.body.contains("INV-"), "{}", billing.body);
+    let path = format!("/billing/invoices/{id}/pdf");
+    assert!(billing.body.contains(&path));
+    let pdf = itself.get(&path).await;
+    assert_eq!(pdf.status, StatusCode::OK);
+    assert_eq!(pdf.headers["content-type"], "application/pdf");
+
+    let response = reqwest::Client::new()
+        .get(format!("{}{path}", app.address))
+        .header(
+            "cookie",
+            format!(
+                "__Host-steward_session={}",
+                itself.cookies["__Host-steward_session"]
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    let bytes = response.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"%PDF"));
+    let text = crate::invoices::pdf_text(&bytes);
+    for rate in FORBIDDEN_NUMBERS {
+        assert!(
+            !text.contains(rate),
+            "the managed account's invoice shows {rate}:\n{text}"
+        );
+    }
+
+    let mut manager = manager_browser(&app).await;
+    super::give_password(&app, &app.other_manager).await;
+    let mut other = Browser::new(&app);
+    other.sign_in(&app.other_manager.email, PASSWORD).await;
+    assert_eq!(other.get(&path).await.status, StatusCode::NOT_FOUND);
+    // Its own manager reaches it only as the account.
+    assert_eq!(manager.get(&path).await.status, StatusCode::NOT_FOUND);
+    manager.act_as(&own.id).await;
+    assert_eq!(manager.get(&path).await.status, StatusCode::OK);
+}
