@@ -128,7 +128,13 @@ pub async fn run(
         } => {
             let password = read_password(password, password_stdin)?
                 .context("give --password or --password-stdin")?;
-            accounts::set_password(db, clock, account_id(&account)?, password, &cli_actor()).await
+            let id = account_id(&account)?;
+            let set = accounts::set_password(db, clock, id, password, &cli_actor()).await;
+            if set.is_ok() {
+                // Whoever knew the old password is signed out of the portal everywhere.
+                crate::portal::sessions::destroy_others(db, id, None).await?;
+            }
+            set
         }
         other => return money_and_pricing(db, clock, payments, other).await,
     };

@@ -2,7 +2,8 @@
 //!
 //! The crate is a library with a thin binary on top (`src/main.rs`). Domain modules
 //! (`accounts`, `keys`, `billing`) know nothing of HTTP; the `http` module is the only
-//! place that speaks the Telnyx v2 wire format, and `admin` is the operator CLI.
+//! place that speaks the Telnyx v2 wire format, `portal` serves the same domain as HTML
+//! pages, and `admin` is the operator CLI.
 
 pub mod accounts;
 pub mod admin;
@@ -20,6 +21,7 @@ pub mod ledger;
 pub mod money;
 pub mod payments;
 pub mod platform;
+pub mod portal;
 pub mod pricing;
 pub mod rating;
 pub mod reports;

@@ -13,6 +13,7 @@ pub mod api_keys;
 mod error;
 pub mod listing;
 pub mod repo;
+pub mod sign_in;
 mod types;
 
 pub use error::AccountError;
@@ -620,6 +621,32 @@ pub async fn set_enabled(
         }
     }
     finish_managed(tx, manager, id).await
+}
+
+/// How many live managed accounts a manager holds, and how many it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManagedAccountCount {
+    /// Managed accounts that are not cancelled.
+    pub live: i64,
+    /// The manager's limit.
+    pub limit: i64,
+}
+
+/// The manager's count of live managed accounts against its limit ("312 of 1000").
+pub async fn managed_account_count(
+    db: &Db,
+    manager: &Account,
+) -> Result<ManagedAccountCount, AccountError> {
+    ensure_manager(manager)?;
+    let mut conn = db.read.acquire().await?;
+    let current = repo::find(&mut conn, manager.id)
+        .await?
+        .ok_or(AccountError::NotFound)?;
+    let live = repo::count_live_managed(&mut conn, manager.id).await?;
+    Ok(ManagedAccountCount {
+        live,
+        limit: current.max_managed_accounts,
+    })
 }
 
 /// The manager's channel pool and how much of it is allocated.

@@ -107,6 +107,36 @@ pub async fn find(conn: &mut AnyConnection, id: AccountId) -> Result<Option<Acco
     row.as_ref().map(account_from_row).transpose()
 }
 
+/// Fetches the account holding an email (by its unique key) and its password hash, for
+/// signing in. The hash leaves the repository only here.
+pub async fn find_for_sign_in(
+    conn: &mut AnyConnection,
+    email_normalized: &str,
+) -> Result<Option<(Account, Option<String>)>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS}, a.password_hash FROM accounts a WHERE a.email_normalized = $1"
+    );
+    let row = sqlx::query(&sql)
+        .bind(email_normalized)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|row| Ok((account_from_row(&row)?, row.try_get("password_hash")?)))
+        .transpose()
+}
+
+/// An account's password hash, if it has one.
+pub async fn password_hash(
+    conn: &mut AnyConnection,
+    id: AccountId,
+) -> Result<Option<String>, sqlx::Error> {
+    let hash: Option<Option<String>> =
+        sqlx::query_scalar("SELECT password_hash FROM accounts WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(conn)
+            .await?;
+    Ok(hash.flatten())
+}
+
 /// Fetches a managed account of `manager_id`, with the public id of its newest live key.
 pub async fn find_managed(
     conn: &mut AnyConnection,

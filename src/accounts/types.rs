@@ -257,6 +257,18 @@ impl Password {
             .map(|hash| hash.to_string())
             .map_err(|e| anyhow::anyhow!("Failed to hash a password: {e}"))
     }
+
+    /// Whether this password is the one `phc` (an argon2 PHC string made by
+    /// [`Password::hash`]) was made from. A stored string that does not parse matches nothing.
+    /// Deliberately slow, like hashing: run it off the async workers.
+    pub fn verify(&self, phc: &str) -> bool {
+        use argon2::password_hash::{PasswordHash, PasswordVerifier};
+        PasswordHash::new(phc).is_ok_and(|hash| {
+            argon2::Argon2::default()
+                .verify_password(self.0.as_bytes(), &hash)
+                .is_ok()
+        })
+    }
 }
 
 impl fmt::Debug for Password {
@@ -445,6 +457,16 @@ mod tests {
             OrganizationName::parse("Ünïcode Ltd").unwrap().folded(),
             "ünïcode ltd"
         );
+    }
+
+    #[test]
+    fn a_password_verifies_against_its_own_hash_only() {
+        let password = Password::parse("correct horse").unwrap();
+        let hash = password.hash().unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(password.verify(&hash));
+        assert!(!Password::parse("correct horsE").unwrap().verify(&hash));
+        assert!(!password.verify("not a hash"));
     }
 
     #[test]

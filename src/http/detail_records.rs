@@ -74,7 +74,8 @@ pub struct DetailRecord {
     pub currency: Option<&'static str>,
 }
 
-fn record(stored: StoredRecord, show_prices: bool) -> DetailRecord {
+/// A stored record as shown to a caller; prices (and billed seconds) only when `show_prices`.
+pub fn record(stored: StoredRecord, show_prices: bool) -> DetailRecord {
     let product = stored.product;
     let price = |nanos: i64| {
         show_prices.then(|| Money::from_nanos(nanos).to_decimal_string(RECORD_DECIMALS))

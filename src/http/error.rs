@@ -265,6 +265,16 @@ impl ApiError {
         self.source.as_ref()
     }
 
+    /// Logs the cause of a failure of ours, as the envelope does when it answers; for
+    /// another edge (the portal's HTML pages) that answers the error its own way.
+    pub fn log_cause(&self) {
+        if let Some(cause) = &self.cause {
+            // A cause may quote input: card data is cut out of the log line as well.
+            let chain = crate::sensitive::redact_card_data(&cause_chain(cause)).into_owned();
+            tracing::error!(error.chain = %chain, "Request failed: {chain}");
+        }
+    }
+
     /// 404 for a resource of the given name.
     pub fn not_found(what: &str) -> Self {
         Self::new(
@@ -322,11 +332,7 @@ fn cause_chain(error: &anyhow::Error) -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, title) = self.kind.spec();
-        if let Some(cause) = &self.cause {
-            // A cause may quote input: card data is cut out of the log line as well.
-            let chain = crate::sensitive::redact_card_data(&cause_chain(cause)).into_owned();
-            tracing::error!(error.chain = %chain, "Request failed: {chain}");
-        }
+        self.log_cause();
         // Details and sources may echo what the client sent: never a card number or token.
         let redact = |text: String| match crate::sensitive::redact_card_data(&text) {
             std::borrow::Cow::Borrowed(_) => text,

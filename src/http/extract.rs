@@ -53,6 +53,11 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
 }
 
 impl QueryParams {
+    /// Parameters already decoded (the portal's forms, read by the same rules).
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        Self { pairs }
+    }
+
     /// The value of `name` (the last one if repeated).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs

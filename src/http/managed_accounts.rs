@@ -156,7 +156,11 @@ const FILTERS: [&str; 5] = [
     "filter[status][eq]",
 ];
 
-fn list_query(query: &QueryParams) -> Result<(ManagedAccountFilter, Sort, PageRequest), ApiError> {
+/// The list's filters, order and page from its query parameters (the portal's search form
+/// uses the same names, so both read them with the same rules).
+pub fn list_query(
+    query: &QueryParams,
+) -> Result<(ManagedAccountFilter, Sort, PageRequest), ApiError> {
     if let Some(unknown) = query
         .names_with_prefix("filter")
         .find(|name| !FILTERS.contains(name))

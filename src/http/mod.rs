@@ -189,6 +189,8 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
                 async move { Json(document.as_ref().clone()) }
             }),
         )
+        // The portal's pages, under `/` (not in the OpenAPI document: they are HTML).
+        .merge(crate::portal::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit_bytes))
@@ -263,8 +265,27 @@ async fn drop_unusable_request_id(mut request: Request) -> Request {
     request
 }
 
-async fn not_found() -> ApiError {
-    ApiError::new(ErrorKind::NotFound, "No such route.")
+/// An unknown route: the envelope for API clients, a page for browsers asking for one
+/// outside the API's paths.
+async fn not_found(request: Request) -> Response {
+    let path = request.uri().path();
+    let api = ["/v2", "/admin/", "/metrics", "/healthz", "/livez"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix));
+    let wants_html = request
+        .headers()
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if wants_html && !api {
+        let mut response = crate::portal::not_found_page();
+        response.headers_mut().insert(
+            axum::http::header::CONTENT_SECURITY_POLICY,
+            axum::http::HeaderValue::from_static(crate::portal::page::CONTENT_SECURITY_POLICY),
+        );
+        return response;
+    }
+    ApiError::new(ErrorKind::NotFound, "No such route.").into_response()
 }
 
 async fn method_not_allowed() -> ApiError {
@@ -384,6 +405,10 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(listen = %self.local_addr()?, "Steward is listening on {}", self.local_addr()?);
+        tracing::info!(
+            "The portal is at http://{}/ (the API under /v2)",
+            self.local_addr()?
+        );
         // One signal stops both listeners and the background workers.
         let (stop, _) = tokio::sync::watch::channel(false);
         let workers = [

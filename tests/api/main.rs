@@ -31,6 +31,7 @@ mod nul;
 mod openapi;
 mod parsing;
 mod payments;
+mod portal;
 mod price_leak;
 mod pricing;
 mod reports;

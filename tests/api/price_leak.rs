@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::helpers::{Actor, TestApp, spawn_app};
 
 /// Rates no balance or count could show by chance.
-const PLATFORM_PRICES: &str = "product,prefix,rate,initial_increment_s,subsequent_increment_s
+pub const PLATFORM_PRICES: &str = "product,prefix,rate,initial_increment_s,subsequent_increment_s
 voice_outbound,,0.0137,30,6
 voice_inbound,,0.0029,1,1
 sms_outbound,,0.00731,,
@@ -18,7 +18,7 @@ number_rental,,7.13,,
 ";
 
 /// A custom-priced account's own list.
-const CUSTOM_PRICES: &str = "product,prefix,rate,initial_increment_s,subsequent_increment_s
+pub const CUSTOM_PRICES: &str = "product,prefix,rate,initial_increment_s,subsequent_increment_s
 voice_outbound,44,0.0613,1,1
 voice_outbound,,0.0577,1,1
 voice_inbound,,0.0031,1,1
@@ -27,7 +27,7 @@ mms_outbound,,0.0523,,
 ";
 
 /// Every way a rate in force could be written.
-const FORBIDDEN_NUMBERS: [&str; 14] = [
+pub const FORBIDDEN_NUMBERS: [&str; 14] = [
     "0.0137",
     "0.013700000",
     "0.0029",
@@ -63,7 +63,7 @@ fn at(id: &str, account: &str, product: &str, to: &str, quantity: i64) -> Value 
 }
 
 /// Usage of `account` whose single costs are all distinct from any balance.
-fn usage_of(account: &Actor, tag: &str) -> Vec<Value> {
+pub fn usage_of(account: &Actor, tag: &str) -> Vec<Value> {
     vec![
         at(
             &format!("{tag}-v1"),
@@ -111,7 +111,7 @@ fn usage_of(account: &Actor, tag: &str) -> Vec<Value> {
 }
 
 /// Every per-record cost charged, in the forms a response could carry it.
-async fn record_costs(app: &TestApp) -> Vec<String> {
+pub async fn record_costs(app: &TestApp) -> Vec<String> {
     let costs: Vec<i64> = sqlx::query_scalar("SELECT cost_nanos FROM usage_records")
         .fetch_all(&app.db.read)
         .await
