@@ -76,6 +76,9 @@ pub enum AdmissionError {
     /// No such account (or lease).
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The lease has ended (released or expired): a call cannot be revived.
+    #[error("the lease has already ended ({0}); admit the call again")]
+    LeaseEnded(&'static str),
     /// A query failed.
     #[error("database error")]
     Database(#[from] sqlx::Error),
@@ -169,24 +172,40 @@ async fn live_outbound_leases(
     .await
 }
 
-/// Ends a lease (the call is over). Releasing twice changes nothing.
+/// Ends a lease (the call is over). Releasing twice changes nothing: the answer says
+/// whether this call ended it (`released_now`) or it had already ended.
 pub async fn release(
     db: &Db,
     clock: &ClockHandle,
     lease_id: &str,
-) -> Result<LeaseState, AdmissionError> {
+) -> Result<Released, AdmissionError> {
     let now_ms = to_epoch_ms(clock.now());
-    sqlx::query(
-        "UPDATE channel_leases SET released_at_ms = $1 WHERE id = $2 AND released_at_ms IS NULL",
+    let ended = sqlx::query(
+        "UPDATE channel_leases SET released_at_ms = $1 \
+         WHERE id = $2 AND released_at_ms IS NULL AND expires_at_ms > $1",
     )
     .bind(now_ms)
     .bind(lease_id)
     .execute(&db.write)
-    .await?;
-    lease_state(db, lease_id, now_ms).await
+    .await?
+    .rows_affected();
+    Ok(Released {
+        lease: lease_state(db, lease_id, now_ms).await?,
+        released_now: ended == 1,
+    })
 }
 
-/// Extends a live lease to `ttl_s` from now; an ended lease cannot be renewed.
+/// A lease after a release request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    /// The lease as it stands now.
+    pub lease: LeaseState,
+    /// Whether this request ended it (false: it had already been released or expired).
+    pub released_now: bool,
+}
+
+/// Extends a live lease to `ttl_s` from now. An ended lease (released or expired) cannot be
+/// renewed: its channel may already have gone to another call.
 pub async fn renew(
     db: &Db,
     clock: &ClockHandle,
@@ -194,15 +213,24 @@ pub async fn renew(
     ttl_s: u32,
 ) -> Result<LeaseState, AdmissionError> {
     let now_ms = to_epoch_ms(clock.now());
-    sqlx::query(
+    let renewed = sqlx::query(
         "UPDATE channel_leases SET expires_at_ms = $1 WHERE id = $2 AND released_at_ms IS NULL AND expires_at_ms > $3",
     )
     .bind(now_ms.saturating_add(i64::from(ttl_s) * 1000))
     .bind(lease_id)
     .bind(now_ms)
     .execute(&db.write)
-    .await?;
-    lease_state(db, lease_id, now_ms).await
+    .await?
+    .rows_affected();
+    let state = lease_state(db, lease_id, now_ms).await?;
+    if renewed == 0 {
+        return Err(AdmissionError::LeaseEnded(if state.released {
+            "released"
+        } else {
+            "expired"
+        }));
+    }
+    Ok(state)
 }
 
 /// A lease as it stands.
@@ -214,6 +242,8 @@ pub struct LeaseState {
     pub account_id: String,
     /// Live now.
     pub live: bool,
+    /// Released (rather than expired or live).
+    pub released: bool,
     /// Expiry.
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }
@@ -232,6 +262,7 @@ async fn lease_state(db: &Db, lease_id: &str, now_ms: i64) -> Result<LeaseState,
         id: row.try_get("id")?,
         account_id: row.try_get("account_id")?,
         live: released.is_none() && expires_at_ms > now_ms,
+        released: released.is_some(),
         expires_at: from_epoch_ms(expires_at_ms),
     })
 }

@@ -489,6 +489,9 @@ impl From<crate::admission::AdmissionError> for ApiError {
     fn from(error: crate::admission::AdmissionError) -> Self {
         match error {
             crate::admission::AdmissionError::NotFound(what) => ApiError::not_found(what),
+            e @ crate::admission::AdmissionError::LeaseEnded(_) => {
+                ApiError::new(ErrorKind::InvalidState, e.to_string())
+            }
             crate::admission::AdmissionError::Database(e) => e.into(),
         }
     }

@@ -42,6 +42,11 @@ pub struct EventResult {
     /// Why it was rejected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For an event charged now that carried a `lease_id`: `released` (it ended its call's
+    /// lease), `already_ended` (released or expired before), `unknown` (no such lease) or
+    /// `other_account` (the lease is another account's: left alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<&'static str>,
 }
 
 /// Ingests a batch of usage events: each is rated and charged exactly once, ever.
@@ -84,7 +89,8 @@ pub async fn ingest(
     let data: Vec<EventResult> = events
         .iter()
         .zip(ingested.outcomes)
-        .map(|(event, outcome)| {
+        .zip(ingested.leases)
+        .map(|((event, outcome), lease)| {
             let (status, reason) = match outcome {
                 Outcome::Accepted => ("accepted", None),
                 Outcome::Duplicate => ("duplicate", None),
@@ -98,6 +104,7 @@ pub async fn ingest(
                     .map(str::to_owned),
                 status,
                 reason,
+                lease: lease.map(usage::LeaseEnd::as_str),
             }
         })
         .collect();
@@ -252,6 +259,10 @@ pub struct ChannelLease {
     pub live: bool,
     /// Expiry.
     pub expires_at: String,
+    /// On a release: whether this request ended the lease (`false`: it had already been
+    /// released or had expired; nothing changed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub released_now: Option<bool>,
 }
 
 impl From<admission::LeaseState> for ChannelLease {
@@ -262,11 +273,13 @@ impl From<admission::LeaseState> for ChannelLease {
             account_id: state.account_id,
             live: state.live,
             expires_at: to_wire(state.expires_at),
+            released_now: None,
         }
     }
 }
 
-/// Ends a call's lease. Releasing twice changes nothing.
+/// Ends a call's lease. Releasing twice changes nothing; `released_now` says whether this
+/// request ended it.
 #[utoipa::path(post, path = "/v2/channel_leases/{id}/actions/release", tag = "Usage",
     params(("id" = String, Path)), request_body(content = Option<EmptyBody>),
     responses((status = 200, body = Data<ChannelLease>)),
@@ -277,8 +290,10 @@ pub async fn release(
     PathParams(id): PathParams<String>,
     JsonBody(_body): JsonBody<EmptyBody>,
 ) -> Result<Json<Data<ChannelLease>>, ApiError> {
-    let lease = admission::release(&state.db, &state.clock, &id).await?;
-    Ok(Json(Data { data: lease.into() }))
+    let released = admission::release(&state.db, &state.clock, &id).await?;
+    let mut data = ChannelLease::from(released.lease);
+    data.released_now = Some(released.released_now);
+    Ok(Json(Data { data }))
 }
 
 /// Body of a renewal.
@@ -294,7 +309,8 @@ impl RequestBody for RenewRequest {}
 /// Keeps a long call's lease alive.
 #[utoipa::path(post, path = "/v2/channel_leases/{id}/actions/renew", tag = "Usage",
     params(("id" = String, Path)), request_body = RenewRequest,
-    responses((status = 200, body = Data<ChannelLease>)),
+    responses((status = 200, body = Data<ChannelLease>),
+        (status = 422, description = "`ttl_s` is out of range, or the lease has already ended (released or expired): admit the call again", body = super::error::ErrorEnvelope)),
     security(("ingest_key" = [])))]
 pub async fn renew(
     State(state): State<AppState>,

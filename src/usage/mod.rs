@@ -15,6 +15,8 @@ pub mod numbers;
 pub mod repo;
 pub mod rollups;
 
+pub use repo::LeaseEnd;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::DateTime;
@@ -207,6 +209,9 @@ fn rate(
 pub struct Ingested {
     /// One outcome per event, in request order.
     pub outcomes: Vec<Outcome>,
+    /// Per event, in request order: what its `lease_id` did, for events charged now that
+    /// carried one.
+    pub leases: Vec<Option<LeaseEnd>>,
     /// The amount charged for the events accepted now.
     pub charged_nanos: i64,
 }
@@ -299,10 +304,19 @@ pub async fn ingest(
     )
     .await?;
     let mut charged_nanos: i64 = 0;
+    let mut leases = vec![None; outcomes.len()];
     for (slot, record) in &rated {
-        if charged.contains(record.event.id.as_str()) {
+        if charged.new_ids.contains(record.event.id.as_str()) {
             // Bounded: the batch's total was checked against AMOUNT_ABS_MAX_NANOS above.
             charged_nanos = charged_nanos.saturating_add(record.cost_nanos);
+            if let (Some(lease_id), Some(place)) =
+                (record.event.lease_id.as_ref(), leases.get_mut(*slot))
+            {
+                *place = charged
+                    .lease_ends
+                    .get(&(lease_id.clone(), record.event.account_id))
+                    .copied();
+            }
         } else {
             set(&mut outcomes, *slot, Outcome::Duplicate);
         }
@@ -319,6 +333,7 @@ pub async fn ingest(
     }
     Ok(Ingested {
         outcomes,
+        leases,
         charged_nanos,
     })
 }
@@ -329,17 +344,26 @@ fn set(outcomes: &mut [Outcome], slot: usize, outcome: Outcome) {
     }
 }
 
-/// Inserts the records and charges the new ones in one transaction; returns the ids that
-/// were new (the others had been charged before).
+/// What one charge transaction did.
+#[derive(Debug, Default)]
+struct Charged {
+    /// The event ids that were new (the others had been charged before).
+    new_ids: HashSet<String>,
+    /// What each new event's `lease_id` did, by (lease id, account).
+    lease_ends: HashMap<(String, AccountId), LeaseEnd>,
+}
+
+/// Inserts the records and charges the new ones in one transaction.
 async fn charge(
     db: &Db,
     records: &[&RatedRecord],
     created_by: &str,
     now_ms: i64,
-) -> Result<HashSet<String>, sqlx::Error> {
+) -> Result<Charged, sqlx::Error> {
     if records.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(Charged::default());
     }
+    let mut lease_ends = HashMap::new();
     let entry_id = uuid::Uuid::now_v7().to_string();
     let mut tx = db.write.begin().await?;
     let inserted = repo::insert_records(&mut tx, records, &entry_id, now_ms).await?;
@@ -359,11 +383,11 @@ async fn charge(
                 // loudly rather than store a wrong balance.
                 e @ ledger::PostError::BalanceOutOfRange => sqlx::Error::Protocol(e.to_string()),
             })?;
-        let leases: Vec<&str> = new
+        let leases: Vec<(&str, AccountId)> = new
             .iter()
-            .filter_map(|r| r.event.lease_id.as_deref())
+            .filter_map(|r| Some((r.event.lease_id.as_deref()?, r.event.account_id)))
             .collect();
-        repo::release_leases(&mut tx, &leases, now_ms).await?;
+        lease_ends = repo::end_leases(&mut tx, &leases, now_ms).await?;
         // The auto-recharge outbox: written with the charge, so a crash cannot lose it.
         crate::payments::auto_recharge::stage_triggers(
             &mut tx,
@@ -373,7 +397,10 @@ async fn charge(
         .await?;
     }
     tx.commit().await?;
-    Ok(inserted)
+    Ok(Charged {
+        new_ids: inserted,
+        lease_ends,
+    })
 }
 
 /// One entry for the batch: each payer's balance debited once per spender (a rollup

@@ -165,26 +165,104 @@ pub async fn find_payees(
     Ok(payees)
 }
 
-/// Releases the leases of calls now charged.
-pub async fn release_leases(
+/// What a charged event's `lease_id` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseEnd {
+    /// The event ended its call's lease.
+    Released,
+    /// The lease had already been released or had expired.
+    AlreadyEnded,
+    /// No lease has that id.
+    Unknown,
+    /// The lease belongs to another account: left alone.
+    OtherAccount,
+}
+
+impl LeaseEnd {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Released => "released",
+            Self::AlreadyEnded => "already_ended",
+            Self::Unknown => "unknown",
+            Self::OtherAccount => "other_account",
+        }
+    }
+}
+
+/// Ends the leases of calls now charged, each only for an event of the lease's own account
+/// (an event of one account must not free another account's channel). Returns what became
+/// of each lease id, keyed by (lease id, account).
+pub async fn end_leases(
     conn: &mut AnyConnection,
-    lease_ids: &[&str],
+    leases: &[(&str, AccountId)],
     now_ms: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<HashMap<(String, AccountId), LeaseEnd>, sqlx::Error> {
+    let mut ends = HashMap::new();
+    if leases.is_empty() {
+        return Ok(ends);
+    }
+    let ids: Vec<&str> = leases
+        .iter()
+        .map(|(id, _)| *id)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    // id -> (owner, live)
+    let mut found: HashMap<String, (String, bool)> = HashMap::new();
     let chunk_rows = crate::db::insert_chunk_rows(conn, 1);
-    for chunk in lease_ids.chunks(chunk_rows) {
+    for chunk in ids.chunks(chunk_rows) {
         let placeholders: Vec<String> = (0..chunk.len()).map(|n| format!("${}", n + 2)).collect();
         let sql = format!(
-            "UPDATE channel_leases SET released_at_ms = $1 WHERE released_at_ms IS NULL AND id IN ({})",
+            "SELECT id, account_id, CASE WHEN released_at_ms IS NULL AND expires_at_ms > $1 \
+             THEN 1 ELSE 0 END AS live FROM channel_leases WHERE id IN ({})",
             placeholders.join(",")
         );
         let mut query = sqlx::query(&sql).bind(now_ms);
         for id in chunk {
             query = query.bind(*id);
         }
-        query.execute(&mut *conn).await?;
+        for row in query.fetch_all(&mut *conn).await? {
+            let live: i32 = row.try_get("live")?;
+            found.insert(row.try_get("id")?, (row.try_get("account_id")?, live == 1));
+        }
     }
-    Ok(())
+    let mut to_release = Vec::new();
+    for (lease_id, account) in leases {
+        let end = match found.get(*lease_id) {
+            None => LeaseEnd::Unknown,
+            Some((owner, _)) if *owner != account.to_string() => LeaseEnd::OtherAccount,
+            Some((_, false)) => LeaseEnd::AlreadyEnded,
+            Some((_, true)) => {
+                to_release.push(*lease_id);
+                LeaseEnd::Released
+            }
+        };
+        ends.insert(((*lease_id).to_owned(), *account), end);
+    }
+    to_release.sort_unstable();
+    to_release.dedup();
+    // RETURNING tells which this transaction ended: a concurrent batch may have ended one
+    // between the read above and this update.
+    let mut released: HashSet<String> = HashSet::new();
+    for chunk in to_release.chunks(chunk_rows) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|n| format!("${}", n + 2)).collect();
+        let sql = format!(
+            "UPDATE channel_leases SET released_at_ms = $1 WHERE released_at_ms IS NULL AND id IN ({}) RETURNING id",
+            placeholders.join(",")
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql).bind(now_ms);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        released.extend(query.fetch_all(&mut *conn).await?);
+    }
+    for ((lease_id, _), end) in ends.iter_mut() {
+        if *end == LeaseEnd::Released && !released.contains(lease_id) {
+            *end = LeaseEnd::AlreadyEnded;
+        }
+    }
+    Ok(ends)
 }
 
 /// A rated record as read back.

@@ -312,3 +312,183 @@ async fn the_channel_limit_holds_across_two_servers_on_one_database() {
         .count();
     assert_eq!(admitted, 4);
 }
+
+/// Admits one outbound call of `account` and returns its lease id.
+async fn lease_of(app: &crate::helpers::TestApp, account: &str) -> String {
+    let admitted = app.admit(account, "voice_outbound").await;
+    assert_eq!(
+        admitted.body["data"]["admitted"], true,
+        "{:?}",
+        admitted.body
+    );
+    admitted.body["data"]["lease_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn only_the_leases_own_account_may_end_it_with_usage() {
+    let app = spawn_app().await;
+    app.import_prices(BASE_PRICES, "platform_default=true")
+        .await
+        .assert_status(200);
+    let holder = app.managed_of(&app.manager, "Holder Co", json!({})).await;
+    let other = app.managed_of(&app.manager, "Other Co", json!({})).await;
+    for account in [&holder, &other] {
+        fund(&app, &account.id, "20.00").await;
+        app.patch(
+            &format!(
+                "/v2/managed_accounts/{}/update_global_channel_limit",
+                account.id
+            ),
+            &app.manager.key,
+            json!({"channel_limit": 1}),
+        )
+        .await
+        .assert_status(200);
+    }
+    let lease = lease_of(&app, &holder.id).await;
+
+    // Another account's event names the lease: it is charged, the lease is left alone.
+    let mut foreign = crate::helpers::event(
+        "foreign-call",
+        &other.id,
+        "voice_outbound",
+        "+14155550100",
+        60,
+    );
+    foreign["lease_id"] = json!(lease);
+    let mut unknown = crate::helpers::event(
+        "unknown-lease-call",
+        &other.id,
+        "voice_outbound",
+        "+14155550100",
+        60,
+    );
+    unknown["lease_id"] = json!("no-such-lease");
+    let answer = app.ingest(json!([foreign, unknown])).await;
+    answer.assert_status(200);
+    assert_eq!(answer.body["data"][0]["status"], "accepted");
+    assert_eq!(answer.body["data"][0]["lease"], "other_account");
+    assert_eq!(answer.body["data"][1]["status"], "accepted");
+    assert_eq!(answer.body["data"][1]["lease"], "unknown");
+    // The holder's channel is still taken.
+    assert_eq!(
+        app.admit(&holder.id, "voice_outbound").await.body["data"]["reason"],
+        "channel_limit_reached"
+    );
+
+    // The holder's own event ends it; a resend of that event is a duplicate and says nothing
+    // about the lease.
+    let mut own =
+        crate::helpers::event("own-call", &holder.id, "voice_outbound", "+14155550100", 60);
+    own["lease_id"] = json!(lease);
+    let answer = app.ingest(json!([own.clone()])).await;
+    assert_eq!(answer.body["data"][0]["lease"], "released");
+    let again = app.ingest(json!([own])).await;
+    assert_eq!(again.body["data"][0]["status"], "duplicate");
+    assert!(again.body["data"][0].get("lease").is_none());
+    let next = lease_of(&app, &holder.id).await;
+
+    // A second call's event naming a lease that has already ended says so.
+    let released = app
+        .post(
+            &format!("/v2/channel_leases/{next}/actions/release"),
+            &app.ingest_key,
+            None,
+        )
+        .await;
+    released.assert_status(200);
+    let mut late = crate::helpers::event(
+        "late-call",
+        &holder.id,
+        "voice_outbound",
+        "+14155550100",
+        60,
+    );
+    late["lease_id"] = json!(next);
+    let answer = app.ingest(json!([late])).await;
+    assert_eq!(answer.body["data"][0]["lease"], "already_ended");
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn ended_leases_cannot_be_renewed_and_a_second_release_says_so() {
+    let app = spawn_app().await;
+    let child = app.managed_of(&app.manager, "Lease Co", json!({})).await;
+    fund(&app, &child.id, "20.00").await;
+    app.patch(
+        &format!(
+            "/v2/managed_accounts/{}/update_global_channel_limit",
+            child.id
+        ),
+        &app.manager.key,
+        json!({"channel_limit": 2}),
+    )
+    .await
+    .assert_status(200);
+    let renew = |lease: String| {
+        let app = &app;
+        async move {
+            app.post(
+                &format!("/v2/channel_leases/{lease}/actions/renew"),
+                &app.ingest_key,
+                Some(json!({"ttl_s": 600})),
+            )
+            .await
+        }
+    };
+    let release = |lease: String| {
+        let app = &app;
+        async move {
+            app.post(
+                &format!("/v2/channel_leases/{lease}/actions/release"),
+                &app.ingest_key,
+                None,
+            )
+            .await
+        }
+    };
+
+    let lease = lease_of(&app, &child.id).await;
+    let renewed = renew(lease.clone()).await;
+    renewed.assert_status(200);
+    assert_eq!(renewed.body["data"]["live"], true);
+
+    let first = release(lease.clone()).await;
+    first.assert_status(200);
+    assert_eq!(first.body["data"]["released_now"], true);
+    assert_eq!(first.body["data"]["live"], false);
+    let second = release(lease.clone()).await;
+    second.assert_status(200);
+    assert_eq!(second.body["data"]["released_now"], false);
+    assert_eq!(second.body["data"]["live"], false);
+    let refused = renew(lease.clone()).await;
+    refused.assert_error(422, "40004", None);
+    assert!(
+        refused.error()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already ended"),
+        "{:?}",
+        refused.body
+    );
+
+    // An expired lease: not renewed back to life, and releasing it ends nothing.
+    let expiring = lease_of(&app, &child.id).await;
+    app.clock.advance(TimeDelta::seconds(301));
+    renew(expiring.clone())
+        .await
+        .assert_error(422, "40004", None);
+    let late = release(expiring).await;
+    late.assert_status(200);
+    assert_eq!(late.body["data"]["released_now"], false);
+
+    release("no-such-lease".to_owned())
+        .await
+        .assert_error(404, "10005", None);
+    renew("no-such-lease".to_owned())
+        .await
+        .assert_error(404, "10005", None);
+}
