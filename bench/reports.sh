@@ -5,14 +5,19 @@
 # that are not a month (daily rollups), timed through HTTP, beside the same aggregation over
 # the raw records.
 #
-#   bench/reports.sh sqlite|postgres [events] [reports]
+#   bench/reports.sh sqlite|postgres [events] [reports] [ab-events]
 #
-# postgres uses STEWARD_BENCH_POSTGRES_URL (an empty database the run may fill).
+# Then what the rollups cost ingestion: on a second, empty database, ab-events (default
+# 2,000,000) are seeded in rounds with rollup maintenance on and off, alternated.
+#
+# postgres uses STEWARD_BENCH_POSTGRES_URL (an empty database the run may fill) and, for the
+# A/B, STEWARD_BENCH_POSTGRES_AB_URL (another).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 backend=${1:-sqlite}
 events=${2:-10000000}
 reports=${3:-100}
+ab_events=${4:-2000000}
 
 cargo build --release --locked -q --bin steward --example report_bench
 work=$(mktemp -d /tmp/steward-reports.XXXXXX)
@@ -20,8 +25,10 @@ server_pid=
 cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 case $backend in
-  sqlite) db="sqlite://$work/steward.db" ;;
-  postgres) db=${STEWARD_BENCH_POSTGRES_URL:?set STEWARD_BENCH_POSTGRES_URL} ;;
+  sqlite) db="sqlite://$work/steward.db"; ab_db="sqlite://$work/ab.db" ;;
+  postgres)
+    db=${STEWARD_BENCH_POSTGRES_URL:?set STEWARD_BENCH_POSTGRES_URL}
+    ab_db=${STEWARD_BENCH_POSTGRES_AB_URL:?set STEWARD_BENCH_POSTGRES_AB_URL} ;;
   *) echo "unknown backend $backend" >&2; exit 2 ;;
 esac
 export STEWARD_REPORT_BENCH_STATE=$work/state.json
@@ -33,9 +40,12 @@ server_pid=$!
 for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/livez" >/dev/null && break; sleep 0.1; done
 target/release/examples/report_bench --database-url "$db" --server "http://127.0.0.1:$port" \
   --reports "$reports" --phase measure >"$work/measure.json"
-python3 - "$backend" "$(nproc)" "$work/seed.json" "$work/measure.json" <<'PY'
+kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
+target/release/examples/report_bench --database-url "$ab_db" --events "$ab_events" --phase ab >"$work/ab.json"
+python3 - "$backend" "$(nproc)" "$work/seed.json" "$work/measure.json" "$work/ab.json" <<'PY'
 import json, sys
-backend, cores, seed, measure = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-out = {"backend": backend, "cores": cores, **json.load(open(seed)), **json.load(open(measure))}
+backend, cores, seed, measure, ab = sys.argv[1], int(sys.argv[2]), *sys.argv[3:6]
+out = {"backend": backend, "cores": cores, **json.load(open(seed)), **json.load(open(measure)),
+       "rollups_ab": json.load(open(ab))["rollups_ab"]}
 print(json.dumps(out, indent=2))
 PY

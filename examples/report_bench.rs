@@ -6,6 +6,10 @@
 //! ones), beside the same aggregation over the raw records (the query the rollups spare).
 //! Prints one JSON object.
 //!
+//! `--phase ab` measures what the rollups cost the write path, on its own empty database:
+//! rounds of seeding with rollup maintenance on and off, alternated (so table growth and
+//! machine noise fall on both alike), and the ratio of their median rates.
+//!
 //! Traffic is shaped like a reseller's customers: each account calls and texts a small
 //! book of contacts, mostly in its home country; products are mostly calls and SMS.
 
@@ -291,6 +295,52 @@ async fn seed(
     Ok(started.elapsed().as_secs_f64())
 }
 
+/// Alternates seeding rounds with rollups on and off; events per second of each round, and
+/// the ratio of the medians (on ÷ off).
+async fn rollups_ab(
+    db: &Db,
+    clock: &ClockHandle,
+    events: usize,
+    start_ms: i64,
+) -> anyhow::Result<serde_json::Value> {
+    const ROUNDS: usize = 10;
+    let run = format!("ab{:x}", clock.now().timestamp_millis());
+    let (_, _, managed) = set_up(db, clock, &run).await?;
+    let managed = Arc::new(managed);
+    let per_round = (events / ROUNDS).max(BATCH_EVENTS);
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let maintained = round % 2 == 0;
+        steward::usage::rollups::maintain_for_benchmark(maintained);
+        let seconds = seed(
+            db,
+            clock,
+            per_round,
+            &format!("{run}-{round}"),
+            Arc::clone(&managed),
+            start_ms,
+        )
+        .await?;
+        let rate = per_round as f64 / seconds;
+        let rates = if maintained { &mut on } else { &mut off };
+        rates.push(rate.round());
+    }
+    steward::usage::rollups::maintain_for_benchmark(true);
+    let median = |rates: &mut Vec<f64>| {
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    };
+    let (on_median, off_median) = (median(&mut on), median(&mut off));
+    Ok(serde_json::json!({
+        "events_per_round": per_round,
+        "with_rollups_events_per_second": on,
+        "without_rollups_events_per_second": off,
+        "with_rollups_median": on_median,
+        "without_rollups_median": off_median,
+        "ratio": ((on_median / off_median) * 1000.0).round() / 1000.0,
+    }))
+}
+
 fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
     if sorted_ms.is_empty() {
         return 0.0;
@@ -417,6 +467,12 @@ async fn main() -> anyhow::Result<()> {
     )
     .to_path_buf();
     let mut out = serde_json::json!({"events": args.events});
+    if args.phase == "ab" {
+        out["rollups_ab"] = rollups_ab(&db, &clock, args.events, start_ms).await?;
+        db.close().await;
+        println!("{out}");
+        return Ok(());
+    }
     if args.phase == "seed" || args.phase == "all" {
         let run = format!("{:x}", clock.now().timestamp_millis());
         let (manager, key, managed) = set_up(&db, &clock, &run).await?;

@@ -6,11 +6,24 @@
 //! PostgreSQL take row locks in one order and never wait crosswise).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::AnyConnection;
 
 use super::RatedRecord;
 use crate::db::JsonColumn::{BigInt, Text};
+
+/// Whether charging maintains the rollups. Always on: reports read the rollups, so with it
+/// off they would be wrong. No setting or flag reaches it; only the report benchmark's A/B
+/// run (`examples/report_bench.rs`) turns it off, on its own database, to measure what
+/// maintaining the rollups costs ingestion.
+static MAINTAINED: AtomicBool = AtomicBool::new(true);
+
+/// Turns rollup maintenance off or on for this process (benchmark use only, see above).
+#[doc(hidden)]
+pub fn maintain_for_benchmark(on: bool) {
+    MAINTAINED.store(on, Ordering::Relaxed);
+}
 
 /// Milliseconds in an hour and in a day (UTC days have no leap seconds in epoch time).
 pub const HOUR_MS: i64 = 3_600_000;
@@ -118,7 +131,7 @@ pub async fn add_in_tx(
     conn: &mut AnyConnection,
     records: &[&RatedRecord],
 ) -> Result<(), sqlx::Error> {
-    if records.is_empty() {
+    if records.is_empty() || !MAINTAINED.load(Ordering::Relaxed) {
         return Ok(());
     }
     for granularity in Granularity::ALL {
