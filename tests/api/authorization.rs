@@ -249,6 +249,7 @@ const EXPECTED: &[(&str, &str, [u16; 11])] = &[
     ("POST", "/admin/v1/accounts/{id}/credits", OPERATOR),
     ("POST", "/admin/v1/accounts/{id}/adjustments", OPERATOR),
     ("GET", "/admin/v1/accounts/{id}/pricing/rate", OPERATOR),
+    ("GET", "/admin/v1/suspended_usage", OPERATOR),
 ];
 
 /// What the matrix acts on.
