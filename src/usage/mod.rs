@@ -486,7 +486,7 @@ async fn charge(
     };
     leaving.extend(charged_before.iter().map(String::as_str));
     leaving.sort_unstable();
-    suspense::remove(&mut tx, &leaving).await?;
+    suspense::remove_charged(&mut tx, &leaving).await?;
     tx.commit().await?;
     Ok(Charged {
         charged: inserted,

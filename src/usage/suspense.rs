@@ -240,7 +240,27 @@ pub async fn update_reasons(
     Ok(())
 }
 
-/// Removes charged events from suspense (ids not there are no matter).
+/// Removes charged events from suspense, probing first whether it holds anything: it is
+/// empty almost always, and the probe spares every batch a statement over all its ids.
+/// For use after the transaction has written (on SQLite a read first could not be
+/// upgraded to a write after another process wrote).
+pub async fn remove_charged(
+    conn: &mut AnyConnection,
+    event_ids: &[&str],
+) -> Result<(), sqlx::Error> {
+    if event_ids.is_empty() {
+        return Ok(());
+    }
+    let any: Option<i64> = sqlx::query_scalar("SELECT 1 FROM suspended_usage LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    if any.is_none() {
+        return Ok(());
+    }
+    remove(conn, event_ids).await
+}
+
+/// Removes events from suspense (ids not there are no matter).
 pub async fn remove(conn: &mut AnyConnection, event_ids: &[&str]) -> Result<(), sqlx::Error> {
     if event_ids.is_empty() {
         return Ok(());
