@@ -487,6 +487,16 @@ async fn charge(
     leaving.extend(charged_before.iter().map(String::as_str));
     leaving.sort_unstable();
     suspense::remove_charged(&mut tx, &leaving).await?;
+    // A suspended call has ended all the same: its channel is free now, not when its lease
+    // expires. (An account id naming no account holds no lease.)
+    let ended: Vec<&str> = unrated
+        .iter()
+        .filter(|(e, reason)| {
+            *reason != SuspendReason::UnknownAccount && !charged_before.contains(e.id.as_str())
+        })
+        .filter_map(|(e, _)| e.lease_id.as_deref())
+        .collect();
+    repo::release_leases(&mut tx, &ended, now_ms).await?;
     tx.commit().await?;
     Ok(Charged {
         charged: inserted,

@@ -451,3 +451,87 @@ async fn the_cli_verb_prints_its_counts() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_suspended_call_frees_its_channel() {
+    let app = spawn_app().await;
+    let child = app.managed_of(&app.manager, "Channel Co", json!({})).await;
+    app.operator_post(
+        &format!("/admin/v1/accounts/{}/credit_limit", child.id),
+        None,
+        json!({"amount": "50.00"}),
+    )
+    .await
+    .assert_status(200);
+    app.patch(
+        &format!(
+            "/v2/managed_accounts/{}/update_global_channel_limit",
+            child.id
+        ),
+        &app.manager.key,
+        json!({"channel_limit": 1}),
+    )
+    .await
+    .assert_status(200);
+    let lease = app.admit(&child.id, "voice_outbound").await.body["data"]["lease_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.admit(&child.id, "voice_outbound").await.body["data"]["reason"],
+        "channel_limit_reached"
+    );
+    let mut call = event("leased-1", &child.id, "voice_outbound", "+14155550100", 30);
+    call["lease_id"] = json!(lease);
+
+    // No price list: the call is kept in suspense, and it is over.
+    let reply = app.ingest(json!([call])).await;
+
+    assert_eq!(reply.statuses(), ["suspended"]);
+    assert_eq!(
+        suspended(&app, "").await["data"][0]["lease_id"],
+        lease.as_str()
+    );
+    assert_eq!(
+        app.admit(&child.id, "voice_outbound").await.body["data"]["admitted"],
+        true
+    );
+    // Charged later, it releases nothing more.
+    import(&app, BASE_PRICES, "2025-01-01T00:00:00Z").await;
+    assert_eq!(rerate(&app, None, None).await["charged"], 1);
+    assert_eq!(
+        app.admit(&child.id, "voice_outbound").await.body["data"]["reason"],
+        "channel_limit_reached"
+    );
+    app.assert_ledger_clean().await;
+}
+
+/// On PostgreSQL a batch charging an id and another suspending it can commit side by side;
+/// the row left in suspense is never shown, counted or charged, and a re-rating clears it.
+#[tokio::test]
+async fn a_suspense_row_whose_event_was_charged_is_ignored_and_cleared() {
+    let app = spawn_app().await;
+    let own = app.managed_of(&app.manager, "Raced Co", json!({})).await;
+    import(&app, BASE_PRICES, "2025-01-01T00:00:00Z").await;
+    let call = event("both-1", &own.id, "voice_outbound", "+14155550100", 61);
+    app.ingest(json!([call])).await;
+    // What the losing side of that race leaves behind.
+    sqlx::query(
+        "INSERT INTO suspended_usage (event_id, reason, account_id, product, destination, \
+         quantity, occurred_at_ms, lease_id, first_seen_at_ms, last_seen_at_ms, seen_count) \
+         VALUES ('both-1', 'no_rate', $1, 'voice_outbound', '14155550100', 61, 0, NULL, 0, 0, 1)",
+    )
+    .bind(&own.id)
+    .execute(&app.db.write)
+    .await
+    .unwrap();
+
+    assert_eq!(suspended(&app, "").await["meta"]["total_results"], 0);
+    assert_eq!(verify(&app).await["suspended_usage"]["events"], 0);
+    let rerated = rerate(&app, None, None).await;
+
+    assert_eq!(rerated["examined"], 0);
+    assert_eq!(rerated["charged"], 0);
+    assert_eq!(count(&app, "suspended_usage").await, 0);
+    assert_eq!(app.balance_of(&own.key).await, "-0.02");
+}
