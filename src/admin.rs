@@ -19,6 +19,7 @@ use crate::payments::{
     PaymentError, Payments, PaymentsConfig, carding, settings as payment_settings,
 };
 use crate::pricing::{self, AssignTo, NewPriceList, PricingError};
+use crate::usage::{self, SuspendReason, SuspenseFilter};
 
 /// The JSON printed for an account.
 pub fn account_json(account: &Account) -> Value {
@@ -39,7 +40,24 @@ pub fn account_json(account: &Account) -> Value {
 
 /// The actor the CLI records in the audit trail and on ledger entries.
 fn cli_actor() -> Actor {
-    Actor::Operator("operator:cli".to_owned())
+    Actor::Operator(cli_actor_name().to_owned())
+}
+
+fn cli_actor_name() -> &'static str {
+    "operator:cli"
+}
+
+/// What waits in suspense, by reason and in all (for verify-ledger and re-rating).
+async fn suspended_usage_json(db: &Db) -> anyhow::Result<Value> {
+    let counts = usage::suspense::counts_by_reason(db)
+        .await
+        .context("Failed to count the suspended usage")?;
+    let total: i64 = counts.values().sum();
+    let by_reason: serde_json::Map<String, Value> = counts
+        .into_iter()
+        .map(|(reason, count)| (reason.as_str().to_owned(), Value::from(count)))
+        .collect();
+    Ok(json!({"events": total, "by_reason": by_reason}))
 }
 
 fn account_id(text: &str) -> anyhow::Result<AccountId> {
@@ -305,11 +323,48 @@ async fn money_and_pricing(
                 Ok(paid) => paid,
                 Err(violation) => anyhow::bail!("ledger invariant violated: {violation}"),
             };
+            let suspended = suspended_usage_json(db).await?;
             Ok(
                 json!({"ok": true, "entries": report.entries, "books": report.books,
                 "usage_records": report.usage_records, "card_payments": paid.payments,
-                "card_refunds": paid.refunds}),
+                "card_refunds": paid.refunds, "suspended_usage": suspended}),
             )
+        }
+        AdminCommand::RerateSuspended { reason, account } => {
+            let filter = SuspenseFilter {
+                reason: reason
+                    .as_deref()
+                    .map(|text| {
+                        SuspendReason::parse(text).with_context(|| {
+                            format!(
+                                "--reason '{text}' must be one of {}",
+                                SuspendReason::codes()
+                            )
+                        })
+                    })
+                    .transpose()?,
+                account: account.as_deref().map(account_id).transpose()?,
+            };
+            let pricing = crate::pricing::PricingCache::default();
+            let report = usage::rerate_suspended(
+                db,
+                &pricing,
+                clock,
+                &filter,
+                &format!("rerate:{}", cli_actor_name()),
+            )
+            .await
+            .context("Failed to re-rate suspended usage")?;
+            let suspended = suspended_usage_json(db).await?;
+            Ok(json!({
+                "examined": report.examined,
+                "charged": report.charged,
+                "charged_amount": Money::from_nanos(report.charged_nanos).to_decimal_string(9),
+                "already_charged": report.already_charged,
+                "still_suspended": report.still_suspended,
+                "deferred": report.deferred,
+                "suspended_usage": suspended,
+            }))
         }
         AdminCommand::CopyDatabase { to, .. } => copy_database(db, &to).await,
         AdminCommand::CloseInvoices { period, account } => {

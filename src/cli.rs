@@ -296,6 +296,16 @@ pub enum AdminCommand {
     CreateOperatorKey,
     /// Re-derive every balance from postings and check every ledger invariant.
     VerifyLedger,
+    /// Charge the usage kept in suspense that can now be rated (each event once, through
+    /// the ingestion path); what still cannot stays, with its new reason.
+    RerateSuspended {
+        /// Only events suspended for this reason: no_price_list, no_rate or unknown_account.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only events of this account id.
+        #[arg(long)]
+        account: Option<String>,
+    },
     /// Copy the whole platform from this database into a new, empty one (e.g. from the
     /// embedded SQLite file to PostgreSQL), then verify the copy's ledger.
     CopyDatabase {

@@ -15,10 +15,13 @@ use super::body::{CsvBody, JsonBody, RequestBody};
 use super::error::{ApiError, ErrorKind};
 use super::extract::{OperatorCaller, PathParams, QueryParams, account_id};
 use super::wire::{Data, WIRE_DECIMALS, timestamp};
+use crate::accounts::AccountId;
+use crate::accounts::listing::{PAGE_SIZE_MAX, Page};
 use crate::billing::{self, IdempotencyKey, MoneyRequest, Movement};
 use crate::clock::to_epoch_ms;
 use crate::money::Money;
 use crate::pricing::{self, AssignTo, NewPriceList, PricingError};
+use crate::usage::{SuspendReason, SuspenseFilter};
 
 /// A price list header.
 #[derive(Debug, Serialize, ToSchema)]
@@ -400,4 +403,129 @@ pub async fn account_rate(
         .ok_or_else(|| ApiError::not_found("account"))?;
     drop(conn);
     super::pricing::one_rate(&state, &account, &query).await
+}
+
+/// A usage event kept in suspense.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SuspendedUsageItem {
+    /// Always `suspended_usage`.
+    pub record_type: &'static str,
+    /// The event id.
+    pub event_id: String,
+    /// Why it is not charged yet: `no_price_list`, `no_rate` or `unknown_account` (as found
+    /// when it last arrived or was last re-rated).
+    pub reason: &'static str,
+    /// The account id as sent (with `unknown_account`, one naming no account).
+    pub account_id: String,
+    /// Product.
+    pub product: &'static str,
+    /// E.164 destination.
+    pub destination: String,
+    /// Quantity as sent (seconds, message parts or months).
+    pub quantity: i64,
+    /// When it happened.
+    pub occurred_at: String,
+    /// Its admission lease, if it named one.
+    pub lease_id: Option<String>,
+    /// Its first arrival.
+    pub first_seen_at: String,
+    /// Its latest arrival.
+    pub last_seen_at: String,
+    /// How many times it arrived.
+    pub seen_count: i64,
+}
+
+impl From<crate::usage::suspense::SuspendedEvent> for SuspendedUsageItem {
+    fn from(event: crate::usage::suspense::SuspendedEvent) -> Self {
+        Self {
+            record_type: "suspended_usage",
+            event_id: event.event_id,
+            reason: event.reason.as_str(),
+            account_id: event.account_id,
+            product: event.product.as_str(),
+            destination: format!("+{}", event.destination),
+            quantity: event.quantity,
+            occurred_at: timestamp(event.occurred_at_ms),
+            lease_id: event.lease_id,
+            first_seen_at: timestamp(event.first_seen_at_ms),
+            last_seen_at: timestamp(event.last_seen_at_ms),
+            seen_count: event.seen_count,
+        }
+    }
+}
+
+/// The filters of the suspense list.
+fn suspense_filter(query: &QueryParams) -> Result<SuspenseFilter, ApiError> {
+    const FILTERS: [&str; 2] = ["filter[reason]", "filter[account_id]"];
+    if let Some(unknown) = query
+        .names_with_prefix("filter")
+        .find(|name| !FILTERS.contains(name))
+    {
+        return Err(ApiError::new(
+            ErrorKind::BadRequest,
+            format!(
+                "unknown filter {unknown}; suspended usage takes filter[reason] and filter[account_id]"
+            ),
+        )
+        .parameter(unknown));
+    }
+    let reason = query
+        .get("filter[reason]")
+        .map(|text| {
+            SuspendReason::parse(text).ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::InvalidValue,
+                    format!("filter[reason] must be one of {}", SuspendReason::codes()),
+                )
+                .parameter("filter[reason]")
+            })
+        })
+        .transpose()?;
+    let account = query
+        .get("filter[account_id]")
+        .map(|text| {
+            AccountId::parse(text).ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::InvalidValue,
+                    "filter[account_id] must be an account id (a UUID)",
+                )
+                .parameter("filter[account_id]")
+            })
+        })
+        .transpose()?;
+    Ok(SuspenseFilter { reason, account })
+}
+
+/// Usage kept in suspense: events that were well-formed but could not be charged when they
+/// arrived, oldest first. `steward admin rerate-suspended` charges them once pricing (or
+/// the account) is fixed.
+#[utoipa::path(get, path = "/admin/v1/suspended_usage", tag = "Operator",
+    params(
+        ("filter[reason]" = Option<String>, Query, description = "no_price_list, no_rate or unknown_account"),
+        ("filter[account_id]" = Option<String>, Query, description = "The account id the events name"),
+        ("page[number]" = Option<u32>, Query, minimum = 1, maximum = 1000000),
+        ("page[size]" = Option<u32>, Query, minimum = 1, maximum = 250),
+    ),
+    responses((status = 200, body = super::wire::List<SuspendedUsageItem>)),
+    security(("operator_key" = [])))]
+pub async fn suspended_usage(
+    State(state): State<AppState>,
+    _operator: OperatorCaller,
+    query: QueryParams,
+) -> Result<Json<super::wire::List<SuspendedUsageItem>>, ApiError> {
+    let filter = suspense_filter(&query)?;
+    let page = query.page(PAGE_SIZE_MAX)?;
+    let (events, total) = {
+        let mut conn = state.db.read.acquire().await?;
+        crate::usage::suspense::list(&mut conn, &filter, page).await?
+    };
+    let page = Page {
+        items: events,
+        request: page,
+        total_results: crate::db::non_negative(total),
+    };
+    Ok(Json(super::wire::List {
+        meta: super::wire::PaginationMeta::of(&page),
+        data: page.items.into_iter().map(Into::into).collect(),
+    }))
 }

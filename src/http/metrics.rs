@@ -135,7 +135,7 @@ impl Metrics {
         let usage_events = Family::default();
         registry.register(
             "usage_events",
-            "Usage events ingested, by the outcome answered for each (accepted, duplicate, rejected, ...)",
+            "Usage events ingested, by the outcome answered for each (accepted, duplicate, suspended, rejected)",
             usage_events.clone(),
         );
         let usage_charged_nanos = Counter::default();
@@ -207,6 +207,12 @@ impl Metrics {
             "channel_leases_live",
             "Channel leases holding a channel now (not released, not expired), read at scrape time",
             |db, clock| Box::pin(live_leases(db, clock)),
+        );
+        metrics.add_scrape_gauge(
+            "usage_suspended_events",
+            "Usage events kept in suspense (well-formed, not chargeable yet), by reason, read at \
+             scrape time",
+            |db, _clock| Box::pin(suspended_events(db)),
         );
         metrics
     }
@@ -313,6 +319,21 @@ impl Metrics {
 async fn live_leases(db: &Db, clock: &ClockHandle) -> Result<ScrapeRows, sqlx::Error> {
     let count = crate::admission::live_lease_count(db, to_epoch_ms(clock.now())).await?;
     Ok(vec![(Vec::new(), count)])
+}
+
+/// Usage events in suspense, one series per reason (zeros included, so that an alert
+/// sees the series from the start).
+async fn suspended_events(db: &Db) -> Result<ScrapeRows, sqlx::Error> {
+    let counts = crate::usage::suspense::counts_by_reason(db).await?;
+    Ok(counts
+        .into_iter()
+        .map(|(reason, count)| {
+            (
+                vec![("reason".to_owned(), reason.as_str().to_owned())],
+                count,
+            )
+        })
+        .collect())
 }
 
 /// Marks a response refused because the pool had no free connection; counted by

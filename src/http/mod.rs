@@ -140,6 +140,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::adjust))
         .routes(routes!(admin::price_list_rates))
         .routes(routes!(admin::account_rate))
+        .routes(routes!(admin::suspended_usage))
         // Payments.
         .routes(routes!(
             payment_methods::list_own,

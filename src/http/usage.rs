@@ -37,9 +37,14 @@ impl RequestBody for UsageBatch {}
 pub struct EventResult {
     /// The event id as sent (null if it had none).
     pub id: Option<String>,
-    /// `accepted`, `duplicate` or `rejected`.
+    /// `accepted` (charged now), `duplicate` (its id was charged before), `suspended`
+    /// (well-formed but not chargeable now: kept, to be charged once pricing or the account
+    /// exists; do not resend) or `rejected` (malformed, or beyond the batch's bound).
     pub status: &'static str,
-    /// Why it was rejected.
+    /// Why it was suspended: `no_price_list`, `no_rate` or `unknown_account`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<&'static str>,
+    /// Why it was suspended or rejected, in words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// For an event charged now that carried a `lease_id`: `released` (it ended its call's
@@ -50,6 +55,11 @@ pub struct EventResult {
 }
 
 /// Ingests a batch of usage events: each is rated and charged exactly once, ever.
+///
+/// An event that is well-formed but cannot be charged now (no price list in force for its
+/// account at `occurred_at`, no rate for its product and destination, an account id naming
+/// no account) is answered `suspended` with a `reason_code`: it is kept, and charged once
+/// by the operator's re-rating after pricing (or the account) is fixed.
 ///
 /// Events are read leniently: keys an event does not define are ignored, so network
 /// elements may add metadata and newer fields without being refused. The batch object
@@ -91,10 +101,15 @@ pub async fn ingest(
         .zip(ingested.outcomes)
         .zip(ingested.leases)
         .map(|((event, outcome), lease)| {
-            let (status, reason) = match outcome {
-                Outcome::Accepted => ("accepted", None),
-                Outcome::Duplicate => ("duplicate", None),
-                Outcome::Rejected(reason) => ("rejected", Some(reason)),
+            let (status, reason_code, reason) = match outcome {
+                Outcome::Accepted => ("accepted", None, None),
+                Outcome::Duplicate => ("duplicate", None, None),
+                Outcome::Suspended(code) => (
+                    "suspended",
+                    Some(code.as_str()),
+                    Some(code.description().to_owned()),
+                ),
+                Outcome::Rejected(reason) => ("rejected", None, Some(reason)),
             };
             EventResult {
                 id: event
@@ -103,6 +118,7 @@ pub async fn ingest(
                     .and_then(serde_json::Value::as_str)
                     .map(str::to_owned),
                 status,
+                reason_code,
                 reason,
                 lease: lease.map(usage::LeaseEnd::as_str),
             }

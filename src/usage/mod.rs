@@ -8,12 +8,18 @@
 //! (payer, spender) and update each payer's balance once. A retried batch, whether or not
 //! the first attempt committed, therefore charges nothing twice.
 //!
+//! An event that is well-formed but cannot be rated now (no price list, no rate, an account
+//! id naming no account) is kept in [`suspense`] in that same transaction, unless its id
+//! was charged before (then it is a duplicate, whatever pricing says today). Re-rating
+//! ([`rerate_suspended`]) takes the same path, so a charge is a charge whoever makes it.
+//!
 //! Ingestion never refuses usage for want of credit or because the account was disabled
 //! since: admission decides before usage starts, and admitted usage is always charged.
 
 pub mod numbers;
 pub mod repo;
 pub mod rollups;
+pub mod suspense;
 
 pub use repo::LeaseEnd;
 
@@ -29,6 +35,7 @@ use crate::ledger::{self, Book, Entry, EntryHeader, EntryKind, Posting};
 use crate::money::{AMOUNT_ABS_MAX_NANOS, Money};
 use crate::pricing::{PricingCache, Product};
 use crate::rating;
+pub use suspense::{SuspendReason, SuspenseFilter};
 
 /// Events accepted in one request.
 pub const BATCH_EVENTS_MAX: usize = 10_000;
@@ -92,6 +99,8 @@ pub enum Outcome {
     Accepted,
     /// Already charged before (or earlier in this batch): nothing charged now.
     Duplicate,
+    /// Well-formed but not chargeable now: kept in suspense, to be charged by a re-rating.
+    Suspended(SuspendReason),
     /// Not charged; the reason says why.
     Rejected(String),
 }
@@ -134,7 +143,9 @@ pub fn parse_event(raw: &RawEvent, now_ms: i64) -> Result<UsageEvent, String> {
         ));
     }
     let account_id = raw.account_id.as_deref().ok_or("account_id is required")?;
-    let account_id = AccountId::parse(account_id).ok_or("unknown account")?;
+    // A UUID naming no account is well-formed (kept in suspense); anything else is not.
+    let account_id =
+        AccountId::parse(account_id).ok_or("account_id must be an account id (a UUID)")?;
     let product = raw.product.as_deref().ok_or("product is required")?;
     let product = Product::parse(product).ok_or_else(|| format!("unknown product '{product}'"))?;
     let destination = raw
@@ -177,21 +188,37 @@ pub fn parse_event(raw: &RawEvent, now_ms: i64) -> Result<UsageEvent, String> {
     })
 }
 
+/// Why an event was not rated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Unrated {
+    /// Well-formed but not chargeable now: kept in suspense.
+    Suspend(SuspendReason),
+    /// Not chargeable, ever, as sent.
+    Reject(String),
+}
+
 /// Rates one event for `payee` with the index.
 fn rate(
     event: UsageEvent,
     payee: &repo::Payee,
     index: &crate::pricing::PricingIndex,
-) -> Result<RatedRecord, String> {
-    let list = index
-        .list_for(&payee.subject, event.occurred_at_ms)
-        .ok_or("no price list applies to this account at occurred_at")?;
-    let rate = list
-        .lookup(event.product, &event.destination)
-        .ok_or("no rate for the destination")?;
+) -> Result<RatedRecord, Box<(UsageEvent, Unrated)>> {
+    let Some(list) = index.list_for(&payee.subject, event.occurred_at_ms) else {
+        return Err(Box::new((
+            event,
+            Unrated::Suspend(SuspendReason::NoPriceList),
+        )));
+    };
+    let Some(rate) = list.lookup(event.product, &event.destination) else {
+        return Err(Box::new((event, Unrated::Suspend(SuspendReason::NoRate))));
+    };
     let billable = rating::billable_quantity(event.product, event.quantity, rate.increments);
-    let cost =
-        rating::cost_nanos(event.product, rate.rate_nanos, billable).ok_or("cost out of range")?;
+    let Some(cost) = rating::cost_nanos(event.product, rate.rate_nanos, billable) else {
+        return Err(Box::new((
+            event,
+            Unrated::Reject("cost out of range".to_owned()),
+        )));
+    };
     Ok(RatedRecord {
         payer: payee.payer,
         billable_quantity: billable,
@@ -230,6 +257,7 @@ pub async fn ingest(
     // Event id -> slot of its first occurrence in this batch.
     let mut first_slot: HashMap<&str, usize> = HashMap::new();
     let mut repeats = Vec::new();
+    let mut slots = Vec::with_capacity(raw.len());
     let mut events = Vec::with_capacity(raw.len());
     for (slot, raw) in raw.iter().enumerate() {
         let raw = match raw {
@@ -247,35 +275,103 @@ pub async fn ingest(
             first_slot.insert(id, slot);
         }
         match parse_event(raw, now_ms) {
-            Ok(event) => events.push((slot, event)),
+            Ok(event) => {
+                slots.push(slot);
+                events.push(event);
+            }
             Err(reason) => set(&mut outcomes, slot, Outcome::Rejected(reason)),
         }
     }
+    let index = pricing.current(db).await?;
+    let settled = settle(db, &index, events, Sighting::Arrival, created_by, now_ms).await?;
+    let mut leases = vec![None; raw.len()];
+    for (slot, (outcome, lease)) in slots
+        .into_iter()
+        .zip(settled.outcomes.into_iter().zip(settled.leases))
+    {
+        set(&mut outcomes, slot, outcome);
+        if let Some(place) = leases.get_mut(slot) {
+            *place = lease;
+        }
+    }
+    // A repeated id is a duplicate of a charged event, or refused like its first occurrence.
+    for (slot, first) in repeats {
+        let repeat = match outcomes.get(first) {
+            Some(Outcome::Rejected(_)) => {
+                Outcome::Rejected("repeats the id of a rejected event in this batch".to_owned())
+            }
+            Some(Outcome::Suspended(reason)) => Outcome::Suspended(*reason),
+            _ => Outcome::Duplicate,
+        };
+        set(&mut outcomes, slot, repeat);
+    }
+    Ok(Ingested {
+        outcomes,
+        leases,
+        charged_nanos: settled.charged_nanos,
+    })
+}
+
+fn set(outcomes: &mut [Outcome], slot: usize, outcome: Outcome) {
+    if let Some(place) = outcomes.get_mut(slot) {
+        *place = outcome;
+    }
+}
+
+/// Why events are being rated: they arrived (a sighting of each), or suspense is being
+/// re-rated (no sighting: the seen figures stay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sighting {
+    Arrival,
+    Rerate,
+}
+
+/// What a set of checked events came to.
+struct Settled {
+    /// One per event, in order.
+    outcomes: Vec<Outcome>,
+    /// One per event, in order: what an event charged now did with its `lease_id`.
+    leases: Vec<Option<LeaseEnd>>,
+    /// The amount charged now.
+    charged_nanos: i64,
+}
+
+/// The one charge path, for ingestion and re-rating alike: rates checked events with
+/// distinct ids, then in one transaction charges the new ones, keeps those that cannot be
+/// rated in suspense (unless their id was charged before: a duplicate, whatever today's
+/// pricing says) and takes charged ids out of suspense.
+async fn settle(
+    db: &Db,
+    index: &crate::pricing::PricingIndex,
+    events: Vec<UsageEvent>,
+    sighting: Sighting,
+    created_by: &str,
+    now_ms: i64,
+) -> Result<Settled, sqlx::Error> {
+    let mut outcomes = vec![Outcome::Accepted; events.len()];
     let account_ids: Vec<AccountId> = events
         .iter()
-        .map(|(_, e)| e.account_id)
+        .map(|e| e.account_id)
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let payees = {
+    let payees = if account_ids.is_empty() {
+        HashMap::new()
+    } else {
         let mut conn = db.read.acquire().await?;
         repo::find_payees(&mut conn, &account_ids).await?
     };
-    let index = pricing.current(db).await?;
     let mut rated = Vec::with_capacity(events.len());
+    let mut unrated: Vec<(usize, UsageEvent, SuspendReason)> = Vec::new();
     // One batch is one journal entry, and an entry carries at most AMOUNT_ABS_MAX_NANOS:
     // events beyond that are refused alone, in request order, to be sent again later.
     let mut batch_cost_nanos: i64 = 0;
-    for (slot, event) in events {
+    for (slot, event) in events.into_iter().enumerate() {
         let Some(payee) = payees.get(&event.account_id) else {
-            set(
-                &mut outcomes,
-                slot,
-                Outcome::Rejected("unknown account".to_owned()),
-            );
+            unrated.push((slot, event, SuspendReason::UnknownAccount));
             continue;
         };
-        match rate(event, payee, &index) {
+        match rate(event, payee, index) {
             Ok(record) => match batch_cost_nanos
                 .checked_add(record.cost_nanos)
                 .filter(|total| *total <= AMOUNT_ABS_MAX_NANOS)
@@ -287,32 +383,29 @@ pub async fn ingest(
                 None => set(
                     &mut outcomes,
                     slot,
-                    Outcome::Rejected(
-                        "the batch's charges would exceed 100000000.00 in all; send this event in another batch"
-                            .to_owned(),
-                    ),
+                    Outcome::Rejected(BATCH_BOUND_REASON.to_owned()),
                 ),
             },
-            Err(reason) => set(&mut outcomes, slot, Outcome::Rejected(reason)),
+            Err(unrated_event) => match *unrated_event {
+                (event, Unrated::Suspend(reason)) => unrated.push((slot, event, reason)),
+                (_, Unrated::Reject(reason)) => set(&mut outcomes, slot, Outcome::Rejected(reason)),
+            },
         }
     }
-    let charged = charge(
-        db,
-        &rated.iter().map(|(_, r)| r).collect::<Vec<_>>(),
-        created_by,
-        now_ms,
-    )
-    .await?;
+    let records: Vec<&RatedRecord> = rated.iter().map(|(_, r)| r).collect();
+    let suspended: Vec<(&UsageEvent, SuspendReason)> =
+        unrated.iter().map(|(_, e, r)| (e, *r)).collect();
+    let done = charge(db, &records, &suspended, sighting, created_by, now_ms).await?;
     let mut charged_nanos: i64 = 0;
     let mut leases = vec![None; outcomes.len()];
     for (slot, record) in &rated {
-        if charged.new_ids.contains(record.event.id.as_str()) {
+        if done.charged.contains(record.event.id.as_str()) {
             // Bounded: the batch's total was checked against AMOUNT_ABS_MAX_NANOS above.
             charged_nanos = charged_nanos.saturating_add(record.cost_nanos);
             if let (Some(lease_id), Some(place)) =
                 (record.event.lease_id.as_ref(), leases.get_mut(*slot))
             {
-                *place = charged
+                *place = done
                     .lease_ends
                     .get(&(lease_id.clone(), record.event.account_id))
                     .copied();
@@ -321,52 +414,58 @@ pub async fn ingest(
             set(&mut outcomes, *slot, Outcome::Duplicate);
         }
     }
-    // A repeated id is a duplicate of a charged event, or refused like its first occurrence.
-    for (slot, first) in repeats {
-        let repeat = match outcomes.get(first) {
-            Some(Outcome::Rejected(_)) => {
-                Outcome::Rejected("repeats the id of a rejected event in this batch".to_owned())
-            }
-            _ => Outcome::Duplicate,
+    for (slot, event, reason) in &unrated {
+        let outcome = if done.charged_before.contains(event.id.as_str()) {
+            Outcome::Duplicate
+        } else {
+            Outcome::Suspended(*reason)
         };
-        set(&mut outcomes, slot, repeat);
+        set(&mut outcomes, *slot, outcome);
     }
-    Ok(Ingested {
+    Ok(Settled {
         outcomes,
         leases,
         charged_nanos,
     })
 }
 
-fn set(outcomes: &mut [Outcome], slot: usize, outcome: Outcome) {
-    if let Some(place) = outcomes.get_mut(slot) {
-        *place = outcome;
-    }
-}
+/// The refusal of an event beyond one batch's bound.
+const BATCH_BOUND_REASON: &str =
+    "the batch's charges would exceed 100000000.00 in all; send this event in another batch";
 
-/// What one charge transaction did.
+/// What the charging transaction did.
 #[derive(Debug, Default)]
 struct Charged {
-    /// The event ids that were new (the others had been charged before).
-    new_ids: HashSet<String>,
-    /// What each new event's `lease_id` did, by (lease id, account).
+    /// Ids charged now (the other rated ones had been charged before).
+    charged: HashSet<String>,
+    /// Ids among the unrated ones that had been charged before.
+    charged_before: HashSet<String>,
+    /// What each event charged now did with its `lease_id`, by (lease id, account).
     lease_ends: HashMap<(String, AccountId), LeaseEnd>,
 }
 
-/// Inserts the records and charges the new ones in one transaction.
+/// In one transaction: inserts the rated records and charges the new ones, takes what is
+/// charged out of suspense and keeps the unrated events there (those whose id was never
+/// charged).
 async fn charge(
     db: &Db,
     records: &[&RatedRecord],
+    unrated: &[(&UsageEvent, SuspendReason)],
+    sighting: Sighting,
     created_by: &str,
     now_ms: i64,
 ) -> Result<Charged, sqlx::Error> {
-    if records.is_empty() {
+    if records.is_empty() && unrated.is_empty() {
         return Ok(Charged::default());
     }
     let mut lease_ends = HashMap::new();
     let entry_id = uuid::Uuid::now_v7().to_string();
     let mut tx = db.write.begin().await?;
-    let inserted = repo::insert_records(&mut tx, records, &entry_id, now_ms).await?;
+    let inserted = if records.is_empty() {
+        HashSet::new()
+    } else {
+        repo::insert_records(&mut tx, records, &entry_id, now_ms).await?
+    };
     let new: Vec<&RatedRecord> = records
         .iter()
         .copied()
@@ -396,11 +495,155 @@ async fn charge(
         )
         .await?;
     }
+    // Written before anything is read, so that on SQLite the transaction holds the write
+    // lock from its first statement (a read first could not be upgraded after another
+    // process wrote).
+    match sighting {
+        Sighting::Arrival => suspense::record_arrivals(&mut tx, unrated, now_ms).await?,
+        Sighting::Rerate => suspense::update_reasons(&mut tx, unrated).await?,
+    }
+    let unrated_ids: Vec<&str> = unrated.iter().map(|(e, _)| e.id.as_str()).collect();
+    let charged_before = suspense::charged_among(&mut tx, &unrated_ids).await?;
+    // Whatever is charged, now or before, has no place in suspense.
+    let mut leaving: Vec<&str> = match sighting {
+        // An arriving id is in suspense only if an earlier arrival could not be rated.
+        Sighting::Arrival => new.iter().map(|r| r.event.id.as_str()).collect(),
+        Sighting::Rerate => records.iter().map(|r| r.event.id.as_str()).collect(),
+    };
+    leaving.extend(charged_before.iter().map(String::as_str));
+    leaving.sort_unstable();
+    suspense::remove_charged(&mut tx, &leaving).await?;
+    // A suspended call has ended all the same: its channel is free now, not when its lease
+    // expires. (An account id naming no account holds no lease.)
+    let ended: Vec<(&str, AccountId)> = unrated
+        .iter()
+        .filter(|(e, reason)| {
+            *reason != SuspendReason::UnknownAccount && !charged_before.contains(e.id.as_str())
+        })
+        .filter_map(|(e, _)| Some((e.lease_id.as_deref()?, e.account_id)))
+        .collect();
+    // Only the lease's own account's event ends it, as for a charged call.
+    repo::end_leases(&mut tx, &ended, now_ms).await?;
     tx.commit().await?;
     Ok(Charged {
-        new_ids: inserted,
+        charged: inserted,
+        charged_before,
         lease_ends,
     })
+}
+
+/// What a re-rating of suspense came to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RerateReport {
+    /// Events read from suspense.
+    pub examined: u64,
+    /// Charged now, each once.
+    pub charged: u64,
+    /// The amount charged now, in nano-units.
+    pub charged_nanos: i64,
+    /// Found charged already (by a resend or another re-rating): left suspense, charged
+    /// nothing now.
+    pub already_charged: u64,
+    /// Still not chargeable, by their new reason.
+    pub still_suspended: BTreeMap<&'static str, u64>,
+    /// Left in suspense untouched for a later run: beyond one charge's bound together, or
+    /// a cost out of range.
+    pub deferred: u64,
+}
+
+/// Events re-rated per transaction.
+const RERATE_CHUNK_EVENTS: u32 = 1_000;
+
+/// Re-rates what waits in suspense (all of it, or one reason's, or one account's) through
+/// the ingestion path: each event is charged exactly once, or stays with its new reason.
+/// Safe beside ingestion and beside another re-rating: `usage_records`' key decides who
+/// charges an id, and the loser finds it charged.
+pub async fn rerate_suspended(
+    db: &Db,
+    pricing: &PricingCache,
+    clock: &ClockHandle,
+    filter: &SuspenseFilter,
+    created_by: &str,
+) -> Result<RerateReport, sqlx::Error> {
+    let mut report = RerateReport {
+        still_suspended: SuspendReason::ALL
+            .into_iter()
+            .map(|r| (r.as_str(), 0))
+            .collect(),
+        ..RerateReport::default()
+    };
+    // Rows whose id was charged meanwhile go first (see the suspense module's note).
+    let leftovers = {
+        let mut conn = db.read.acquire().await?;
+        suspense::charged_leftovers(&mut conn, filter).await?
+    };
+    if !leftovers.is_empty() {
+        let mut tx = db.write.begin().await?;
+        let ids: Vec<&str> = leftovers.iter().map(String::as_str).collect();
+        suspense::remove(&mut tx, &ids).await?;
+        tx.commit().await?;
+    }
+    let index = pricing.current(db).await?;
+    let mut after: Option<String> = None;
+    let mut carried: Vec<UsageEvent> = Vec::new();
+    loop {
+        let chunk = {
+            let mut conn = db.read.acquire().await?;
+            suspense::next_chunk(&mut conn, filter, after.as_deref(), RERATE_CHUNK_EVENTS).await?
+        };
+        let Some(last) = chunk.last() else {
+            break;
+        };
+        after = Some(last.event_id.clone());
+        report.examined += u64::try_from(chunk.len()).unwrap_or(u64::MAX);
+        let mut events: Vec<UsageEvent> = std::mem::take(&mut carried);
+        events.extend(chunk.iter().filter_map(suspense::SuspendedEvent::to_event));
+        carried = rerate_events(db, &index, clock, events, created_by, &mut report).await?;
+    }
+    // What one charge could not hold goes in charges of its own, while any progress is made.
+    while !carried.is_empty() {
+        let before = carried.len();
+        carried = rerate_events(db, &index, clock, carried, created_by, &mut report).await?;
+        if carried.len() == before {
+            break;
+        }
+    }
+    report.deferred = u64::try_from(carried.len()).unwrap_or(u64::MAX);
+    Ok(report)
+}
+
+/// Re-rates one set of events; returns those refused now, to try again in another charge.
+async fn rerate_events(
+    db: &Db,
+    index: &crate::pricing::PricingIndex,
+    clock: &ClockHandle,
+    events: Vec<UsageEvent>,
+    created_by: &str,
+    report: &mut RerateReport,
+) -> Result<Vec<UsageEvent>, sqlx::Error> {
+    let now_ms = to_epoch_ms(clock.now());
+    let settled = settle(
+        db,
+        index,
+        events.clone(),
+        Sighting::Rerate,
+        created_by,
+        now_ms,
+    )
+    .await?;
+    report.charged_nanos = report.charged_nanos.saturating_add(settled.charged_nanos);
+    let mut refused = Vec::new();
+    for (event, outcome) in events.into_iter().zip(settled.outcomes) {
+        match outcome {
+            Outcome::Accepted => report.charged += 1,
+            Outcome::Duplicate => report.already_charged += 1,
+            Outcome::Suspended(reason) => {
+                *report.still_suspended.entry(reason.as_str()).or_insert(0) += 1;
+            }
+            Outcome::Rejected(_) => refused.push(event),
+        }
+    }
+    Ok(refused)
 }
 
 /// One entry for the batch: each payer's balance debited once per spender (a rollup
@@ -501,7 +744,7 @@ mod tests {
             (|r| r.product = Some("fax".into()), "unknown product"),
             (|r| r.destination = Some("12ab".into()), "E.164"),
             (|r| r.occurred_at = Some("yesterday".into()), "RFC 3339"),
-            (|r| r.account_id = Some("nope".into()), "unknown account"),
+            (|r| r.account_id = Some("nope".into()), "a UUID"),
         ];
         for (change, expected) in cases {
             let mut event = raw();

@@ -249,6 +249,7 @@ const EXPECTED: &[(&str, &str, [u16; 11])] = &[
     ("POST", "/admin/v1/accounts/{id}/credits", OPERATOR),
     ("POST", "/admin/v1/accounts/{id}/adjustments", OPERATOR),
     ("GET", "/admin/v1/accounts/{id}/pricing/rate", OPERATOR),
+    ("GET", "/admin/v1/suspended_usage", OPERATOR),
 ];
 
 /// What the matrix acts on.
@@ -386,8 +387,16 @@ impl World {
         )
         .await
         .assert_status(200);
+        // Long leases: other cells move the clock, and an ended lease cannot be renewed.
         let lease = || async {
-            app.admit(&target.id, "voice_outbound").await.body["data"]["lease_id"]
+            app.post(
+                "/v2/admissions",
+                &app.ingest_key,
+                Some(json!({"account_id": target.id, "product": "voice_outbound",
+                    "destination": "+14155550100", "ttl_s": 14400})),
+            )
+            .await
+            .body["data"]["lease_id"]
                 .as_str()
                 .unwrap()
                 .to_owned()

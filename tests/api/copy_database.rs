@@ -79,6 +79,14 @@ async fn moves_and_carries_on(source_on_postgres: bool, target_on_postgres: bool
     app.ingest(json!([
         event("call-1", &own.id, "voice_outbound", "+14155550100", 61),
         event("call-2", &rollup.id, "voice_outbound", "+442079460000", 61),
+        // An account id naming no account: kept in suspense, which moves too.
+        event(
+            "call-x",
+            "00000000-0000-4000-8000-000000000000",
+            "voice_outbound",
+            "+14155550100",
+            61,
+        ),
     ]))
     .await
     .assert_status(200);
@@ -100,6 +108,7 @@ async fn moves_and_carries_on(source_on_postgres: bool, target_on_postgres: bool
     assert!(ok, "{stderr}");
     assert_eq!(report["ok"], true);
     assert_eq!(report["tables"]["usage_records"], 2);
+    assert_eq!(report["tables"]["suspended_usage"], 1);
     assert_eq!(report["tables"]["accounts"], 5);
     assert_eq!(report["usage_records"], 2);
     assert!(report["balances_compared"].as_u64().unwrap() >= 3);

@@ -36,4 +36,5 @@ mod price_leak;
 mod pricing;
 mod reports;
 mod statuses;
+mod suspense;
 mod usage;

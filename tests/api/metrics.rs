@@ -241,3 +241,69 @@ async fn the_metrics_listener_serves_without_a_key() {
         .await
         .assert_error(404, "10005", None);
 }
+
+#[tokio::test]
+async fn suspended_usage_is_counted_and_gauged_by_reason() {
+    let app = spawn_app().await;
+    let account = app.managed_of(&app.manager, "Suspended", json!({})).await;
+    let nobody = steward::accounts::AccountId::generate().to_string();
+
+    // No price list in force yet: both are kept in suspense.
+    app.ingest(json!([
+        event("s-1", &account.id, "sms_outbound", "+14155550100", 1),
+        event("s-2", &nobody, "sms_outbound", "+14155550100", 1),
+        event("s-3", &nobody, "sms_outbound", "+14155550100", 1),
+    ]))
+    .await
+    .assert_status(200);
+    let text = scrape(&app).await;
+
+    assert_sample(
+        &text,
+        r#"steward_usage_events_total{outcome="suspended"}"#,
+        3.0,
+    );
+    assert_sample(
+        &text,
+        r#"steward_usage_suspended_events{reason="no_price_list"}"#,
+        1.0,
+    );
+    assert_sample(
+        &text,
+        r#"steward_usage_suspended_events{reason="unknown_account"}"#,
+        2.0,
+    );
+    assert_sample(
+        &text,
+        r#"steward_usage_suspended_events{reason="no_rate"}"#,
+        0.0,
+    );
+
+    // Read at scrape time: charged by a resend once pricing exists, it leaves the gauge.
+    app.import_prices(
+        BASE_PRICES,
+        "platform_default=true&effective_from=2025-01-01T00:00:00Z",
+    )
+    .await
+    .assert_status(200);
+    app.ingest(json!([event(
+        "s-1",
+        &account.id,
+        "sms_outbound",
+        "+14155550100",
+        1
+    )]))
+    .await
+    .assert_status(200);
+    let text = scrape(&app).await;
+    assert_sample(
+        &text,
+        r#"steward_usage_suspended_events{reason="no_price_list"}"#,
+        0.0,
+    );
+    assert_sample(
+        &text,
+        r#"steward_usage_events_total{outcome="accepted"}"#,
+        1.0,
+    );
+}

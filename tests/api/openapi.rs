@@ -79,6 +79,7 @@ async fn the_openapi_document_describes_every_route_served() {
         ("post", "/admin/v1/accounts/{id}/adjustments"),
         ("get", "/admin/v1/price_lists/{id}/rates"),
         ("get", "/admin/v1/accounts/{id}/pricing/rate"),
+        ("get", "/admin/v1/suspended_usage"),
         ("get", "/v2/payment_methods"),
         ("post", "/v2/payment_methods"),
         ("delete", "/v2/payment_methods/{id}"),

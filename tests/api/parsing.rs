@@ -263,6 +263,11 @@ async fn every_invalid_page_parameter_is_a_422_on_every_list() {
             &app.operator_key,
             250,
         ),
+        (
+            "/admin/v1/suspended_usage".to_owned(),
+            &app.operator_key,
+            250,
+        ),
     ];
     let documented = crate::statuses::operations(&app)
         .await
