@@ -4,10 +4,13 @@
 #
 #   bench/run.sh [sqlite|postgres]    (default: sqlite; postgres needs STEWARD_BENCH_POSTGRES_URL,
 #                                      a database URL the run may fill)
+#   STEWARD_BENCH_ACCOUNTS=100000 bench/run.sh …   (managed accounts to seed; default 1000)
 #
-# Seeds one manager with 1000 managed accounts, then runs wrk against:
+# Seeds one manager with the managed accounts (its limit raised by the operator to fit), then
+# runs wrk against:
 #   baseline  GET /livez                                     (JSON, touches nothing)
 #   retrieve  GET /v2/managed_accounts/{id}                  (auth + one account)
+#   balance   GET /v2/balance                                (auth + the caller's balance)
 #   list      GET /v2/managed_accounts?filter[organization_name][contains]=…&page[size]=20
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +18,7 @@ cd "$(dirname "$0")/.."
 backend=${1:-sqlite}
 duration_s=${STEWARD_BENCH_DURATION_S:-10}
 connections=${STEWARD_BENCH_CONNECTIONS:-32}
+accounts=${STEWARD_BENCH_ACCOUNTS:-1000}
 threads=1
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
@@ -38,15 +42,17 @@ esac
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"
 manager=$("$bin" admin create-account --database-url "$db" --manager \
-  --email "bench-$(date +%s%N)@reseller.example" --business-name "Bench Reseller" 2>/dev/null)
+  --max-managed-accounts "$accounts" --email "bench-$(date +%s%N)@reseller.example" --business-name "Bench Reseller" 2>/dev/null)
 key=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])' <<<"$manager")
 
 RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --database-url "$db" 2>"$work/server.log" &
 server_pid=$!
 for _ in $(seq 100); do curl -sf "$base/livez" >/dev/null && break; sleep 0.1; done
 
-echo "seeding 1000 managed accounts ($backend)…" >&2
-sample=$(python3 bench/seed.py "$base" "$key" 1000)
+echo "seeding $accounts managed accounts ($backend)…" >&2
+seed_started=$(date +%s)
+sample=$(python3 bench/seed.py "$base" "$key" "$accounts")
+echo "seeded in $(( $(date +%s) - seed_started )) s" >&2
 
 run() {
   local name=$1 url=$2
@@ -66,11 +72,13 @@ print(round(n*{"us":0.001,"ms":1,"s":1000}[u],3))' "$1"
 results=()
 results+=("$(run baseline "$base/livez")")
 results+=("$(run retrieve "$base/v2/managed_accounts/$sample")")
+results+=("$(run balance "$base/v2/balance")")
 results+=("$(run list "$base/v2/managed_accounts?filter%5Borganization_name%5D%5Bcontains%5D=customer%2005&page%5Bsize%5D=20")")
 
 read -r _ base_rps base_p99 <<<"${results[0]}"
 base_p99_ms=$(to_ms "$base_p99")
-printf '\nbackend=%s connections=%s duration=%ss cores=%s\n' "$backend" "$connections" "$duration_s" "$(nproc)"
+printf '\nbackend=%s accounts=%s connections=%s duration=%ss cores=%s load=%s\n' "$backend" "$accounts" \
+  "$connections" "$duration_s" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-9s %12s %10s %14s %14s\n' endpoint req/s p99_ms rps/baseline p99/baseline
 for line in "${results[@]}"; do
   read -r name rps p99 <<<"$line"
