@@ -185,6 +185,20 @@ fn sqlite_pool_options(size_max: u32) -> AnyPoolOptions {
                  PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"
             );
             conn.execute(sqlx::raw_sql(&pragmas)).await?;
+            // FTS5 reads its configuration the first time a connection uses its table, even
+            // while preparing a statement. Inside a write transaction (an INSERT whose trigger
+            // keeps the accounts' trigram index) that read pins a snapshot, and the write then
+            // fails at once with SQLITE_BUSY if another process committed meanwhile. So the
+            // table is opened here, outside any transaction (once migration 0015 made it).
+            let search: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'account_search'",
+            )
+            .fetch_optional(&mut *conn)
+            .await?;
+            if search.is_some() {
+                conn.execute("SELECT rowid FROM account_search WHERE rowid = 0")
+                    .await?;
+            }
             Ok(())
         })
     })
