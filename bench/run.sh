@@ -42,7 +42,7 @@ esac
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"
 manager=$("$bin" admin create-account --database-url "$db" --manager \
-  --max-managed-accounts "$accounts" --email "bench-$(date +%s%N)@reseller.example" --business-name "Bench Reseller" 2>/dev/null)
+  --max-managed-accounts "$accounts" --email "bench-$(tr -dc a-z </dev/urandom | head -c 16)@reseller.example" --business-name "Bench Reseller" 2>/dev/null)
 key=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])' <<<"$manager")
 
 RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --database-url "$db" 2>"$work/server.log" &
