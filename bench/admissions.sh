@@ -23,7 +23,7 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
 manager_key=$("$bin" admin create-account --database-url "$db" --manager --allocatable-channels 1000000 \
-  --email "admit-$(date +%s%N)@reseller.example" --business-name "Admission Bench" 2>/dev/null | json_field api_key)
+  --email "admit-$(tr -dc a-z </dev/urandom | head -c 16)@reseller.example" --business-name "Admission Bench" 2>/dev/null | json_field api_key)
 operator_key=$("$bin" admin create-operator-key --database-url "$db" 2>/dev/null | json_field api_key)
 ingest_key=$("$bin" admin create-ingest-key --database-url "$db" 2>/dev/null | json_field api_key)
 

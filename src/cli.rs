@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// interface). On the main address `/metrics` needs an operator key.
     #[arg(long, env = "STEWARD_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// API keys kept authenticated in memory; 0 reads every request's key from the database.
+    /// Any change to access reaches every server within 250 ms whatever the setting.
+    #[arg(long, env = "STEWARD_AUTH_CACHE_ENTRIES", default_value_t = crate::accounts::access::DEFAULT_CACHE_ENTRIES)]
+    pub auth_cache_entries: usize,
     /// How often this server reconciles pending card payments and runs due auto-recharges,
     /// in milliseconds; 0 runs none (then run `steward admin reconcile-payments`).
     #[arg(long, env = "STEWARD_PAYMENT_TASKS_INTERVAL_MS", default_value_t = payments_config::DEFAULT_TASKS_INTERVAL_MS)]

@@ -101,6 +101,8 @@ pub struct Settings {
     pub shutdown_grace_ms: u64,
     /// A second address serving only `GET /metrics`, without a key (a private interface).
     pub metrics_listen: Option<SocketAddr>,
+    /// API keys kept authenticated in memory (0: every request reads its key).
+    pub auth_cache_entries: usize,
     /// Payment gateway and background payment work.
     pub payments: crate::payments::PaymentsConfig,
 }
@@ -117,6 +119,7 @@ impl Settings {
             keep_alive_timeout_ms: DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             metrics_listen: None,
+            auth_cache_entries: crate::accounts::access::DEFAULT_CACHE_ENTRIES,
             payments: crate::payments::PaymentsConfig::default(),
         }
     }

@@ -36,6 +36,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 keep_alive_timeout_ms: args.keep_alive_timeout_ms,
                 shutdown_grace_ms: args.shutdown_grace_ms,
                 metrics_listen: args.metrics_listen,
+                auth_cache_entries: args.auth_cache_entries,
                 payments: args
                     .payments
                     .config(args.payment_tasks_interval_ms)

@@ -9,6 +9,7 @@
 //! The last two are checked inside a transaction that first takes the manager's row lock
 //! ([`repo::lock`]), so every such check on one manager is serialised by the database.
 
+pub mod access;
 pub mod api_keys;
 mod error;
 pub mod listing;
@@ -374,15 +375,18 @@ pub async fn list_managed_accounts(
     })
 }
 
-/// Re-reads the account as the transaction left it, then commits.
+/// Re-reads the account as the transaction left it, then commits; `changed` says whether
+/// the transaction changed the account (see [`access::commit`]).
 pub(crate) async fn commit_returning(
+    db: &Db,
     mut tx: sqlx::Transaction<'static, sqlx::Any>,
     id: AccountId,
+    changed: bool,
 ) -> Result<Account, AccountError> {
     let updated = repo::find(&mut tx, id)
         .await?
         .ok_or(AccountError::NotFound)?;
-    tx.commit().await?;
+    access::commit(db, tx, changed).await?;
     Ok(updated)
 }
 
@@ -404,16 +408,18 @@ async fn begin_managed(
     Ok((tx, account))
 }
 
-/// Re-reads the account as changed and commits.
+/// Re-reads the account as changed and commits; `changed` as for [`commit_returning`].
 async fn finish_managed(
+    db: &Db,
     mut tx: sqlx::Transaction<'static, sqlx::Any>,
     manager: &Account,
     id: AccountId,
+    changed: bool,
 ) -> Result<(Account, Option<String>), AccountError> {
     let updated = repo::find_managed(&mut tx, manager.id, id)
         .await?
         .ok_or(AccountError::NotFound)?;
-    tx.commit().await?;
+    access::commit(db, tx, changed).await?;
     Ok(updated)
 }
 
@@ -474,7 +480,8 @@ pub async fn update_managed_account(
         )
         .await?,
     );
-    if !changes.is_empty() {
+    let changed = !changes.is_empty();
+    if changed {
         let actor = Actor::Manager(manager.id);
         audit_change(
             &mut tx,
@@ -486,7 +493,7 @@ pub async fn update_managed_account(
         )
         .await?;
     }
-    finish_managed(tx, manager, id).await
+    finish_managed(db, tx, manager, id, changed).await
 }
 
 /// Writes a new email and/or business name of `account` (as read under its lock) and
@@ -538,10 +545,11 @@ pub async fn update_profile(
     let mut tx = db.write.begin().await?;
     let account = lock_changeable(&mut tx, id).await?;
     let changes = set_profile(&mut tx, &account, email, business_name, now_ms).await?;
-    if !changes.is_empty() {
+    let changed = !changes.is_empty();
+    if changed {
         audit_change(&mut tx, actor, id, "account.update", changes, now_ms).await?;
     }
-    commit_returning(tx, id).await
+    commit_returning(db, tx, id, changed).await
 }
 
 /// Locks an account's row and reads it; a cancelled account is refused (it takes no change).
@@ -573,7 +581,7 @@ pub async fn set_password(
     repo::set_password_hash(&mut tx, id, hash.as_deref(), now_ms).await?;
     let change = Change::new("password_set", account.has_password, true);
     audit_change(&mut tx, actor, id, "password.set", vec![change], now_ms).await?;
-    commit_returning(tx, id).await
+    commit_returning(db, tx, id, true).await
 }
 
 /// Enables or disables a managed account. Asking for the state it is already in changes
@@ -593,6 +601,7 @@ pub async fn set_enabled(
         AccountStatus::Disabled
     };
     let (mut tx, account) = begin_managed(db, manager, id).await?;
+    let changed = account.status != target;
     match account.status {
         AccountStatus::Cancelled => return Err(AccountError::Cancelled),
         AccountStatus::Blocked => {
@@ -620,7 +629,7 @@ pub async fn set_enabled(
             audit_change(&mut tx, &actor, id, change_type, vec![change], now_ms).await?;
         }
     }
-    finish_managed(tx, manager, id).await
+    finish_managed(db, tx, manager, id, changed).await
 }
 
 /// How many live managed accounts a manager holds, and how many it may.
@@ -696,7 +705,8 @@ pub async fn set_channel_limit(
             pool: current.allocatable_channels,
         });
     }
-    if requested != account.channel_limit {
+    let changed = requested != account.channel_limit;
+    if changed {
         let now_ms = to_epoch_ms(clock.now());
         repo::set(
             &mut tx,
@@ -711,7 +721,7 @@ pub async fn set_channel_limit(
         let change_type = "managed_account.channel_limit";
         audit_change(&mut tx, &actor, id, change_type, vec![change], now_ms).await?;
     }
-    commit_returning(tx, id).await
+    commit_returning(db, tx, id, changed).await
 }
 
 pub mod operator;

@@ -70,7 +70,8 @@ async fn set_kind(
     let now_ms = to_epoch_ms(clock.now());
     let mut tx = db.write.begin().await?;
     let account = find_manageable(&mut tx, id).await?;
-    if account.kind != kind {
+    let changed = account.kind != kind;
+    if changed {
         repo::set(
             &mut tx,
             id,
@@ -82,7 +83,7 @@ async fn set_kind(
         let change = Change::new("kind", account.kind.as_str(), kind.as_str());
         audit_change(&mut tx, actor, id, "account.kind", vec![change], now_ms).await?;
     }
-    commit_returning(tx, id).await
+    commit_returning(db, tx, id, changed).await
 }
 
 /// Sets how many live managed accounts a manager may hold. Lowering it below the current
@@ -146,12 +147,13 @@ async fn set_manager_number(
             )));
         }
     }
-    if value != current {
+    let changed = value != current;
+    if changed {
         repo::set(&mut tx, id, column, Value::Int(value), now_ms).await?;
         let change = Change::new(field, current, value);
         audit_change(&mut tx, actor, id, change_type, vec![change], now_ms).await?;
     }
-    commit_returning(tx, id).await
+    commit_returning(db, tx, id, changed).await
 }
 
 /// Cancels an account for good: its keys are revoked and it takes no further change. A
@@ -215,7 +217,7 @@ pub async fn cancel_account(
     if release_email {
         release_email_in_tx(&mut tx, &account, actor, now_ms).await?;
     }
-    let updated = commit_returning(tx, id).await?;
+    let updated = commit_returning(db, tx, id, true).await?;
     tracing::info!(account.id = %id, "Cancelled account {id}");
     Ok(updated)
 }
@@ -243,7 +245,7 @@ pub async fn release_email(
         ));
     }
     release_email_in_tx(&mut tx, &account, actor, now_ms).await?;
-    commit_returning(tx, id).await
+    commit_returning(db, tx, id, true).await
 }
 
 async fn release_email_in_tx(

@@ -371,10 +371,32 @@ enum Arg {
     Text(String),
 }
 
-/// The `WHERE` clause and its arguments for a manager's filtered list.
-fn where_clause(manager_id: AccountId, filter: &ManagedAccountFilter) -> (String, Vec<Arg>) {
+/// The `FROM` and `WHERE` clauses and their arguments for a manager's filtered list.
+///
+/// `contains` filters are `LIKE` on the folded columns on both engines, which defines the
+/// results. PostgreSQL serves them from its trigram indexes by itself; on SQLite the FTS5
+/// trigram table (migration 0015) narrows the rows first, by the same substrings, and
+/// `LIKE` then keeps exactly the matches.
+fn list_source(
+    conn: &AnyConnection,
+    manager_id: AccountId,
+    filter: &ManagedAccountFilter,
+) -> (String, String, Vec<Arg>) {
     let mut args = vec![Arg::Text(manager_id.to_string())];
     let mut clause = String::from("a.manager_id = $1");
+    let mut from = String::from("accounts a");
+    let sqlite = conn.backend_name() == "SQLite";
+    if let Some(query) = trigram_query(filter).filter(|_| sqlite) {
+        args.push(Arg::Text(query));
+        // CROSS JOIN fixes the order: from the index's matches to their accounts, rather
+        // than through all of the manager's accounts.
+        from = String::from("account_search CROSS JOIN account_search_ids i CROSS JOIN accounts a");
+        clause = format!(
+            "account_search MATCH ${} AND i.search_id = account_search.rowid \
+             AND a.id = i.account_id AND {clause}",
+            args.len()
+        );
+    }
     let like = " ESCAPE '\\'";
     let mut push = |condition: &str, arg: String, suffix: &str| {
         args.push(Arg::Text(arg));
@@ -406,7 +428,39 @@ fn where_clause(manager_id: AccountId, filter: &ManagedAccountFilter) -> (String
         }
     };
     clause.push_str(fixed);
-    (clause, args)
+    (from, clause, args)
+}
+
+/// Whether the list is planned afresh for each call (an unnamed statement) rather than from
+/// a cached prepared statement: on PostgreSQL with a `contains` needle, whose generic plan
+/// cannot see the pattern, judges the trigram index not worth it and scans all of the
+/// manager's accounts (measured: 62 ms instead of 0.3 ms over 100,000 accounts). SQLite's
+/// plan does not depend on the values.
+fn planned_per_call(conn: &AnyConnection, filter: &ManagedAccountFilter) -> bool {
+    conn.backend_name() != "SQLite"
+        && (filter.email_contains.is_some() || filter.organization_name_contains.is_some())
+}
+
+/// The FTS5 query for the filter's `contains` needles (each a phrase in its column, which
+/// the trigram tokenizer matches as a substring), if it has any the index can serve (a
+/// needle of fewer than three characters has no trigram).
+pub(crate) fn trigram_query(filter: &ManagedAccountFilter) -> Option<String> {
+    let needles = [
+        ("email_normalized", &filter.email_contains),
+        (
+            "organization_name_folded",
+            &filter.organization_name_contains,
+        ),
+    ];
+    let mut terms = Vec::new();
+    for (column, needle) in needles {
+        let Some(needle) = needle else { continue };
+        if needle.chars().count() < 3 {
+            return None;
+        }
+        terms.push(format!("{column} : \"{}\"", needle.replace('"', "\"\"")));
+    }
+    (!terms.is_empty()).then(|| terms.join(" AND "))
 }
 
 fn bind_all<'q>(
@@ -427,9 +481,13 @@ pub async fn count_managed(
     manager_id: AccountId,
     filter: &ManagedAccountFilter,
 ) -> Result<i64, sqlx::Error> {
-    let (clause, args) = where_clause(manager_id, filter);
-    let sql = format!("SELECT COUNT(*) FROM accounts a WHERE {clause}");
-    let row = bind_all(sqlx::query(&sql), args).fetch_one(conn).await?;
+    let (from, clause, args) = list_source(conn, manager_id, filter);
+    let per_call = planned_per_call(conn, filter);
+    let sql = format!("SELECT COUNT(*) FROM {from} WHERE {clause}");
+    let row = bind_all(sqlx::query(&sql), args)
+        .persistent(!per_call)
+        .fetch_one(conn)
+        .await?;
     row.try_get(0)
 }
 
@@ -442,19 +500,23 @@ pub async fn list_managed(
     sort: Sort,
     page: PageRequest,
 ) -> Result<(Vec<Account>, Option<i64>), sqlx::Error> {
-    let (clause, args) = where_clause(manager_id, filter);
+    let (from, clause, args) = list_source(conn, manager_id, filter);
+    let per_call = planned_per_call(conn, filter);
     let direction = if sort.descending { "DESC" } else { "ASC" };
     let key = match sort.key {
         SortKey::CreatedAt => "a.created_at_ms",
         SortKey::Email => "a.email_normalized",
     };
     let sql = format!(
-        "SELECT {ACCOUNT_COLUMNS}, COUNT(*) OVER () AS total_results FROM accounts a WHERE {clause} \
+        "SELECT {ACCOUNT_COLUMNS}, COUNT(*) OVER () AS total_results FROM {from} WHERE {clause} \
          ORDER BY {key} {direction}, a.id {direction} LIMIT {} OFFSET {}",
         page.size(),
         page.offset()
     );
-    let rows = bind_all(sqlx::query(&sql), args).fetch_all(conn).await?;
+    let rows = bind_all(sqlx::query(&sql), args)
+        .persistent(!per_call)
+        .fetch_all(conn)
+        .await?;
     let total = rows
         .first()
         .map(|row| row.try_get("total_results"))

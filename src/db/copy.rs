@@ -22,6 +22,14 @@ const CHUNK_ROWS: usize = 2_000;
 /// Tables the copy never touches: the migration ledger of each database is its own.
 const SKIPPED_TABLES: [&str; 1] = ["_sqlx_migrations"];
 
+/// Tables derived from others and kept by the target's own triggers as the rows arrive
+/// (SQLite's trigram index of accounts, its FTS5 shadow tables and its row ids).
+const DERIVED_TABLE_PREFIX: &str = "account_search";
+
+fn is_copied(name: &str) -> bool {
+    !SKIPPED_TABLES.contains(&name) && !name.starts_with(DERIVED_TABLE_PREFIX)
+}
+
 /// Tables whose rows make a database "in use": a target holding any is refused.
 const TABLES_OF_A_PLATFORM_IN_USE: [&str; 4] =
     ["accounts", "journal_entries", "price_lists", "service_keys"];
@@ -174,7 +182,7 @@ async fn postgres_tables(conn: &mut AnyConnection) -> anyhow::Result<Vec<Table>>
 fn in_dependency_order(tables: Vec<Table>) -> anyhow::Result<Vec<Table>> {
     let mut pending: BTreeMap<String, Table> = tables
         .into_iter()
-        .filter(|t| !SKIPPED_TABLES.contains(&t.name.as_str()))
+        .filter(|t| is_copied(&t.name))
         .map(|t| (t.name.clone(), t))
         .collect();
     let mut ordered: Vec<Table> = Vec::with_capacity(pending.len());
@@ -379,6 +387,9 @@ mod tests {
             table("api_keys", &["accounts"]),
             table("accounts", &["accounts"]),
             table("_sqlx_migrations", &[]),
+            table("account_search", &[]),
+            table("account_search_data", &[]),
+            table("account_search_ids", &[]),
             table("postings", &["journal_entries"]),
             table("journal_entries", &["accounts"]),
         ])
@@ -388,6 +399,7 @@ mod tests {
         let position = |n: &str| names.iter().position(|x| *x == n).unwrap();
         assert!(position("journal_entries") < position("postings"));
         assert!(!names.contains(&"_sqlx_migrations"));
+        assert!(!names.iter().any(|n| n.starts_with("account_search")));
         assert!(in_dependency_order(vec![table("a", &["b"]), table("b", &["a"])]).is_err());
     }
 

@@ -5,12 +5,14 @@
 //! collide (`SQLITE_BUSY`), Steward gives SQLite a write pool of exactly one connection and
 //! a separate read pool. PostgreSQL uses one pool for both.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+use crate::accounts::access::KeyCache;
 use crate::config::DatabaseUrl;
 
 pub mod copy;
@@ -45,9 +47,69 @@ pub struct Db {
     pub read: AnyPool,
     /// The engine.
     pub backend: Backend,
+    /// This process's authenticated API keys, dropped by every change to access made through
+    /// this handle (see `accounts::access`); caches nothing unless [`Db::with_key_cache`].
+    pub key_cache: Arc<KeyCache>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Marks the start of lines one engine runs alone, in a migration file.
+const ENGINE_MARKER: &str = "-- engine: ";
+
+/// A migration's SQL as `backend` runs it: lines after `-- engine: sqlite` or
+/// `-- engine: postgres` are kept only for that engine, up to the next marker (`-- engine:
+/// all` returns to lines both run). Portable SQL is the rule; this is for what has no
+/// portable form (FTS5 tables, PostgreSQL extensions).
+fn for_engine(sql: &str, backend: Backend) -> String {
+    let mine = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let mut keep = true;
+    let mut out = String::with_capacity(sql.len());
+    for line in sql.split_inclusive('\n') {
+        if let Some(engine) = line.trim_end().strip_prefix(ENGINE_MARKER) {
+            keep = engine == "all" || engine == mine;
+            continue;
+        }
+        if keep {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// The migrations, each as this engine runs it.
+#[derive(Debug)]
+struct EngineMigrations(Vec<sqlx::migrate::Migration>);
+
+impl sqlx::migrate::MigrationSource<'static> for EngineMigrations {
+    fn resolve(
+        self,
+    ) -> futures_util::future::BoxFuture<
+        'static,
+        Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>,
+    > {
+        Box::pin(async move { Ok(self.0) })
+    }
+}
+
+/// The migrator for `backend`. Each migration keeps the checksum of its whole file, so a
+/// database records the same checksums whichever engine it is on.
+async fn migrator(backend: Backend) -> anyhow::Result<sqlx::migrate::Migrator> {
+    let migrations = MIGRATOR
+        .iter()
+        .map(|migration| {
+            let mut migration = migration.clone();
+            if migration.sql.contains(ENGINE_MARKER) {
+                migration.sql = for_engine(&migration.sql, backend).into();
+            }
+            migration
+        })
+        .collect();
+    Ok(sqlx::migrate::Migrator::new(EngineMigrations(migrations)).await?)
+}
 
 impl Db {
     /// Opens the pools and applies pending migrations.
@@ -62,6 +124,7 @@ impl Db {
                 write: pool.clone(),
                 read: pool,
                 backend: Backend::Postgres,
+                key_cache: Arc::default(),
             }
         } else {
             let url = sqlite_url(url)?;
@@ -79,13 +142,24 @@ impl Db {
                 write,
                 read,
                 backend: Backend::Sqlite,
+                key_cache: Arc::default(),
             }
         };
-        MIGRATOR
+        migrator(db.backend)
+            .await?
             .run(&db.write)
             .await
             .context("Failed to apply database migrations")?;
         Ok(db)
+    }
+
+    /// The same pools with a cache of up to `entries` authenticated keys (0: none); a server
+    /// keeps it fresh with `accounts::access::watch`.
+    pub fn with_key_cache(self, entries: usize) -> Self {
+        Self {
+            key_cache: Arc::new(KeyCache::new(entries)),
+            ..self
+        }
     }
 
     /// Closes every connection (graceful shutdown).
@@ -111,6 +185,20 @@ fn sqlite_pool_options(size_max: u32) -> AnyPoolOptions {
                  PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"
             );
             conn.execute(sqlx::raw_sql(&pragmas)).await?;
+            // FTS5 reads its configuration the first time a connection uses its table, even
+            // while preparing a statement. Inside a write transaction (an INSERT whose trigger
+            // keeps the accounts' trigram index) that read pins a snapshot, and the write then
+            // fails at once with SQLITE_BUSY if another process committed meanwhile. So the
+            // table is opened here, outside any transaction (once migration 0015 made it).
+            let search: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'account_search'",
+            )
+            .fetch_optional(&mut *conn)
+            .await?;
+            if search.is_some() {
+                conn.execute("SELECT rowid FROM account_search WHERE rowid = 0")
+                    .await?;
+            }
             Ok(())
         })
     })
@@ -211,4 +299,24 @@ pub fn json_rows_select(
     };
     // `WHERE true` lets SQLite parse an upsert after INSERT … SELECT.
     format!("SELECT {} FROM {source} WHERE true", fields.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_sections_run_on_their_engine_only() {
+        let sql = "CREATE TABLE t (x BIGINT);\n-- engine: postgres\nCREATE EXTENSION e;\n\
+                   -- engine: sqlite\nCREATE VIRTUAL TABLE v USING fts5(x);\n-- engine: all\nSELECT 1;\n";
+        assert_eq!(
+            for_engine(sql, Backend::Sqlite),
+            "CREATE TABLE t (x BIGINT);\nCREATE VIRTUAL TABLE v USING fts5(x);\nSELECT 1;\n"
+        );
+        assert_eq!(
+            for_engine(sql, Backend::Postgres),
+            "CREATE TABLE t (x BIGINT);\nCREATE EXTENSION e;\nSELECT 1;\n"
+        );
+        assert_eq!(for_engine("SELECT 1;", Backend::Postgres), "SELECT 1;");
+    }
 }

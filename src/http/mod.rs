@@ -337,7 +337,9 @@ impl Application {
     /// Connects the database (applying migrations) and binds the listener, so that the
     /// real port is known before serving (tests bind port 0).
     pub async fn build(settings: &Settings, clock: ClockHandle) -> anyhow::Result<Self> {
-        let db = Db::connect(&settings.database_url).await?;
+        let db = Db::connect(&settings.database_url)
+            .await?
+            .with_key_cache(settings.auth_cache_entries);
         crate::upgrade::run(&db, &clock).await?;
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -390,6 +392,12 @@ impl Application {
             .context("Failed to read the bound address")
     }
 
+    /// This server's cache of authenticated keys: a handle that shares it (another `Db` on
+    /// the same database, as tests hold) drops it at once with every change it makes.
+    pub fn key_cache(&self) -> std::sync::Arc<crate::accounts::access::KeyCache> {
+        std::sync::Arc::clone(&self.db.key_cache)
+    }
+
     /// The address of the separate metrics listener, if there is one.
     pub fn metrics_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
         self.metrics
@@ -422,6 +430,10 @@ impl Application {
             tokio::spawn(crate::invoices::run_worker(
                 self.state.db.clone(),
                 std::sync::Arc::clone(&self.state.clock),
+                stop.subscribe(),
+            )),
+            tokio::spawn(crate::accounts::access::watch(
+                self.state.db.clone(),
                 stop.subscribe(),
             )),
         ];

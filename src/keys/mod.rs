@@ -61,7 +61,7 @@ pub fn digest(presented: &str) -> String {
     hex_lower(&Sha256::digest(presented.as_bytes()))
 }
 
-fn hex_lower(bytes: &[u8]) -> String {
+pub(crate) fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

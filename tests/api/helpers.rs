@@ -178,9 +178,12 @@ pub async fn spawn_app_on(postgres: bool, configure: impl FnOnce(&mut Settings))
         .metrics_addr()
         .unwrap()
         .map(|addr| format!("http://{addr}"));
-    let db = Db::connect(&settings.database_url)
+    let mut db = Db::connect(&settings.database_url)
         .await
         .expect("second db handle");
+    // What the test changes through this handle, the server changed itself: its cache of
+    // authenticated keys is dropped at once, as it would be for a change served over HTTP.
+    db.key_cache = app.key_cache();
     tokio::spawn(app.run_until(std::future::pending()));
     let seed = |email: &str, name: &str, manager: bool, channels: i64| {
         let db = db.clone();
@@ -462,13 +465,22 @@ impl TestApp {
     /// Starts a second server on the same database (another process behind a load
     /// balancer, as far as the database can tell) and returns its base address.
     pub async fn second_server(&self) -> String {
+        self.second_server_and_cache().await.0
+    }
+
+    /// Like [`TestApp::second_server`], with the second server's cache of authenticated
+    /// keys (to see what it holds).
+    pub async fn second_server_and_cache(
+        &self,
+    ) -> (String, Arc<steward::accounts::access::KeyCache>) {
         let settings = test_settings(&self.database_url);
         let clock: ClockHandle = Arc::new(self.clock.clone());
         let app = Application::build(&settings, clock)
             .await
             .expect("build second app");
         let address = format!("http://{}", app.local_addr().unwrap());
+        let cache = app.key_cache();
         tokio::spawn(app.run_until(std::future::pending()));
-        address
+        (address, cache)
     }
 }

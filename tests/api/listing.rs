@@ -290,3 +290,138 @@ async fn a_manager_lists_only_its_own_accounts() {
     assert_eq!(reply.body["meta"]["total_results"], 1);
     assert_eq!(reply.body["data"][0]["organization_name"], "Mine");
 }
+
+/// The ids a filtered list answers with, all pages in one.
+async fn matching_ids(app: &TestApp, name: &str, needle: &str) -> Vec<String> {
+    let reply = list(app, &[(name, needle), ("page[size]", "250")]).await;
+    reply.assert_status(200);
+    let mut ids: Vec<String> = reply.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(reply.body["meta"]["total_results"], ids.len(), "{needle}");
+    ids
+}
+
+#[tokio::test]
+async fn contains_filters_served_by_the_index_match_exactly_what_a_substring_match_would() {
+    let app = spawn_app().await;
+    let names = [
+        ("Straße \"Quoted\" Co", "strasse@one.example"),
+        ("İstanbul Ltd", "istanbul@two.example"),
+        ("ΣΊΣΥΦΟΣ Σ.Α.", "sisyphos@three.example"),
+        ("東京都 Holdings", "tokyo@four.example"),
+        ("50%_off\\back", "a_x@five.example"),
+        ("Emoji 🎉🎉 Party", "emoji@six.example"),
+        ("aaaa", "aaaa@seven.example"),
+        ("ab\"c AND def OR ghi*", "quotes@eight.example"),
+        ("Ordinary Reseller Customer", "Mixed.Case@Nine.Example"),
+    ];
+    let mut accounts = Vec::new();
+    for (name, email) in names {
+        let actor = app
+            .managed_of(&app.manager, name, json!({"email": email}))
+            .await;
+        accounts.push((actor.id, name.to_owned(), email.to_owned()));
+    }
+    // Another manager's look-alike is never listed.
+    app.managed_of(
+        &app.other_manager,
+        "aaaa too",
+        json!({"email": "aaaa@other.example"}),
+    )
+    .await;
+
+    let check = |accounts: Vec<(String, String, String)>| {
+        let app = &app;
+        async move {
+            let names = [
+                "\"quoted\"",
+                "e \"q",
+                "STRASSE",
+                "straße",
+                "İst",
+                "ist",
+                "istanbul",
+                "σ.α",
+                "ΦΟΣ",
+                "σίσυφος",
+                "東京都",
+                "京都 h",
+                "%_o",
+                "\\ba",
+                "0%_",
+                "🎉🎉 ",
+                "🎉 p",
+                "aaa",
+                "aaaaa",
+                "b\"c",
+                "\"\"\"",
+                "___",
+                "and def or",
+                "ghi*",
+                "ORDINARY",
+                "reseller customer",
+                "nothing like it",
+            ];
+            for needle in names {
+                let folded = needle.to_lowercase();
+                let mut expected: Vec<String> = accounts
+                    .iter()
+                    .filter(|(_, name, _)| name.to_lowercase().contains(&folded))
+                    .map(|(id, _, _)| id.clone())
+                    .collect();
+                expected.sort();
+                let got = matching_ids(app, "filter[organization_name][contains]", needle).await;
+                assert_eq!(got, expected, "organization_name contains {needle:?}");
+            }
+            for needle in [
+                "STRASSE",
+                "a_x",
+                "_x@",
+                "aaa",
+                ".example",
+                "mixed.case@nine",
+                "@one.",
+                "ine.exa",
+            ] {
+                let folded = needle.to_lowercase();
+                let mut expected: Vec<String> = accounts
+                    .iter()
+                    .filter(|(_, _, email)| email.to_lowercase().contains(&folded))
+                    .map(|(id, _, _)| id.clone())
+                    .collect();
+                expected.sort();
+                let got = matching_ids(app, "filter[email][contains]", needle).await;
+                assert_eq!(got, expected, "email contains {needle:?}");
+            }
+        }
+    };
+    check(accounts.clone()).await;
+
+    // Renamed: the index follows in the same transaction.
+    let (renamed_id, _, renamed_email) = accounts[6].clone();
+    app.patch(
+        &format!("/v2/managed_accounts/{renamed_id}"),
+        &app.manager.key,
+        json!({"business_name": "zzzz bbb", "email": "renamed@seven.example"}),
+    )
+    .await
+    .assert_status(200);
+    assert_ne!(renamed_email, "renamed@seven.example");
+    accounts[6] = (
+        renamed_id,
+        "zzzz bbb".to_owned(),
+        "renamed@seven.example".to_owned(),
+    );
+    check(accounts).await;
+    assert!(
+        matching_ids(&app, "filter[organization_name][contains]", "zzz bb")
+            .await
+            .len()
+            == 1
+    );
+}

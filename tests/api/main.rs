@@ -10,6 +10,7 @@
 mod admission;
 mod api_keys;
 mod audit;
+mod auth_cache;
 mod auth_throttle;
 mod authorization;
 mod cancellation;

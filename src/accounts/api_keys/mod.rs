@@ -39,8 +39,18 @@ pub async fn authenticate(
     if !keys::plausible(presented) {
         return Ok(None);
     }
+    let digest = super::access::key_digest(presented);
+    if let Some(found) = db.key_cache.get(&digest) {
+        return Ok(Some(found));
+    }
+    // Read before the lookup: a drop while it runs keeps what it found out of the cache.
+    let epoch = db.key_cache.epoch();
     let mut conn = db.read.acquire().await?;
-    repo::find_account_by_digest(&mut conn, &keys::digest(presented)).await
+    let found = repo::find_account_by_digest(&mut conn, &keys::hex_lower(&digest)).await?;
+    if let Some(found) = &found {
+        db.key_cache.insert(epoch, digest, found.clone());
+    }
+    Ok(found)
 }
 
 /// Locks `account_id` for a key change and refuses a cancelled account.
@@ -86,7 +96,9 @@ pub async fn mint(
         changes: vec![Change::new("api_key", serde_json::Value::Null, key.id())],
     };
     audit::record(&mut tx, actor, &event, now_ms).await?;
-    tx.commit().await?;
+    // Nothing cached can hold a key minted just now; the counter moves all the same, so
+    // that every change to keys reads the same.
+    super::access::commit(db, tx, true).await?;
     tracing::info!(key.id = key.id(), "Minted API key {}", key.id());
     Ok(key)
 }
@@ -119,7 +131,8 @@ pub async fn revoke(
     let now_ms = to_epoch_ms(clock.now());
     let mut tx = db.write.begin().await?;
     lock_changeable(&mut tx, account_id).await?;
-    if repo::revoke(&mut tx, account_id, key_id, now_ms).await? {
+    let revoked = repo::revoke(&mut tx, account_id, key_id, now_ms).await?;
+    if revoked {
         let event = audit::Event {
             account: Some(account_id),
             change_type: "api_key.revoke",
@@ -131,6 +144,6 @@ pub async fn revoke(
     let record = repo::find(&mut tx, account_id, key_id)
         .await?
         .ok_or(AccountError::NotFound)?;
-    tx.commit().await?;
+    super::access::commit(db, tx, revoked).await?;
     Ok(record)
 }

@@ -1,0 +1,328 @@
+//! Authenticated keys, cached per process, and the database counter that invalidates them.
+//!
+//! Each server keeps the account behind recently presented API keys in memory (bounded by
+//! `--auth-cache-entries`), so that an authenticated read costs no key lookup. What makes
+//! that safe is one rule: every change to an account or key that bears on access moves
+//! `access_generation` in the change's own transaction ([`commit`]). Then:
+//!
+//! - the process that made the change drops its cache as soon as the change commits;
+//! - every other process reads the counter every [`GENERATION_POLL_MS`] ([`watch`]) and drops
+//!   its cache when it moved; and a cache whose last successful read started more than
+//!   [`CACHE_FRESH_MS`] ago serves nothing (a stalled watcher cannot make refusals late);
+//! - a lookup started before a drop never fills the cache after it (the epoch check in
+//!   [`KeyCache::insert`]), so an entry is never older than the last drop.
+//!
+//! So a revoked key, a disabled, cancelled or blocked account, a withdrawn manager approval
+//! is refused at once where it was changed and within [`CACHE_FRESH_MS`] everywhere else.
+//! Unknown keys are never cached: a new key works at once, and a refusal is never cached.
+//! Entries are keyed by the key's SHA-256 digest (what the database stores), never the key.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use sqlx::AnyConnection;
+
+use super::Account;
+use crate::db::Db;
+
+/// Default of `--auth-cache-entries`.
+pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
+
+/// How often a server reads `access_generation`.
+pub const GENERATION_POLL_MS: u64 = 200;
+
+/// The bound on how late another server's change is seen: a cache serves only while its
+/// last read of the counter started at most this long ago.
+pub const CACHE_FRESH_MS: u64 = 250;
+
+/// The SHA-256 of a presented key: the cache's key for it.
+pub type KeyDigest = [u8; 32];
+
+/// The digest a presented key is cached under.
+pub fn key_digest(presented: &str) -> KeyDigest {
+    Sha256::digest(presented.as_bytes()).into()
+}
+
+/// What a cached key authenticates as: its account and the key's public id.
+type Entry = Arc<(Account, String)>;
+
+/// This process's authenticated keys.
+#[derive(Debug)]
+pub struct KeyCache {
+    capacity: usize,
+    inner: RwLock<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Moves at every drop; a lookup fills the cache only if it has not moved meanwhile.
+    epoch: u64,
+    /// The counter as last read (None: never read).
+    generation: Option<i64>,
+    /// When the last successful read of the counter started.
+    checked_at: Option<Instant>,
+    entries: HashMap<KeyDigest, Entry>,
+}
+
+impl KeyCache {
+    /// A cache of at most `capacity` keys; 0 caches nothing.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            inner: RwLock::default(),
+        }
+    }
+
+    /// The most keys it holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Keys held now.
+    pub fn len(&self) -> usize {
+        self.read().entries.len()
+    }
+
+    /// True when it holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        // A panic while holding the lock leaves nothing half-done worth refusing over.
+        self.inner
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The cached account behind `digest`, if the cache is fresh enough to answer.
+    pub fn get(&self, digest: &KeyDigest) -> Option<(Account, String)> {
+        if self.capacity == 0 {
+            return None;
+        }
+        let entry = {
+            let inner = self.read();
+            let fresh = inner
+                .checked_at
+                .is_some_and(|at| at.elapsed() <= Duration::from_millis(CACHE_FRESH_MS));
+            if !fresh {
+                return None;
+            }
+            Arc::clone(inner.entries.get(digest)?)
+        };
+        Some((entry.0.clone(), entry.1.clone()))
+    }
+
+    /// The epoch to hand to [`KeyCache::insert`] after a lookup: read it before looking up.
+    pub fn epoch(&self) -> u64 {
+        self.read().epoch
+    }
+
+    /// Keeps what a lookup started at `epoch` found, unless the cache was dropped since
+    /// (the lookup may have read what the drop was about). When full, one entry gives way.
+    pub fn insert(&self, epoch: u64, digest: KeyDigest, found: (Account, String)) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut inner = self.write();
+        if inner.epoch != epoch {
+            return;
+        }
+        if inner.entries.len() >= self.capacity && !inner.entries.contains_key(&digest) {
+            // Any entry will do: a key that is used again is looked up again.
+            if let Some(evicted) = inner.entries.keys().next().copied() {
+                inner.entries.remove(&evicted);
+            }
+        }
+        inner.entries.insert(digest, Arc::new(found));
+    }
+
+    /// Drops every entry (this process changed access).
+    pub fn drop_all(&self) {
+        let mut inner = self.write();
+        inner.epoch = inner.epoch.wrapping_add(1);
+        inner.entries.clear();
+    }
+
+    /// Records a read of the counter that started at `started`: drops every entry if it
+    /// moved since the last read (or was never read), and keeps the cache serving.
+    fn observe(&self, generation: i64, started: Instant) {
+        let mut inner = self.write();
+        if inner.generation != Some(generation) {
+            inner.epoch = inner.epoch.wrapping_add(1);
+            inner.entries.clear();
+            inner.generation = Some(generation);
+        }
+        if inner.checked_at.is_none_or(|at| at < started) {
+            inner.checked_at = Some(started);
+        }
+    }
+}
+
+impl Default for KeyCache {
+    /// Caches nothing (processes that serve no API: the operator's verbs).
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+/// Moves the counter: call in the transaction of a change that bears on access, as its last
+/// statement (it holds the counter's row lock until commit on PostgreSQL).
+async fn bump(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE access_generation SET generation = generation + 1 WHERE id = 1")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Commits a transaction that changed access (a key, an account's status, kind, anything an
+/// authenticated caller's account carries): moves the counter in it, commits, and drops this
+/// process's cache at once. With `changed` false it only commits.
+pub async fn commit(
+    db: &Db,
+    mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    changed: bool,
+) -> Result<(), sqlx::Error> {
+    if changed {
+        bump(&mut tx).await?;
+    }
+    tx.commit().await?;
+    if changed {
+        db.key_cache.drop_all();
+    }
+    Ok(())
+}
+
+/// The counter as it stands.
+async fn read_generation(db: &Db) -> Result<i64, sqlx::Error> {
+    let mut conn = db.read.acquire().await?;
+    sqlx::query_scalar("SELECT generation FROM access_generation WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await
+}
+
+/// Reads the counter every [`GENERATION_POLL_MS`] until `stop`, dropping `db`'s cache when it
+/// moved. Does nothing for a cache of no entries.
+pub async fn watch(db: Db, mut stop: tokio::sync::watch::Receiver<bool>) {
+    if db.key_cache.capacity() == 0 {
+        return;
+    }
+    let mut interval = tokio::time::interval(Duration::from_millis(GENERATION_POLL_MS));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        let started = Instant::now();
+        match read_generation(&db).await {
+            Ok(generation) => {
+                db.key_cache.observe(generation, started);
+                failing = false;
+            }
+            Err(error) => {
+                // The cache stops serving by itself; say so once per outage.
+                if !failing {
+                    tracing::warn!(error = %error, "Failed to read the access generation; keys are looked up in the database until it can be read: {error}");
+                }
+                failing = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::{AccountId, AccountKind, AccountStatus};
+
+    fn account() -> Account {
+        Account {
+            id: AccountId::parse("0190e6a0-0000-7000-8000-000000000001").unwrap(),
+            email: "a@example.com".to_owned(),
+            organization_name: "A".to_owned(),
+            kind: AccountKind::Standard,
+            manager_id: None,
+            status: AccountStatus::Active,
+            managed_account_allow_custom_pricing: false,
+            rollup_billing: false,
+            max_managed_accounts: 0,
+            allocatable_channels: 0,
+            channel_limit: 0,
+            has_password: false,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    fn found() -> (Account, String) {
+        (account(), "key".to_owned())
+    }
+
+    #[test]
+    fn serves_only_after_a_fresh_read_of_the_counter() {
+        let cache = KeyCache::new(4);
+        let digest = key_digest("k1");
+        let epoch = cache.epoch();
+        cache.insert(epoch, digest, found());
+        // Filled before the counter was ever read: dropped by the first read.
+        assert!(cache.get(&digest).is_none());
+        cache.observe(7, Instant::now());
+        assert!(cache.is_empty());
+        cache.insert(cache.epoch(), digest, found());
+        assert!(cache.get(&digest).is_some());
+        // The same generation keeps it; a moved one drops it.
+        cache.observe(7, Instant::now());
+        assert!(cache.get(&digest).is_some());
+        cache.observe(8, Instant::now());
+        assert!(cache.get(&digest).is_none());
+    }
+
+    #[test]
+    fn a_stale_read_stops_serving() {
+        let cache = KeyCache::new(4);
+        let digest = key_digest("k1");
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_millis(CACHE_FRESH_MS + 50))
+            .unwrap();
+        cache.observe(1, long_ago);
+        cache.insert(cache.epoch(), digest, found());
+        assert_eq!(cache.len(), 1);
+        assert!(cache.get(&digest).is_none());
+    }
+
+    #[test]
+    fn a_lookup_across_a_drop_does_not_fill() {
+        let cache = KeyCache::new(4);
+        cache.observe(1, Instant::now());
+        let epoch = cache.epoch();
+        cache.drop_all();
+        cache.insert(epoch, key_digest("k1"), found());
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn never_holds_more_than_its_capacity() {
+        let cache = KeyCache::new(3);
+        cache.observe(1, Instant::now());
+        for n in 0..10 {
+            cache.insert(cache.epoch(), key_digest(&format!("k{n}")), found());
+            assert!(cache.len() <= 3);
+        }
+        assert_eq!(cache.len(), 3);
+        let off = KeyCache::new(0);
+        off.observe(1, Instant::now());
+        off.insert(off.epoch(), key_digest("k"), found());
+        assert!(off.is_empty());
+        assert!(off.get(&key_digest("k")).is_none());
+    }
+}
