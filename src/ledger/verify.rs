@@ -3,8 +3,8 @@
 //!
 //! Linear in the size of the ledger: every check is a set-based query (grouping and
 //! anti-joins on keys), and each large table is read in few grouped passes: postings by
-//! entry and by book (an index-only scan), usage records once (grouped with the usage
-//! entries' postings; every usage check reads that grouping), book balances once. No check
+//! entry and by book (an index-only scan), usage records once (grouped by entry, account
+//! and payer; every usage check reads that grouping), book balances once. No check
 //! runs a query per entry or per record. All checks read one snapshot (one transaction).
 //!
 //! Sums over books are exact whatever their size: each amount is split into whole units and
@@ -279,13 +279,10 @@ const WRONG_PAYER: i64 = 3;
 const PAYER_POSTING_MISMATCH: i64 = 4;
 const CLEAN: i64 = 9;
 
-/// Every usage check in one statement over one grouped pass (`g`) of usage records and the
-/// balance postings of usage entries together, per entry, balance book and spender: a
-/// record counts on its payer's balance book, with its account as the spender when that is
-/// not the payer (so `g`'s key also names the record's account and payer). `t` sums `g` per
-/// entry. Each branch yields the violations of one check; ordered by check, then key, the
-/// first row is the first violation, or the clean summary (the number of records) when
-/// there is none.
+/// Every usage check in one statement over one grouped pass of `usage_records` (`r`: per
+/// entry, account and payer) and of its per-entry totals (`t`). Each branch yields the
+/// violations of one check; ordered by check, then key, the first row is the first
+/// violation, or the clean summary (the number of records) when there is none.
 ///
 /// 1. Per entry with records: the revenue it credited equals its records' cost.
 /// 2. Every usage entry has records.
@@ -295,22 +292,12 @@ const CLEAN: i64 = 9;
 ///    (a debit of the wrong balance, a lost spender tag, records or postings missing on
 ///    either side).
 const USAGE_CHECKS: &str = "\
-WITH g AS MATERIALIZED ( \
-  SELECT entry_id, book, spender, SUM(records) AS records, \
-    CAST(SUM(rated_nanos) AS BIGINT) AS rated_nanos, CAST(SUM(posted_nanos) AS BIGINT) AS posted_nanos \
-  FROM ( \
-    SELECT entry_id, 'balance:' || payer_account_id AS book, \
-      CASE WHEN account_id = payer_account_id THEN '-' ELSE account_id END AS spender, \
-      1 AS records, cost_nanos AS rated_nanos, 0 AS posted_nanos \
-    FROM usage_records \
-    UNION ALL \
-    SELECT p.entry_id, p.book, COALESCE(p.spender_account_id, '-'), 0, 0, p.amount_nanos \
-    FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
-    WHERE e.kind = 'usage' AND p.book LIKE 'balance:%' \
-  ) sides GROUP BY entry_id, book, spender \
+WITH r AS MATERIALIZED ( \
+  SELECT entry_id, account_id, payer_account_id, COUNT(*) AS records, \
+    CAST(SUM(cost_nanos) AS BIGINT) AS cost_nanos \
+  FROM usage_records GROUP BY entry_id, account_id, payer_account_id \
 ), t AS MATERIALIZED ( \
-  SELECT entry_id, CAST(SUM(rated_nanos) AS BIGINT) AS rated_nanos FROM g \
-  WHERE records > 0 GROUP BY entry_id \
+  SELECT entry_id, CAST(SUM(cost_nanos) AS BIGINT) AS rated_nanos FROM r GROUP BY entry_id \
 ), revenue AS MATERIALIZED ( \
   SELECT entry_id, CAST(SUM(amount_nanos) AS BIGINT) AS charged_nanos FROM postings \
   WHERE book = 'platform:revenue' GROUP BY entry_id \
@@ -324,15 +311,23 @@ SELECT check_kind, entry_id, a, b, x, y FROM ( \
   SELECT 2, e.id, '', '', 0, 0 FROM journal_entries e \
   LEFT JOIN t ON t.entry_id = e.id WHERE e.kind = 'usage' AND t.entry_id IS NULL \
   UNION ALL \
-  SELECT 3, g.entry_id, g.book, g.spender, 0, 0 \
-  FROM g JOIN accounts a ON a.id = CASE WHEN g.spender = '-' THEN SUBSTR(g.book, 9) ELSE g.spender END \
-  WHERE g.records > 0 AND SUBSTR(g.book, 9) <> \
+  SELECT 3, r.entry_id, r.account_id, r.payer_account_id, 0, 0 \
+  FROM r JOIN accounts a ON a.id = r.account_id \
+  WHERE r.payer_account_id <> \
     CASE WHEN a.kind = 'managed' AND a.rollup_billing <> 0 THEN a.manager_id ELSE a.id END \
   UNION ALL \
-  SELECT 4, entry_id, book, spender, rated_nanos + posted_nanos, 0 FROM g \
-  WHERE rated_nanos + posted_nanos <> 0 \
+  SELECT 4, entry_id, book, spender, CAST(SUM(nanos) AS BIGINT), 0 FROM ( \
+    SELECT r.entry_id, 'balance:' || r.payer_account_id AS book, \
+      CASE WHEN r.account_id = r.payer_account_id THEN '-' ELSE r.account_id END AS spender, \
+      r.cost_nanos AS nanos \
+    FROM r \
+    UNION ALL \
+    SELECT p.entry_id, p.book, COALESCE(p.spender_account_id, '-'), p.amount_nanos \
+    FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
+    WHERE e.kind = 'usage' AND p.book LIKE 'balance:%' \
+  ) sides GROUP BY entry_id, book, spender HAVING SUM(nanos) <> 0 \
   UNION ALL \
-  SELECT 9, '', '', '', CAST(COALESCE(SUM(records), 0) AS BIGINT), 0 FROM g \
+  SELECT 9, '', '', '', CAST(COALESCE(SUM(records), 0) AS BIGINT), 0 FROM r \
 ) checks ORDER BY check_kind, entry_id, a, b LIMIT 1";
 
 /// Runs [`USAGE_CHECKS`]: the number of usage records, or the first violation.
