@@ -16,12 +16,8 @@ use std::collections::BTreeMap;
 use futures_util::TryStreamExt;
 use sqlx::{AnyConnection, Row};
 
-use crate::db::{Backend, Db};
+use crate::db::Db;
 use crate::money::NANOS_PER_UNIT;
-
-/// Working memory of PostgreSQL's sorts and hashes during a verification, in MiB: a grouping
-/// of a million usage records fits.
-const VERIFY_WORK_MEM_MB: u32 = 256;
 
 /// A broken invariant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -159,12 +155,6 @@ pub async fn platform_totals(
 /// Checks every invariant; `Ok(Err(violation))` names the first one that fails.
 pub async fn verify(db: &Db) -> Result<Result<Report, Violation>, sqlx::Error> {
     let mut conn = db.read.begin().await?;
-    if db.backend == Backend::Postgres {
-        // The groupings are hashed in memory rather than spilled to disk in batches.
-        sqlx::query(&format!("SET LOCAL work_mem = '{VERIFY_WORK_MEM_MB}MB'"))
-            .execute(&mut *conn)
-            .await?;
-    }
     if let Some(violation) = unbalanced_entry(&mut conn).await? {
         return Ok(Err(violation));
     }
