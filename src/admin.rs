@@ -327,7 +327,8 @@ async fn money_and_pricing(
             Ok(
                 json!({"ok": true, "entries": report.entries, "books": report.books,
                 "usage_records": report.usage_records, "card_payments": paid.payments,
-                "card_refunds": paid.refunds, "suspended_usage": suspended}),
+                "card_refunds": paid.refunds, "suspended_usage": suspended,
+                "platform_books": platform_books_json(&report)}),
             )
         }
         AdminCommand::RerateSuspended { reason, account } => {
@@ -380,6 +381,22 @@ async fn money_and_pricing(
         }
         other => payment_verbs(db, clock, payments, other).await,
     }
+}
+
+/// The platform's counter-books and their exact balances, as decimal strings of currency
+/// units (JSON numbers would lose digits).
+fn platform_books_json(report: &ledger::Report) -> Value {
+    report
+        .platform_nanos
+        .iter()
+        .map(|(book, nanos)| {
+            (
+                book.clone(),
+                json!(crate::money::sum_to_decimal_string(*nanos)),
+            )
+        })
+        .collect::<serde_json::Map<String, Value>>()
+        .into()
 }
 
 async fn copy_database(source: &Db, to: &str) -> anyhow::Result<Value> {

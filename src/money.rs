@@ -121,6 +121,17 @@ impl Money {
     }
 }
 
+/// An exact sum of nano-units (any number of movements added up, beyond what one `Money`
+/// holds) as a decimal string of currency units with all 9 places.
+pub fn sum_to_decimal_string(nanos: i128) -> String {
+    let scale = i128::from(NANOS_PER_UNIT);
+    let sign = if nanos < 0 { "-" } else { "" };
+    let magnitude = nanos.unsigned_abs();
+    let scale = scale.unsigned_abs();
+    let width = usize::try_from(NANO_DECIMALS).unwrap_or(9);
+    format!("{sign}{}.{:0width$}", magnitude / scale, magnitude % scale)
+}
+
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_decimal_string(NANO_DECIMALS))
@@ -130,6 +141,19 @@ impl fmt::Display for Money {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sums_beyond_one_amount_print_exactly() {
+        assert_eq!(sum_to_decimal_string(0), "0.000000000");
+        assert_eq!(sum_to_decimal_string(-1), "-0.000000001");
+        // 10^15 units and one nano-unit: far beyond an i64 of nano-units.
+        let big = 10_i128.pow(24) + 1;
+        assert_eq!(sum_to_decimal_string(big), "1000000000000000.000000001");
+        assert_eq!(
+            sum_to_decimal_string(i128::MIN),
+            "-170141183460469231731687303715.884105728"
+        );
+    }
 
     #[test]
     fn parses_and_prints_exactly() {

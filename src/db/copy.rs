@@ -361,7 +361,14 @@ pub async fn copy_database(source: &Db, target: &Db) -> anyhow::Result<CopyRepor
         source_balances == target_balances,
         "the copied balances differ from the source's"
     );
-    report.books = u64::try_from(target_balances.len()).unwrap_or(0);
+    // The platform's counter-books keep no cached balance: compare their exact sums.
+    let source_platform = crate::ledger::platform_totals(&mut snapshot).await?;
+    let target_platform = crate::ledger::platform_totals(&mut write).await?;
+    anyhow::ensure!(
+        source_platform == target_platform,
+        "the copied platform books differ from the source's"
+    );
+    report.books = u64::try_from(target_balances.len() + target_platform.len()).unwrap_or(0);
     write.commit().await.context("Failed to commit the copy")?;
     snapshot.commit().await?;
     Ok(report)

@@ -96,7 +96,7 @@ pub struct Metrics {
     registry: Registry,
     request_duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
     usage_events: Family<OutcomeLabels, Counter>,
-    usage_charged_nanos: Counter,
+    usage_charged_nanos: Counter<f64, std::sync::atomic::AtomicU64>,
     admissions: Family<OutcomeLabels, Counter>,
     pool_connections: Family<PoolLabels, Gauge>,
     pool_idle: Family<PoolLabels, Gauge>,
@@ -138,7 +138,9 @@ impl Metrics {
             "Usage events ingested, by the outcome answered for each (accepted, duplicate, suspended, rejected)",
             usage_events.clone(),
         );
-        let usage_charged_nanos = Counter::default();
+        // A float counter: a 64-bit integer of nano-units would wrap after ~18 billion
+        // currency units charged; Prometheus keeps samples as floats anyway.
+        let usage_charged_nanos = Counter::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register(
             "usage_charged_nanos",
             "Amount charged for accepted usage events, in nano-units of the currency",
@@ -247,9 +249,14 @@ impl Metrics {
     }
 
     /// Adds an amount charged for usage.
+    #[expect(
+        clippy::as_conversions,
+        reason = "a sample is a float: no lossless conversion from i64 exists"
+    )]
     pub fn usage_charged(&self, amount_nanos: i64) {
-        self.usage_charged_nanos
-            .inc_by(u64::try_from(amount_nanos).unwrap_or(0));
+        if amount_nanos > 0 {
+            self.usage_charged_nanos.inc_by(amount_nanos as f64);
+        }
     }
 
     /// Counts one admission decision: `admitted` or the refusal reason.

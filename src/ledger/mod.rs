@@ -3,8 +3,12 @@
 //! Invariants:
 //! - every movement is one journal entry whose postings sum to zero ([`Entry::new`] refuses
 //!   anything else, so an unbalanced entry cannot be built);
-//! - a book's balance is the sum of its postings; the cached `book_balances` row is updated
-//!   in the same transaction as the postings, and [`verify`] re-derives it;
+//! - a book's balance is the sum of its postings. An account's books (`balance:`,
+//!   `credit_line:`) keep a cached `book_balances` row, updated in the same transaction as the
+//!   postings (an `i64` of nano-units: per-movement bounds keep it in range), and [`verify`]
+//!   re-derives it. The platform's counter-books add up every account for ever, so they keep
+//!   no cached row (an `i64` would run out after ~9.2 billion units): their balance is the
+//!   sum of their postings, taken exactly (in `i128`) by [`verify`];
 //! - posted entries are never changed: corrections are new entries.
 //!
 //! Books: `balance:<account>` (the account's money: credits raise it, usage lowers it),
@@ -16,7 +20,7 @@ mod verify;
 
 use std::collections::BTreeMap;
 
-pub use verify::{Violation, verify};
+pub use verify::{Report, Violation, platform_totals, verify};
 
 use crate::accounts::AccountId;
 use crate::money::{AMOUNT_ABS_MAX_NANOS, Money};
@@ -53,6 +57,21 @@ impl Book {
             Self::PlatformCardPayments => "platform:card_payments".to_owned(),
         }
     }
+
+    /// Whether the book keeps a cached balance row: an account's books do, the platform's
+    /// counter-books (which accumulate over every account, without bound) do not.
+    pub fn is_cached(&self) -> bool {
+        matches!(self, Self::Balance(_) | Self::CreditLine(_))
+    }
+
+    /// The platform's counter-books.
+    pub const PLATFORM: [Book; 5] = [
+        Self::PlatformRevenue,
+        Self::PlatformFunding,
+        Self::PlatformAdjustments,
+        Self::PlatformCreditLines,
+        Self::PlatformCardPayments,
+    ];
 }
 
 /// What kind of movement an entry is.

@@ -1,5 +1,7 @@
 //! SQL for the ledger: posting entries and reading balances.
 
+use std::collections::BTreeSet;
+
 use sqlx::{AnyConnection, Row};
 
 use super::{AccountBalance, Book, Entry, PostError};
@@ -12,7 +14,7 @@ use crate::money::{AMOUNT_ABS_MAX_NANOS, Money};
 const BALANCE_UPDATABLE_ABS_MAX_NANOS: i64 = i64::MAX - AMOUNT_ABS_MAX_NANOS;
 
 /// Posts `entry` in the caller's transaction: the entry, its postings, and one update of
-/// each touched book's cached balance, in book order. On an error the caller must roll
+/// each touched account book's cached balance, in book order. On an error the caller must roll
 /// back (dropping the transaction does).
 pub async fn post_in_tx(
     conn: &mut AnyConnection,
@@ -58,12 +60,24 @@ pub async fn post_in_tx(
     let net = entry
         .net_by_book()
         .map_err(|e| sqlx::Error::Protocol(format!("entry {}: {e}", entry.header.id)))?;
-    // One upsert for every touched book, in book order, so that on PostgreSQL every
-    // transaction takes its row locks in the same order and none waits crosswise.
+    let cached: BTreeSet<String> = entry
+        .postings
+        .iter()
+        .filter(|p| p.book.is_cached())
+        .map(|p| p.book.key())
+        .collect();
+    // One upsert for every touched account book, in book order, so that on PostgreSQL every
+    // transaction takes its row locks in the same order and none waits crosswise. The
+    // platform's counter-books have no row: nothing bounds them, and no transaction queues
+    // on them.
     let books: Vec<(String, i64, i64)> = net
         .into_iter()
+        .filter(|(book, _)| cached.contains(book))
         .map(|(book, amount)| (book, amount, now_ms))
         .collect();
+    if books.is_empty() {
+        return Ok(());
+    }
     // A balance too close to the limit is not updated (the row does not count as
     // affected), which the count below turns into an error.
     let sql = format!(
@@ -90,7 +104,8 @@ fn encode<T: serde::Serialize>(rows: &T) -> Result<String, sqlx::Error> {
         .map_err(|e| sqlx::Error::Protocol(format!("Failed to encode ledger rows: {e}")))
 }
 
-/// The cached balance of a book (zero if it has none yet).
+/// The cached balance of an account's book (zero if it has none yet). The platform's
+/// counter-books have no cache: [`super::platform_totals`] sums them.
 pub async fn book_balance(conn: &mut AnyConnection, book: Book) -> Result<Money, sqlx::Error> {
     let nanos: Option<i64> =
         sqlx::query_scalar("SELECT balance_nanos FROM book_balances WHERE book = $1")

@@ -83,11 +83,13 @@ pub async fn verify(db: &Db) -> Result<Result<VerifyReport, PaymentViolation>, s
         }));
     }
     let orphan = sqlx::query(
+        // Anti-joins rather than `NOT IN`: PostgreSQL plans a `NOT IN` whose list outgrows
+        // its work memory as a scan of the list per entry.
         "SELECT e.id, e.kind FROM journal_entries e WHERE \
-           (e.kind = 'card_payment' AND e.id NOT IN ( \
-             SELECT entry_id FROM payment_attempts WHERE status = 'succeeded' AND entry_id IS NOT NULL)) \
-           OR (e.kind = 'card_refund' AND e.id NOT IN ( \
-             SELECT entry_id FROM payment_refunds WHERE status = 'succeeded' AND entry_id IS NOT NULL)) \
+           (e.kind = 'card_payment' AND NOT EXISTS ( \
+             SELECT 1 FROM payment_attempts a WHERE a.status = 'succeeded' AND a.entry_id = e.id)) \
+           OR (e.kind = 'card_refund' AND NOT EXISTS ( \
+             SELECT 1 FROM payment_refunds r WHERE r.status = 'succeeded' AND r.entry_id = e.id)) \
          ORDER BY e.id LIMIT 1",
     )
     .fetch_optional(&mut *conn)

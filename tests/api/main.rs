@@ -25,6 +25,7 @@ mod headers;
 mod helpers;
 mod invoices;
 mod ledger_properties;
+mod ledger_verify;
 mod listing;
 mod managed_accounts;
 mod metrics;

@@ -1,0 +1,257 @@
+//! The platform's counter-books are unbounded, and `verify-ledger` reports every kind of
+//! damage it checks for.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{BASE_PRICES, TestApp, event, spawn_app};
+
+/// Runs `steward admin verify-ledger` on the test database: success, stdout as JSON, stderr.
+fn verify_ledger(app: &TestApp) -> (bool, Value, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args([
+            "admin",
+            "verify-ledger",
+            "--database-url",
+            &app.database_url,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (
+        output.status.success(),
+        serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        stderr,
+    )
+}
+
+/// The exact balance of a platform book as `verify` sums it (zero without postings).
+async fn platform_nanos(app: &TestApp, book: &str) -> i128 {
+    let report = steward::ledger::verify(&app.db).await.unwrap().unwrap();
+    report.platform_nanos.get(book).copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn credits_keep_working_past_what_a_64_bit_platform_book_holds() {
+    let app = spawn_app().await;
+    let managed = app.managed_of(&app.manager, "Big Co", json!({})).await;
+    let accounts = [
+        &app.standard.id,
+        &app.manager.id,
+        &app.other_manager.id,
+        &managed.id,
+    ];
+    let funding_before = platform_nanos(&app, "platform:funding").await;
+    // 100 credits of the largest amount one movement may carry: 10 billion units in all,
+    // beyond the ~9.2 billion an i64 of nano-units holds. Each account takes 25 of them.
+    for n in 0..100 {
+        let account = accounts[n % accounts.len()];
+        app.operator_post(
+            &format!("/admin/v1/accounts/{account}/credits"),
+            Some(&format!("huge-{n}")),
+            json!({"amount": "100000000.00", "reason": "top-up"}),
+        )
+        .await
+        .assert_status(200);
+    }
+    assert_eq!(app.balance_of(&app.standard.key).await, "2500000000.00");
+    let funding_nanos = platform_nanos(&app, "platform:funding").await - funding_before;
+    assert_eq!(funding_nanos, -10_000_000_000 * 1_000_000_000_i128);
+
+    let (ok, report, stderr) = verify_ledger(&app);
+    assert!(ok, "{stderr}");
+    assert_eq!(report["ok"], true);
+    let printed = report["platform_books"]["platform:funding"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        printed,
+        steward::money::sum_to_decimal_string(funding_before + funding_nanos)
+    );
+    assert!(printed.starts_with("-100000000"), "{printed}");
+}
+
+#[tokio::test]
+async fn platform_books_sum_exactly_far_beyond_a_quadrillion_units() {
+    let app = spawn_app().await;
+    let before = platform_nanos(&app, "platform:funding").await;
+    // 110,000 balanced entries each moving the largest BIGINT between two platform books:
+    // about 1.01 × 10^15 currency units on each, written straight into the tables.
+    let entries = 110_000_i64;
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+         INSERT INTO journal_entries (id, kind, account_id, reason, created_by, created_at_ms) \
+         SELECT 'big-' || CAST(i AS TEXT), 'adjustment', NULL, 'scale', 'test', 0 FROM n",
+    )
+    .bind(entries)
+    .execute(&app.db.write)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO postings (entry_id, seq, book, amount_nanos) \
+         SELECT id, 0, 'platform:funding', 9223372036854775807 FROM journal_entries WHERE id LIKE 'big-%' \
+         UNION ALL \
+         SELECT id, 1, 'platform:revenue', -9223372036854775807 FROM journal_entries WHERE id LIKE 'big-%'",
+    )
+    .execute(&app.db.write)
+    .await
+    .unwrap();
+
+    let report = steward::ledger::verify(&app.db).await.unwrap().unwrap();
+    let expected = before + i128::from(entries) * i128::from(i64::MAX);
+    assert_eq!(report.platform_nanos["platform:funding"], expected);
+    assert!(expected > 10_i128.pow(24), "beyond 10^15 units");
+    let (ok, printed, stderr) = verify_ledger(&app);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        printed["platform_books"]["platform:funding"],
+        steward::money::sum_to_decimal_string(expected)
+    );
+}
+
+/// Runs `sql` (binding `args` in order) on the test database.
+async fn tamper(app: &TestApp, sql: &str, args: &[&str]) {
+    let mut query = sqlx::query(sql);
+    for arg in args {
+        query = query.bind(*arg);
+    }
+    query.execute(&app.db.write).await.unwrap();
+}
+
+async fn violation(app: &TestApp) -> String {
+    let verdict = steward::ledger::verify(&app.db).await.unwrap();
+    verdict.unwrap_err().to_string()
+}
+
+/// An app with one charged event (`v1`, 0.004 on `own`'s balance) in an entry of its own.
+async fn charged(app: &TestApp) -> crate::helpers::Actor {
+    app.import_prices(BASE_PRICES, "platform_default=true")
+        .await
+        .assert_status(200);
+    let own = app.managed_of(&app.manager, "Own Co", json!({})).await;
+    app.ingest(json!([event(
+        "v1",
+        &own.id,
+        "sms_outbound",
+        "+15550000000",
+        1
+    )]))
+    .await
+    .assert_status(200);
+    app.assert_ledger_clean().await;
+    own
+}
+
+#[tokio::test]
+async fn verify_names_an_unbalanced_entry() {
+    let app = spawn_app().await;
+    charged(&app).await;
+    tamper(
+        &app,
+        "UPDATE postings SET amount_nanos = amount_nanos + 7 WHERE book = 'platform:revenue'",
+        &[],
+    )
+    .await;
+    let found = violation(&app).await;
+    assert!(found.contains("summing to 7 "), "{found}");
+}
+
+#[tokio::test]
+async fn verify_names_a_balance_cached_without_postings_and_postings_without_a_cache() {
+    let app = spawn_app().await;
+    let own = charged(&app).await;
+    let book = format!("balance:{}", own.id);
+    tamper(&app, "DELETE FROM book_balances WHERE book = $1", &[&book]).await;
+    let found = violation(&app).await;
+    assert!(
+        found.contains(&format!("{book} caches 0 but its postings sum to -4000000")),
+        "{found}"
+    );
+    tamper(
+        &app,
+        "INSERT INTO book_balances (book, balance_nanos, updated_at_ms) VALUES ($1, -4000000, 0)",
+        &[&book],
+    )
+    .await;
+    app.assert_ledger_clean().await;
+
+    tamper(
+        &app,
+        "INSERT INTO book_balances (book, balance_nanos, updated_at_ms) VALUES ('balance:ghost', 5, 0)",
+        &[],
+    )
+    .await;
+    let found = violation(&app).await;
+    assert!(
+        found.contains("balance:ghost caches 5 but its postings sum to 0"),
+        "{found}"
+    );
+    tamper(
+        &app,
+        "DELETE FROM book_balances WHERE book = 'balance:ghost'",
+        &[],
+    )
+    .await;
+
+    // A platform book has no cache: one that appears (and so goes stale) is reported.
+    tamper(
+        &app,
+        "INSERT INTO book_balances (book, balance_nanos, updated_at_ms) VALUES ('platform:revenue', 1, 0)",
+        &[],
+    )
+    .await;
+    let found = violation(&app).await;
+    assert!(
+        found.contains("platform:revenue caches 1 but its postings sum to 4000000"),
+        "{found}"
+    );
+}
+
+#[tokio::test]
+async fn verify_names_usage_charged_other_than_rated() {
+    let app = spawn_app().await;
+    charged(&app).await;
+    tamper(
+        &app,
+        "UPDATE usage_records SET cost_nanos = cost_nanos + 1 WHERE event_id = 'v1'",
+        &[],
+    )
+    .await;
+    let found = violation(&app).await;
+    assert!(
+        found.contains("charges 4000000 but its usage records cost 4000001"),
+        "{found}"
+    );
+}
+
+#[tokio::test]
+async fn verify_names_a_negative_credit_limit() {
+    let app = spawn_app().await;
+    charged(&app).await;
+    let book = format!("credit_line:{}", app.standard.id);
+    tamper(
+        &app,
+        "INSERT INTO journal_entries (id, kind, account_id, reason, created_by, created_at_ms) \
+         VALUES ('neg', 'credit_limit', $1, 'tampered', 'test', 0)",
+        &[&app.standard.id],
+    )
+    .await;
+    tamper(
+        &app,
+        "INSERT INTO postings (entry_id, seq, book, amount_nanos) \
+         VALUES ('neg', 0, $1, -5), ('neg', 1, 'platform:credit_lines', 5)",
+        &[&book],
+    )
+    .await;
+    tamper(
+        &app,
+        "INSERT INTO book_balances (book, balance_nanos, updated_at_ms) VALUES ($1, -5, 0)",
+        &[&book],
+    )
+    .await;
+    let found = violation(&app).await;
+    assert!(
+        found.contains(&format!("{book} holds a negative credit limit (-5)")),
+        "{found}"
+    );
+}
