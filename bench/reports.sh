@@ -39,7 +39,7 @@ RUST_LOG=warn target/release/steward serve --listen "127.0.0.1:$port" --database
 server_pid=$!
 for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/livez" >/dev/null && break; sleep 0.1; done
 target/release/examples/report_bench --database-url "$db" --server "http://127.0.0.1:$port" \
-  --reports "$reports" --phase measure >"$work/measure.json"
+  --events "$events" --reports "$reports" --phase measure >"$work/measure.json"
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
 target/release/examples/report_bench --database-url "$ab_db" --events "$ab_events" --phase ab >"$work/ab.json"
 python3 - "$backend" "$(nproc)" "$work/seed.json" "$work/measure.json" "$work/ab.json" <<'PY'

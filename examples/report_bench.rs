@@ -282,9 +282,17 @@ async fn seed(
                 let first = b * BATCH_EVENTS;
                 let count = BATCH_EVENTS.min(events - first);
                 let raw = batch(&mut rng, &books, &accounts, start_ms, &run, first, count);
-                steward::usage::ingest(&db, &pricing, &clock, &raw, "bench")
-                    .await
-                    .context("Failed to ingest a seed batch")?;
+                // Resent on a pool timeout, as a sender resends on a 503: ingestion is
+                // idempotent, and a loaded machine can hold the one SQLite writer longer
+                // than the acquire timeout.
+                let mut attempts = 0;
+                loop {
+                    match steward::usage::ingest(&db, &pricing, &clock, &raw, "bench").await {
+                        Ok(_) => break,
+                        Err(sqlx::Error::PoolTimedOut) if attempts < 10 => attempts += 1,
+                        Err(e) => return Err(e).context("Failed to ingest a seed batch"),
+                    }
+                }
             }
             anyhow::Ok(())
         }));
