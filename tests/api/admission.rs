@@ -19,16 +19,7 @@ async fn concurrent_admissions_never_exceed_the_channel_limit() {
     let app = spawn_app().await; // the manager's pool is 10
     let child = app.managed_of(&app.manager, "Busy Co", json!({})).await;
     fund(&app, &child.id, "50.00").await;
-    app.patch(
-        &format!(
-            "/v2/managed_accounts/{}/update_global_channel_limit",
-            child.id
-        ),
-        &app.manager.key,
-        json!({"channel_limit": 3}),
-    )
-    .await
-    .assert_status(200);
+    app.set_channel_limit(&app.manager.key, &child.id, 3).await;
 
     let replies = join_all((0..12).map(|_| app.admit(&child.id, "voice_outbound"))).await;
 
@@ -153,16 +144,7 @@ async fn a_disabled_accounts_admitted_call_completes_and_is_charged() {
         .assert_status(200);
     let child = app.managed_of(&app.manager, "Ending Co", json!({})).await;
     fund(&app, &child.id, "20.00").await;
-    app.patch(
-        &format!(
-            "/v2/managed_accounts/{}/update_global_channel_limit",
-            child.id
-        ),
-        &app.manager.key,
-        json!({"channel_limit": 1}),
-    )
-    .await
-    .assert_status(200);
+    app.set_channel_limit(&app.manager.key, &child.id, 1).await;
     let admitted = app.admit(&child.id, "voice_outbound").await;
     let lease = admitted.body["data"]["lease_id"]
         .as_str()
@@ -278,16 +260,7 @@ async fn the_channel_limit_holds_across_two_servers_on_one_database() {
     let second = app.second_server().await;
     let child = app.managed_of(&app.manager, "Two Servers", json!({})).await;
     fund(&app, &child.id, "50.00").await;
-    app.patch(
-        &format!(
-            "/v2/managed_accounts/{}/update_global_channel_limit",
-            child.id
-        ),
-        &app.manager.key,
-        json!({"channel_limit": 4}),
-    )
-    .await
-    .assert_status(200);
+    app.set_channel_limit(&app.manager.key, &child.id, 4).await;
     let body =
         json!({"account_id": child.id, "product": "voice_outbound", "destination": "+14155550100"});
 
@@ -337,16 +310,8 @@ async fn only_the_leases_own_account_may_end_it_with_usage() {
     let other = app.managed_of(&app.manager, "Other Co", json!({})).await;
     for account in [&holder, &other] {
         fund(&app, &account.id, "20.00").await;
-        app.patch(
-            &format!(
-                "/v2/managed_accounts/{}/update_global_channel_limit",
-                account.id
-            ),
-            &app.manager.key,
-            json!({"channel_limit": 1}),
-        )
-        .await
-        .assert_status(200);
+        app.set_channel_limit(&app.manager.key, &account.id, 1)
+            .await;
     }
     let lease = lease_of(&app, &holder.id).await;
 
@@ -418,16 +383,7 @@ async fn ended_leases_cannot_be_renewed_and_a_second_release_says_so() {
     let app = spawn_app().await;
     let child = app.managed_of(&app.manager, "Lease Co", json!({})).await;
     fund(&app, &child.id, "20.00").await;
-    app.patch(
-        &format!(
-            "/v2/managed_accounts/{}/update_global_channel_limit",
-            child.id
-        ),
-        &app.manager.key,
-        json!({"channel_limit": 2}),
-    )
-    .await
-    .assert_status(200);
+    app.set_channel_limit(&app.manager.key, &child.id, 2).await;
     let renew = |lease: String| {
         let app = &app;
         async move {

@@ -385,6 +385,17 @@ impl TestApp {
     }
 
     /// Asks for admission with the ingest key.
+    /// The manager sets a managed account's channel limit (must succeed).
+    pub async fn set_channel_limit(&self, manager_key: &str, account: &str, limit: u32) {
+        self.patch(
+            &format!("/v2/managed_accounts/{account}/update_global_channel_limit"),
+            manager_key,
+            json!({"channel_limit": limit}),
+        )
+        .await
+        .assert_status(200);
+    }
+
     pub async fn admit(&self, account: &str, product: &str) -> Reply {
         self.request(
             Method::POST,

@@ -170,16 +170,8 @@ async fn live_leases_are_counted_from_the_database() {
         .await
         .assert_status(200);
     let account = app.managed_of(&app.manager, "Caller", json!({})).await;
-    app.patch(
-        &format!(
-            "/v2/managed_accounts/{}/update_global_channel_limit",
-            account.id
-        ),
-        &app.manager.key,
-        json!({"channel_limit": 2}),
-    )
-    .await
-    .assert_status(200);
+    app.set_channel_limit(&app.manager.key, &account.id, 2)
+        .await;
     app.operator_post(
         &format!("/admin/v1/accounts/{}/credits", account.id),
         Some("credit-1"),

@@ -78,16 +78,7 @@ async fn a_nul_in_a_lease_id_is_refused_and_releases_nothing() {
     )
     .await
     .assert_status(200);
-    app.patch(
-        &format!(
-            "/v2/managed_accounts/{}/update_global_channel_limit",
-            child.id
-        ),
-        &app.manager.key,
-        json!({"channel_limit": 1}),
-    )
-    .await
-    .assert_status(200);
+    app.set_channel_limit(&app.manager.key, &child.id, 1).await;
     let lease = app.admit(&child.id, "voice_outbound").await.body["data"]["lease_id"]
         .as_str()
         .unwrap()

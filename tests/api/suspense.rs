@@ -463,16 +463,7 @@ async fn a_suspended_call_frees_its_channel() {
     )
     .await
     .assert_status(200);
-    app.patch(
-        &format!(
-            "/v2/managed_accounts/{}/update_global_channel_limit",
-            child.id
-        ),
-        &app.manager.key,
-        json!({"channel_limit": 1}),
-    )
-    .await
-    .assert_status(200);
+    app.set_channel_limit(&app.manager.key, &child.id, 1).await;
     let lease = app.admit(&child.id, "voice_outbound").await.body["data"]["lease_id"]
         .as_str()
         .unwrap()
