@@ -24,13 +24,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sqlx::Row;
-use steward::accounts::{self, Email, NewAccount, NewManagedAccount, OrganizationName};
-use steward::audit::Actor;
 use steward::clock::{ClockHandle, SystemClock};
 use steward::config::DatabaseUrl;
 use steward::db::Db;
-use steward::pricing::{self, AssignTo, Increments, NewPriceList, Product, RateRow};
+use steward::pricing::{self, Increments, Product, RateRow};
 use steward::usage::RawEvent;
+use support::Lcg;
+
+mod support;
 
 const MANAGED: usize = 1_000;
 const DAYS: i64 = 31;
@@ -88,23 +89,6 @@ fn args() -> anyhow::Result<Args> {
     Ok(parsed)
 }
 
-/// A small deterministic generator, so runs are comparable.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 fn number(rng: &mut Lcg, country: usize) -> String {
     let (prefix, digits) = COUNTRIES[country];
     let mut text = format!("+{prefix}");
@@ -119,7 +103,6 @@ async fn set_up(
     clock: &ClockHandle,
     run: &str,
 ) -> anyhow::Result<(String, String, Vec<String>)> {
-    let operator = Actor::Operator("operator:bench".to_owned());
     let rate = |product, prefix: &str, nanos, increments| RateRow {
         product,
         prefix: prefix.to_owned(),
@@ -158,45 +141,15 @@ async fn set_up(
     rows.push(rate(Product::SmsInbound, "", 1_000_000, None));
     rows.push(rate(Product::MmsOutbound, "", 20_000_000, None));
     rows.push(rate(Product::NumberRental, "", 1_000_000_000, None));
-    let new = NewPriceList {
-        name: format!("report bench {run}"),
-        currency: "USD".into(),
-        effective_from_ms: 0,
-        assign_to: Some(AssignTo::PlatformDefault),
-    };
-    pricing::import(db, clock, new, &rows, &operator)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let new = NewAccount {
-        email: Email::parse(&format!("report-bench-{run}@reseller.example"))
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
-        organization_name: OrganizationName::parse("Report Bench Reseller")
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
-        manager: true,
-        max_managed_accounts: Some(i64::try_from(MANAGED).unwrap_or(0)),
-        allocatable_channels: None,
-        password: None,
-    };
-    let (manager, key) = accounts::create_account(db, clock, new, &operator)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut managed = Vec::with_capacity(MANAGED);
-    for n in 0..MANAGED {
-        let new = NewManagedAccount {
-            business_name: OrganizationName::parse(&format!("Customer {n:04}"))
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-            email: None,
-            password: None,
-            managed_account_allow_custom_pricing: false,
-            // Every fifth customer's spend rolls up to the reseller.
-            rollup_billing: n % 5 == 0,
-        };
-        let (account, _) = accounts::create_managed_account(db, clock, &manager, new)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        managed.push(account.id.to_string());
-    }
-    Ok((manager.id.to_string(), key.secret().to_owned(), managed))
+    support::import_platform_list(db, clock, format!("report bench {run}"), &rows).await?;
+    support::reseller_with_customers(
+        db,
+        clock,
+        &format!("report-bench-{run}@reseller.example"),
+        "Report Bench Reseller",
+        MANAGED,
+    )
+    .await
 }
 
 /// The events of one batch: account by account, contact by contact, over the 31 days.

@@ -22,13 +22,14 @@ use std::time::Instant;
 
 use anyhow::Context;
 use sqlx::Row;
-use steward::accounts::{self, Email, NewAccount, NewManagedAccount, OrganizationName};
-use steward::audit::Actor;
 use steward::clock::{ClockHandle, SystemClock};
 use steward::config::DatabaseUrl;
 use steward::db::Db;
-use steward::pricing::{self, AssignTo, Increments, NewPriceList, Product, RateRow};
+use steward::pricing::{self, Increments, Product, RateRow};
 use steward::usage::RawEvent;
+use support::Lcg;
+
+mod support;
 
 const MANAGED: usize = 1_000;
 const SEED_TASKS: usize = 2;
@@ -70,25 +71,7 @@ fn args() -> anyhow::Result<Args> {
     Ok(parsed)
 }
 
-/// A small deterministic generator, so runs are comparable.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 async fn set_up(db: &Db, clock: &ClockHandle, run: &str) -> anyhow::Result<Vec<String>> {
-    let operator = Actor::Operator("operator:bench".to_owned());
     let mut rows = Vec::new();
     for (n, prefix) in PREFIXES.iter().enumerate() {
         let step = i64::try_from(n).unwrap_or(0) * 1_000_000;
@@ -117,43 +100,15 @@ async fn set_up(db: &Db, clock: &ClockHandle, run: &str) -> anyhow::Result<Vec<S
         rate_nanos: 5_000_000,
         increments: None,
     });
-    let new = NewPriceList {
-        name: format!("verify bench {run}"),
-        currency: "USD".into(),
-        effective_from_ms: 0,
-        assign_to: Some(AssignTo::PlatformDefault),
-    };
-    pricing::import(db, clock, new, &rows, &operator)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let new = NewAccount {
-        email: Email::parse(&format!("verify-bench-{run}@reseller.example"))
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
-        organization_name: OrganizationName::parse("Verify Bench Reseller")
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
-        manager: true,
-        max_managed_accounts: Some(i64::try_from(MANAGED).unwrap_or(0)),
-        allocatable_channels: None,
-        password: None,
-    };
-    let (manager, _) = accounts::create_account(db, clock, new, &operator)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut managed = Vec::with_capacity(MANAGED);
-    for n in 0..MANAGED {
-        let new = NewManagedAccount {
-            business_name: OrganizationName::parse(&format!("Customer {n:04}"))
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-            email: None,
-            password: None,
-            managed_account_allow_custom_pricing: false,
-            rollup_billing: n % 5 == 0,
-        };
-        let (account, _) = accounts::create_managed_account(db, clock, &manager, new)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        managed.push(account.id.to_string());
-    }
+    support::import_platform_list(db, clock, format!("verify bench {run}"), &rows).await?;
+    let (_, _, managed) = support::reseller_with_customers(
+        db,
+        clock,
+        &format!("verify-bench-{run}@reseller.example"),
+        "Verify Bench Reseller",
+        MANAGED,
+    )
+    .await?;
     Ok(managed)
 }
 
