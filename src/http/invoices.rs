@@ -4,8 +4,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -401,28 +401,7 @@ pub async fn pdf(
     query: QueryParams,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, ApiError> {
-    // A signed link is checked before anything is read; without one, the key decides.
-    let signed = match (query.get("signature"), query.get("expires")) {
-        (Some(signature), Some(expires)) => {
-            let expires_s = expires.parse::<i64>().map_err(|_| {
-                ApiError::new(
-                    ErrorKind::Forbidden,
-                    "the link's expiry is not valid; ask for a new link",
-                )
-            })?;
-            state
-                .signer
-                .verify(
-                    &pdf_path(&id),
-                    expires_s,
-                    signature,
-                    state.clock.now().timestamp(),
-                )
-                .map_err(|e| ApiError::new(ErrorKind::Forbidden, e.to_string()))?;
-            true
-        }
-        _ => false,
-    };
+    let signed = super::download::signed_link(&state, &query, &pdf_path(&id))?;
     if !signed {
         readable(&state, &caller?, &id).await?;
     }
@@ -433,19 +412,9 @@ pub async fn pdf(
             .ok_or_else(|| ApiError::not_found("invoice"))?
     };
     tracing::debug!(account.id = %account, "Serving invoice {}", invoice_number_text(number));
-    let mut response = bytes.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/pdf"),
-    );
-    let disposition = format!(
-        "attachment; filename=\"{}.pdf\"",
-        invoice_number_text(number)
-    );
-    if let Ok(value) = HeaderValue::from_str(&disposition) {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_DISPOSITION, value);
-    }
-    Ok(response)
+    Ok(super::download::attachment(
+        bytes,
+        "application/pdf",
+        &format!("{}.pdf", invoice_number_text(number)),
+    ))
 }

@@ -10,6 +10,7 @@ pub mod body;
 pub mod channels;
 pub mod charges;
 pub mod detail_records;
+pub mod download;
 pub mod error;
 pub mod extract;
 pub mod health;

@@ -5,8 +5,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
 use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -275,28 +275,11 @@ async fn download(
     kind: JobKind,
     id: &str,
 ) -> Result<Response, ApiError> {
-    // A signed link is checked before anything is read: without a valid one, only the
-    // owner's key opens the file.
-    let owner = match (query.get("signature"), query.get("expires")) {
-        (Some(signature), Some(expires)) => {
-            let expires_s = expires.parse::<i64>().map_err(|_| {
-                ApiError::new(
-                    ErrorKind::Forbidden,
-                    "the link's expiry is not valid; ask for a new link",
-                )
-            })?;
-            state
-                .signer
-                .verify(
-                    &csv_path(kind, id),
-                    expires_s,
-                    signature,
-                    state.clock.now().timestamp(),
-                )
-                .map_err(|e| ApiError::new(ErrorKind::Forbidden, e.to_string()))?;
-            None
-        }
-        _ => Some(caller?.account.id),
+    // Without a valid signed link, only the owner's key opens the file.
+    let owner = if super::download::signed_link(state, query, &csv_path(kind, id))? {
+        None
+    } else {
+        Some(caller?.account.id)
     };
     let mut conn = state.db.read.acquire().await?;
     let (job_owner, csv) = jobs::csv(&mut conn, kind, id)
@@ -305,18 +288,11 @@ async fn download(
         .ok_or_else(|| ApiError::not_found("report"))?;
     drop(conn);
     tracing::debug!(account.id = %job_owner, "Serving report {id}");
-    let mut response = csv.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
-    let disposition = format!("attachment; filename=\"{}-usage-{id}.csv\"", kind.as_str());
-    if let Ok(value) = HeaderValue::from_str(&disposition) {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_DISPOSITION, value);
-    }
-    Ok(response)
+    Ok(super::download::attachment(
+        csv,
+        "text/csv; charset=utf-8",
+        &format!("{}-usage-{id}.csv", kind.as_str()),
+    ))
 }
 
 fn ids(list: Option<Vec<String>>) -> Vec<String> {

@@ -11,8 +11,8 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 
 use super::dashboard::dollars;
 use super::{FieldErrors, confirmed, when};
@@ -468,14 +468,9 @@ pub async fn invoice_pdf(
         return Err(PortalError::not_found());
     };
     let filename = format!("{}.pdf", invoices::invoice_number_text(number));
-    let mut response = bytes.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/pdf"),
-    );
-    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    Ok(response)
+    Ok(crate::http::download::attachment(
+        bytes,
+        "application/pdf",
+        &filename,
+    ))
 }

@@ -11,7 +11,6 @@ pub use series::{days_between, format_metric, value_on};
 
 use askama::Template;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Datelike, Utc};
 
@@ -377,14 +376,9 @@ pub async fn csv(
         today.month(),
         today.day()
     );
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
-    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    Ok(response)
+    Ok(crate::http::download::attachment(
+        body,
+        "text/csv; charset=utf-8",
+        &filename,
+    ))
 }
