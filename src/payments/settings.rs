@@ -322,6 +322,13 @@ pub async fn set(
     let value = parse_value(setting, text.trim())?;
     let now_ms = to_epoch_ms(clock.now());
     let mut tx = db.write.begin().await?;
+    // A write first, so that on SQLite the transaction holds the write lock before it reads
+    // (a read first pins a snapshot, and the later write fails at once with SQLITE_BUSY if
+    // another connection committed meanwhile); on PostgreSQL it locks the setting's row.
+    sqlx::query("UPDATE payment_settings SET value = value WHERE name = $1")
+        .bind(setting.name)
+        .execute(&mut *tx)
+        .await?;
     let before = load(&mut tx).await?;
     sqlx::query(
         "INSERT INTO payment_settings (name, value, updated_at_ms) VALUES ($1, $2, $3) \
