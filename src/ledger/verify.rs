@@ -2,10 +2,11 @@
 //! invariant, naming the first violation.
 //!
 //! Linear in the size of the ledger: every check is a set-based query (grouping and
-//! anti-joins on keys), and each large table is read in few grouped passes: postings by
-//! entry and by book (an index-only scan), usage records once (grouped by entry, account
-//! and payer; every usage check reads that grouping), book balances once. No check
-//! runs a query per entry or per record. All checks read one snapshot (one transaction).
+//! anti-joins on keys), and each large table is read in few passes: postings grouped by
+//! entry and by book (an index-only scan), book balances once, and the usage records with
+//! the usage entries' postings once each, unsorted, summed in this process (see [`usage`]).
+//! No check runs a query per entry or per record. All checks read one snapshot (one
+//! transaction).
 //!
 //! Sums over books are exact whatever their size: each amount is split into whole units and
 //! the nano-unit rest, summed separately (neither sum can overflow a 64-bit integer before
@@ -154,6 +155,16 @@ pub async fn platform_totals(
 
 /// Checks every invariant; `Ok(Err(violation))` names the first one that fails.
 pub async fn verify(db: &Db) -> Result<Result<Report, Violation>, sqlx::Error> {
+    verify_in_passes(db, USAGE_POSTINGS_PER_PASS).await
+}
+
+/// [`verify`], splitting the usage check into passes of about `usage_postings_per_pass`
+/// postings (tests use tiny passes to check that splitting changes no verdict).
+#[doc(hidden)]
+pub async fn verify_in_passes(
+    db: &Db,
+    usage_postings_per_pass: i64,
+) -> Result<Result<Report, Violation>, sqlx::Error> {
     let mut conn = db.read.begin().await?;
     if let Some(violation) = unbalanced_entry(&mut conn).await? {
         return Ok(Err(violation));
@@ -162,7 +173,7 @@ pub async fn verify(db: &Db) -> Result<Result<Report, Violation>, sqlx::Error> {
         Ok(books) => books,
         Err(violation) => return Ok(Err(violation)),
     };
-    let usage_records = match usage(&mut conn).await? {
+    let usage_records = match usage(&mut conn, usage_postings_per_pass.max(1)).await? {
         Ok(records) => records,
         Err(violation) => return Ok(Err(violation)),
     };
@@ -261,18 +272,83 @@ async fn books(conn: &mut AnyConnection) -> Result<Result<Books, Violation>, sql
     Ok(Ok(found))
 }
 
-/// Which usage check a row of [`USAGE_CHECKS`] reports; the order is the order of
-/// precedence, and the clean summary row comes last.
-const USAGE_MISMATCH: i64 = 1;
-const ENTRY_WITHOUT_RECORDS: i64 = 2;
-const WRONG_PAYER: i64 = 3;
-const PAYER_POSTING_MISMATCH: i64 = 4;
-const CLEAN: i64 = 9;
+/// Balance postings per pass of the usage check, about, so that its in-memory groups stay
+/// bounded (a pass holds about one group per balance posting of its entries; see [`usage`]).
+const USAGE_POSTINGS_PER_PASS: i64 = 4_000_000;
 
-/// Every usage check in one statement over one grouped pass of `usage_records` (`r`: per
-/// entry, account and payer) and of its per-entry totals (`t`). Each branch yields the
-/// violations of one check; ordered by check, then key, the first row is the first
-/// violation, or the clean summary (the number of records) when there is none.
+/// Hash maps of the usage check: its keys are ids from this database, not from a caller,
+/// and it hashes two keys or more per record, so the faster hasher pays.
+type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
+
+/// Small integer names for the ids the usage check meets (accounts, entries), so that its
+/// groups are a few machine words each instead of three strings.
+#[derive(Default)]
+struct Interner {
+    index: FastMap<String, u32>,
+    names: Vec<String>,
+    /// The id given last: rows of one entry come together, so most lookups are this one.
+    last: Option<u32>,
+}
+
+impl Interner {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.get(name) {
+            return id;
+        }
+        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.index.insert(name.to_owned(), id);
+        self.names.push(name.to_owned());
+        self.last = Some(id);
+        id
+    }
+
+    fn get(&mut self, name: &str) -> Option<u32> {
+        if let Some(last) = self.last
+            && self.name(last) == name
+        {
+            return Some(last);
+        }
+        let id = self.index.get(name).copied()?;
+        self.last = Some(id);
+        Some(id)
+    }
+
+    fn name(&self, id: u32) -> &str {
+        usize::try_from(id)
+            .ok()
+            .and_then(|id| self.names.get(id))
+            .map_or("", String::as_str)
+    }
+
+    fn len(&self) -> usize {
+        self.names.len()
+    }
+}
+
+/// Slot `id` of a table indexed by interned id, grown with defaults as needed (`None` only
+/// for an id beyond the address space).
+fn slot<T: Default>(table: &mut Vec<T>, id: u32) -> Option<&mut T> {
+    let index = usize::try_from(id).ok()?;
+    if index >= table.len() {
+        table.resize_with(index.checked_add(1)?, T::default);
+    }
+    table.get_mut(index)
+}
+
+/// The spender of a group charged to the payer itself (`-` in messages).
+const NO_SPENDER: u32 = u32::MAX;
+
+/// What one usage entry's records and revenue postings add up to.
+#[derive(Default)]
+struct EntryTotals {
+    rated_nanos: i128,
+    charged_nanos: i128,
+    records: bool,
+    usage: bool,
+}
+
+/// The usage checks, in their order of precedence; the first violation reported is the
+/// least (check, entry, book or account, spender or payer) found.
 ///
 /// 1. Per entry with records: the revenue it credited equals its records' cost.
 /// 2. Every usage entry has records.
@@ -281,73 +357,300 @@ const CLEAN: i64 = 9;
 /// 4. Per usage entry, balance book and spender: records' cost and postings cancel out
 ///    (a debit of the wrong balance, a lost spender tag, records or postings missing on
 ///    either side).
-const USAGE_CHECKS: &str = "\
-WITH r AS MATERIALIZED ( \
-  SELECT entry_id, account_id, payer_account_id, COUNT(*) AS records, \
-    CAST(SUM(cost_nanos) AS BIGINT) AS cost_nanos \
-  FROM usage_records GROUP BY entry_id, account_id, payer_account_id \
-), t AS MATERIALIZED ( \
-  SELECT entry_id, CAST(SUM(cost_nanos) AS BIGINT) AS rated_nanos FROM r GROUP BY entry_id \
-), revenue AS MATERIALIZED ( \
-  SELECT entry_id, CAST(SUM(amount_nanos) AS BIGINT) AS charged_nanos FROM postings \
-  WHERE book = 'platform:revenue' GROUP BY entry_id \
-) \
-SELECT check_kind, entry_id, a, b, x, y FROM ( \
-  SELECT CAST(1 AS BIGINT) AS check_kind, t.entry_id, '' AS a, '' AS b, \
-    COALESCE(v.charged_nanos, 0) AS x, t.rated_nanos AS y \
-  FROM t LEFT JOIN revenue v ON v.entry_id = t.entry_id \
-  WHERE COALESCE(v.charged_nanos, 0) <> t.rated_nanos \
-  UNION ALL \
-  SELECT 2, e.id, '', '', 0, 0 FROM journal_entries e \
-  LEFT JOIN t ON t.entry_id = e.id WHERE e.kind = 'usage' AND t.entry_id IS NULL \
-  UNION ALL \
-  SELECT 3, r.entry_id, r.account_id, r.payer_account_id, 0, 0 \
-  FROM r JOIN accounts a ON a.id = r.account_id \
-  WHERE r.payer_account_id <> \
-    CASE WHEN a.kind = 'managed' AND a.rollup_billing <> 0 THEN a.manager_id ELSE a.id END \
-  UNION ALL \
-  SELECT 4, entry_id, book, spender, CAST(SUM(nanos) AS BIGINT), 0 FROM ( \
-    SELECT r.entry_id, 'balance:' || r.payer_account_id AS book, \
-      CASE WHEN r.account_id = r.payer_account_id THEN '-' ELSE r.account_id END AS spender, \
-      r.cost_nanos AS nanos \
-    FROM r \
-    UNION ALL \
-    SELECT p.entry_id, p.book, COALESCE(p.spender_account_id, '-'), p.amount_nanos \
-    FROM postings p JOIN journal_entries e ON e.id = p.entry_id \
-    WHERE e.kind = 'usage' AND p.book LIKE 'balance:%' \
-  ) sides GROUP BY entry_id, book, spender HAVING SUM(nanos) <> 0 \
-  UNION ALL \
-  SELECT 9, '', '', '', CAST(COALESCE(SUM(records), 0) AS BIGINT), 0 FROM r \
-) checks ORDER BY check_kind, entry_id, a, b LIMIT 1";
-
-/// Runs [`USAGE_CHECKS`]: the number of usage records, or the first violation.
-async fn usage(conn: &mut AnyConnection) -> Result<Result<i64, Violation>, sqlx::Error> {
-    let row = sqlx::query(USAGE_CHECKS).fetch_one(&mut *conn).await?;
-    let kind: i64 = row.try_get("check_kind")?;
-    let entry: String = row.try_get("entry_id")?;
-    let violation = match kind {
-        CLEAN => return Ok(Ok(row.try_get("x")?)),
-        USAGE_MISMATCH => Violation::UsageMismatch {
-            entry,
-            charged_nanos: row.try_get("x")?,
-            rated_nanos: row.try_get("y")?,
-        },
-        ENTRY_WITHOUT_RECORDS => Violation::UsageEntryWithoutRecords { entry },
-        WRONG_PAYER => wrong_payer(conn).await?,
-        PAYER_POSTING_MISMATCH => Violation::PayerPostingMismatch {
-            entry,
-            book: row.try_get("a")?,
-            spender: row.try_get("b")?,
-            difference_nanos: row.try_get("x")?,
-        },
-        other => {
-            return Err(sqlx::Error::Protocol(format!(
-                "unknown usage check {other}"
-            )));
+///
+/// Each table is read once, unsorted, in its stored order, and summed in this process: the
+/// records of an entry are grouped per payer and spender beside the usage entries' balance
+/// postings and compared. (Grouping and joining the same in SQL sorted or hashed about a
+/// million groups per million records, several times slower than reading them.) Memory
+/// is one small group per usage posting: above [`USAGE_POSTINGS_PER_PASS`] the entries are
+/// split into ranges of ids, one pass per range.
+///
+/// Returns the number of usage records, or the first violation.
+async fn usage(
+    conn: &mut AnyConnection,
+    postings_per_pass: i64,
+) -> Result<Result<i64, Violation>, sqlx::Error> {
+    let mut accounts = Interner::default();
+    // The payer each account's billing names, by interned account id.
+    let mut expected_payer: Vec<Option<u32>> = Vec::new();
+    let mut rows = sqlx::query(
+        "SELECT id, CASE WHEN kind = 'managed' AND rollup_billing <> 0 THEN manager_id ELSE id END \
+         AS payer FROM accounts",
+    )
+    .fetch(&mut *conn);
+    while let Some(row) = rows.try_next().await? {
+        let account = accounts.id(row.try_get("id")?);
+        let payer = accounts.id(row.try_get("payer")?);
+        if let Some(slot) = slot(&mut expected_payer, account) {
+            *slot = Some(payer);
         }
-    };
-    Ok(Err(violation))
+    }
+    drop(rows);
+    let mut usage_entries: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM journal_entries WHERE kind = 'usage'")
+            .fetch_all(&mut *conn)
+            .await?;
+    usage_entries.sort_unstable();
+    let postings: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM postings WHERE book >= 'balance:' AND book < 'balance;'",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let passes = usize::try_from(postings / postings_per_pass + 1)
+        .unwrap_or(1)
+        .min(usage_entries.len().max(1));
+    // Range bounds: pass i reads entries in [bounds[i], bounds[i + 1]), open at both ends.
+    let mut bounds: Vec<Option<String>> = vec![None];
+    for pass in 1..passes {
+        bounds.push(
+            usage_entries
+                .get(pass * usage_entries.len() / passes)
+                .cloned(),
+        );
+    }
+    bounds.push(None);
+    let mut records = 0_i64;
+    let mut first: Option<Candidate> = None;
+    for range in bounds.iter().zip(bounds.iter().skip(1)) {
+        let found = usage_pass(conn, range, &usage_entries, &mut accounts, &expected_payer).await?;
+        records += found.records;
+        if let Some(candidate) = found.first {
+            keep_least(&mut first, candidate);
+        }
+    }
+    match first {
+        None => Ok(Ok(records)),
+        Some((_, _, _, _, Violation::WrongPayer { .. })) => Ok(Err(wrong_payer(conn).await?)),
+        Some((.., violation)) => Ok(Err(violation)),
+    }
 }
+
+/// A violation found by the usage check, with its place in the order of precedence:
+/// (check, entry, book or account, spender or payer).
+type Candidate = (i64, String, String, String, Violation);
+
+/// Keeps in `least` whichever of it and `candidate` comes first.
+fn keep_least(least: &mut Option<Candidate>, candidate: Candidate) {
+    let key = |c: &Candidate| (c.0, c.1.clone(), c.2.clone(), c.3.clone());
+    if least
+        .as_ref()
+        .is_none_or(|current| key(&candidate) < key(current))
+    {
+        *least = Some(candidate);
+    }
+}
+
+/// What one pass of the usage check found.
+struct UsagePass {
+    records: i64,
+    /// The least violation.
+    first: Option<Candidate>,
+}
+
+/// One pass of [`usage`] over the entries whose ids lie in `range`.
+async fn usage_pass(
+    conn: &mut AnyConnection,
+    range: (&Option<String>, &Option<String>),
+    usage_entries: &[String],
+    accounts: &mut Interner,
+    expected_payer: &[Option<u32>],
+) -> Result<UsagePass, sqlx::Error> {
+    let in_range = |entry: &str| {
+        range.0.as_deref().is_none_or(|low| entry >= low)
+            && range.1.as_deref().is_none_or(|high| entry < high)
+    };
+    let mut entries = Interner::default();
+    // By interned entry id.
+    let mut totals: Vec<EntryTotals> = Vec::new();
+    for entry in usage_entries.iter().filter(|entry| in_range(entry)) {
+        if let Some(totals) = slot(&mut totals, entries.id(entry)) {
+            totals.usage = true;
+        }
+    }
+    // (entry, payer, spender) → records' cost plus postings: zero when they agree.
+    let mut groups: FastMap<(u32, u32, u32), i128> = FastMap::default();
+    let (conditions, binds) = range_conditions(range);
+    let mut records = 0_i64;
+    let mut wrong_payer: Option<(String, String, String)> = None;
+    {
+        let sql = format!(
+            "SELECT entry_id, account_id, payer_account_id, cost_nanos FROM usage_records{}",
+            conditions("WHERE", "entry_id")
+        );
+        let mut query = sqlx::query(&sql);
+        for bind in &binds {
+            query = query.bind(bind.as_str());
+        }
+        let mut rows = query.fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await? {
+            records += 1;
+            let entry = entries.id(row.try_get("entry_id")?);
+            let account = accounts.id(row.try_get("account_id")?);
+            let payer = accounts.id(row.try_get("payer_account_id")?);
+            let cost = i128::from(row.try_get::<i64, _>("cost_nanos")?);
+            let expected = usize::try_from(account)
+                .ok()
+                .and_then(|account| expected_payer.get(account).copied().flatten());
+            if expected.is_some_and(|expected| expected != payer) {
+                let key = (
+                    entries.name(entry).to_owned(),
+                    accounts.name(account).to_owned(),
+                    accounts.name(payer).to_owned(),
+                );
+                if wrong_payer.as_ref().is_none_or(|current| key < *current) {
+                    wrong_payer = Some(key);
+                }
+            }
+            if let Some(totals) = slot(&mut totals, entry) {
+                totals.rated_nanos += cost;
+                totals.records = true;
+            }
+            let spender = if account == payer {
+                NO_SPENDER
+            } else {
+                account
+            };
+            *groups.entry((entry, payer, spender)).or_default() += cost;
+        }
+    }
+    {
+        // Every posting in range, unjoined: an entry matters here if it is a usage entry
+        // or one that records name, and both are known by now.
+        let sql = format!(
+            "SELECT entry_id, book, spender_account_id, amount_nanos FROM postings{}",
+            conditions("WHERE", "entry_id")
+        );
+        let mut query = sqlx::query(&sql);
+        for bind in &binds {
+            query = query.bind(bind.as_str());
+        }
+        let mut rows = query.fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await? {
+            let Some(entry) = entries.get(row.try_get("entry_id")?) else {
+                continue;
+            };
+            let book: &str = row.try_get("book")?;
+            let amount = i128::from(row.try_get::<i64, _>("amount_nanos")?);
+            let Some(totals) = slot(&mut totals, entry) else {
+                continue;
+            };
+            if book == "platform:revenue" {
+                totals.charged_nanos += amount;
+            } else if let (true, Some(payer)) = (totals.usage, book.strip_prefix("balance:")) {
+                let payer = accounts.id(payer);
+                let spender: Option<&str> = row.try_get("spender_account_id")?;
+                let spender = spender.map_or(NO_SPENDER, |spender| accounts.id(spender));
+                *groups.entry((entry, payer, spender)).or_default() += amount;
+            }
+        }
+    }
+
+    let mut first: Option<Candidate> = None;
+    let mut offer = |candidate: Candidate| keep_least(&mut first, candidate);
+    for (entry, totals) in (0..entries.len()).zip(&totals) {
+        let name = entries
+            .name(u32::try_from(entry).unwrap_or(u32::MAX))
+            .to_owned();
+        if totals.records && totals.charged_nanos != totals.rated_nanos {
+            offer((
+                USAGE_MISMATCH,
+                name.clone(),
+                String::new(),
+                String::new(),
+                Violation::UsageMismatch {
+                    entry: name,
+                    charged_nanos: clamp(totals.charged_nanos),
+                    rated_nanos: clamp(totals.rated_nanos),
+                },
+            ));
+        } else if totals.usage && !totals.records {
+            offer((
+                ENTRY_WITHOUT_RECORDS,
+                name.clone(),
+                String::new(),
+                String::new(),
+                Violation::UsageEntryWithoutRecords { entry: name },
+            ));
+        }
+    }
+    if let Some((entry, account, payer)) = wrong_payer {
+        offer((
+            WRONG_PAYER,
+            entry,
+            account.clone(),
+            payer.clone(),
+            // Named by [`wrong_payer`] once chosen: the first such record by event id.
+            Violation::WrongPayer {
+                event_id: String::new(),
+                account,
+                payer,
+                expected: String::new(),
+            },
+        ));
+    }
+    for ((entry, payer, spender), difference) in groups {
+        if difference == 0 {
+            continue;
+        }
+        let entry = entries.name(entry).to_owned();
+        let book = format!("balance:{}", accounts.name(payer));
+        let spender = if spender == NO_SPENDER {
+            "-".to_owned()
+        } else {
+            accounts.name(spender).to_owned()
+        };
+        offer((
+            PAYER_POSTING_MISMATCH,
+            entry.clone(),
+            book.clone(),
+            spender.clone(),
+            Violation::PayerPostingMismatch {
+                entry,
+                book,
+                spender,
+                difference_nanos: clamp(difference),
+            },
+        ));
+    }
+    Ok(UsagePass { records, first })
+}
+
+/// The SQL conditions that keep a pass's range of entry ids (after `keyword`, on
+/// `column`; nothing for the whole range), and their binds.
+fn range_conditions(
+    range: (&Option<String>, &Option<String>),
+) -> (impl Fn(&str, &str) -> String, Vec<String>) {
+    let bounds = [(range.0, ">="), (range.1, "<")];
+    let binds: Vec<String> = bounds.iter().filter_map(|(b, _)| (*b).clone()).collect();
+    let operators: Vec<&'static str> = bounds
+        .iter()
+        .filter(|(b, _)| b.is_some())
+        .map(|(_, op)| *op)
+        .collect();
+    let conditions = move |keyword: &str, column: &str| {
+        if operators.is_empty() {
+            return String::new();
+        }
+        let each: Vec<String> = operators
+            .iter()
+            .enumerate()
+            .map(|(i, op)| format!("{column} {op} ${}", i + 1))
+            .collect();
+        format!(" {keyword} {}", each.join(" AND "))
+    };
+    (conditions, binds)
+}
+
+/// A sum as the 64-bit figure a violation reports (saturated: only a corrupt ledger gets
+/// there).
+fn clamp(nanos: i128) -> i64 {
+    i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX })
+}
+
+const USAGE_MISMATCH: i64 = 1;
+const ENTRY_WITHOUT_RECORDS: i64 = 2;
+const WRONG_PAYER: i64 = 3;
+const PAYER_POSTING_MISMATCH: i64 = 4;
 
 /// Names the first record (by event id) charged to the wrong payer. Run only once the
 /// grouped check found one: it reads every record.
