@@ -2,8 +2,8 @@
 //! accounts and N events spread over the latest 31-day calendar month through the ingestion
 //! code itself (rating, ledger, rollups — everything but HTTP), then times the manager's
 //! per-account report through HTTP against a running `steward serve`: over the month (read
-//! from the monthly rollups) and over 31 days that are not a month (read from the daily
-//! ones), beside the same aggregation over the raw records (the query the rollups spare).
+//! from the monthly rollups) and over 31 days that are not a month (read as the month less
+//! its first day plus the next month's first day, the days from the daily rollups), beside the same aggregation over the raw records (the query the rollups spare).
 //! Prints one JSON object.
 //!
 //! `--phase ab` measures what the rollups cost the write path, on its own empty database:
@@ -362,7 +362,8 @@ async fn measure(
     let month_end = start_ms + DAYS * DAY_MS;
     let (month_ms, month_rows) =
         time_report(&client, &report_url(start_ms, month_end), key, reports).await?;
-    // The same width a day later: no whole month inside, so daily rollups.
+    // The same width a day later: no whole month inside, so the month less its first day
+    // and plus the next month's first day.
     let (rolling_ms, rolling_rows) = time_report(
         &client,
         &report_url(start_ms + DAY_MS, month_end + DAY_MS),

@@ -133,9 +133,9 @@ fn job_body(state: &AppState, headers: &HeaderMap, job: Job) -> ReportJob {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VoiceReportRequest {
-    /// Start (date-time, on the hour).
+    /// Start (date-time at 00:00:00Z: reports cover whole UTC days).
     pub start_time: Option<String>,
-    /// End, exclusive (date-time, on the hour; at most 31 days after the start).
+    /// End, exclusive (date-time at 00:00:00Z; at most 31 days after the start).
     pub end_time: Option<String>,
     /// Only 0 (all usage): Steward has no connections, tags or billing groups.
     pub aggregation_type: Option<i64>,
@@ -156,9 +156,9 @@ pub struct VoiceReportRequest {
 pub struct MessagingReportRequest {
     /// Only 0 (all usage): Steward has no messaging profiles or tags.
     pub aggregation_type: Option<i64>,
-    /// Start (date-time, on the hour); default 30 days before today.
+    /// Start (date-time at 00:00:00Z: reports cover whole UTC days); default 30 days before today.
     pub start_time: Option<String>,
-    /// End, exclusive; default the end of today.
+    /// End, exclusive (date-time at 00:00:00Z); default the end of today.
     pub end_time: Option<String>,
     /// Accepted and echoed (Steward has no messaging profiles).
     pub profiles: Option<Vec<String>>,

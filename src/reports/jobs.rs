@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row};
 
 use super::catalog::{Dimension, Metric, ReportProduct};
-use super::query::{self, Cell, Scope, TimeRange, UsageReport};
+use super::query::{self, Cell, RangeError, Scope, TimeRange, UsageReport};
 use crate::accounts::listing::{Page, PageRequest};
 use crate::accounts::{self, Account, AccountError, AccountId, AccountKind};
 use crate::clock::{ClockHandle, to_epoch_ms};
@@ -205,8 +205,13 @@ pub async fn create(
     request: JobRequest,
     may_see_prices: bool,
 ) -> Result<Job, JobError> {
-    TimeRange::new(request.start_ms, request.end_ms)
-        .map_err(|e| invalid("/start_time", e.to_string()))?;
+    TimeRange::new(request.start_ms, request.end_ms).map_err(|e| {
+        let pointer = match e {
+            RangeError::EndNotAtMidnight => "/end_time",
+            _ => "/start_time",
+        };
+        invalid(pointer, e.to_string())
+    })?;
     if request.aggregation_type != 0 {
         return Err(invalid(
             "/aggregation_type",

@@ -333,7 +333,7 @@ fn time_range(params: &ReportParams, now: DateTime<Utc>) -> Result<TimeRange, Re
     };
     TimeRange::new(from_ms, until_ms).map_err(|e| {
         let parameter = match e {
-            RangeError::NotOnTheHour if parameter == "end_date" => "start_date",
+            RangeError::StartNotAtMidnight if parameter == "end_date" => "start_date",
             _ => parameter,
         };
         invalid(parameter, e.to_string())

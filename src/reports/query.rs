@@ -1,9 +1,10 @@
 //! Running a usage report over the rollups.
 //!
-//! A time range is split into whole UTC days (read from the daily rollups) and the hours at
-//! either end (read from the hourly rollups), so a report over a month reads one row per
-//! account, product, country and number type per day — never the raw records. Ranges are
-//! whole hours, since that is the finest bucket kept.
+//! Reports cover whole UTC days. A range is read as whole calendar months (monthly
+//! rollups) plus or minus days (daily rollups): each month the range covers only in part
+//! is read either as its days inside the range, or as the whole month minus its days
+//! outside, whichever reads fewer buckets. Sums subtract exactly, so a 31-day window that is
+//! not a calendar month costs about one month and a few days, never 31 days of rows.
 
 use sqlx::{Any, AnyConnection, Row};
 
@@ -11,10 +12,14 @@ use super::catalog::{Dimension, Metric, ReportProduct, direction, message_type};
 use crate::accounts::AccountId;
 use crate::accounts::listing::PageRequest;
 use crate::pricing::Product;
-use crate::usage::rollups::{DAY_MS, Granularity, HOUR_MS, month_start, next_month_start};
+use crate::usage::rollups::{DAY_MS, Granularity, month_start, next_month_start};
 
 /// The longest range a report covers.
 pub const RANGE_DAYS_MAX: i64 = 31;
+
+/// What reading a month's rows costs, in days' rows: a month's row per group is one of up to
+/// 31 days', and more groups have usage somewhere in a month than on any one day.
+const MONTH_READ_IN_DAYS: i64 = 2;
 
 /// Whose usage a report covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +30,7 @@ pub enum Scope {
     ManagedAccountsOf(AccountId),
 }
 
-/// `[from_ms, until_ms)`, whole hours, at most [`RANGE_DAYS_MAX`] days.
+/// `[from_ms, until_ms)`, whole UTC days, at most [`RANGE_DAYS_MAX`] days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeRange {
     from_ms: i64,
@@ -41,16 +46,24 @@ pub enum RangeError {
     /// Longer than the limit.
     #[error("the range is longer than 31 days")]
     TooLong,
-    /// Not on the hour.
-    #[error("reports cover whole hours: give times on the hour (e.g. 2026-01-01T13:00:00Z)")]
-    NotOnTheHour,
+    /// The start is not at midnight UTC.
+    #[error(
+        "reports cover whole UTC days: give the start at 00:00:00Z (e.g. 2026-01-01T00:00:00Z)"
+    )]
+    StartNotAtMidnight,
+    /// The end is not at midnight UTC.
+    #[error("reports cover whole UTC days: give the end at 00:00:00Z (e.g. 2026-01-02T00:00:00Z)")]
+    EndNotAtMidnight,
 }
 
 impl TimeRange {
     /// A range, if it is valid.
     pub fn new(from_ms: i64, until_ms: i64) -> Result<Self, RangeError> {
-        if from_ms % HOUR_MS != 0 || until_ms % HOUR_MS != 0 {
-            return Err(RangeError::NotOnTheHour);
+        if from_ms.rem_euclid(DAY_MS) != 0 {
+            return Err(RangeError::StartNotAtMidnight);
+        }
+        if until_ms.rem_euclid(DAY_MS) != 0 {
+            return Err(RangeError::EndNotAtMidnight);
         }
         if until_ms <= from_ms {
             return Err(RangeError::EndBeforeStart);
@@ -71,48 +84,73 @@ impl TimeRange {
         self.until_ms
     }
 
-    /// The spans of the range to read from each rollup table: whole calendar months from
-    /// the monthly rollups (when `months` is allowed: a report by date cannot use them),
-    /// whole days left at either end of those from the daily ones, and the hours left at
-    /// either end of the days from the hourly ones. Finest first.
-    fn segments(self, months: bool) -> Vec<(Granularity, Vec<Span>)> {
-        let ceil_day = |ms: i64| (ms + DAY_MS - 1).div_euclid(DAY_MS) * DAY_MS;
-        let floor_day = |ms: i64| ms.div_euclid(DAY_MS) * DAY_MS;
-        let (first_day, last_day) = (ceil_day(self.from_ms), floor_day(self.until_ms));
-        if first_day >= last_day {
-            return vec![(Granularity::Hour, vec![(self.from_ms, self.until_ms)])];
+    /// The spans of the range to read from each rollup table, and the sign their sums take:
+    /// per calendar month the range touches, the whole month (monthly rollups, +1) when it
+    /// covers all of it; otherwise whichever reads fewer buckets of its days inside the range
+    /// (daily rollups, +1) or the whole month less its days outside (daily rollups, -1).
+    /// Without `months` (a report by date: a month's rows know no day), days only. In the
+    /// order: days added, months, days subtracted; adjacent spans merged.
+    fn segments(self, months: bool) -> Vec<Segment> {
+        let (from, until) = (self.from_ms, self.until_ms);
+        if !months {
+            return vec![Segment::new(Granularity::Day, 1, vec![(from, until)])];
         }
-        let edges = |outer: Span, inner: Span| -> Vec<Span> {
-            [(outer.0, inner.0), (inner.1, outer.1)]
-                .into_iter()
-                .filter(|(from, until)| from < until)
-                .collect()
-        };
-        let days = (first_day, last_day);
-        let first_month = if month_start(first_day) == first_day {
-            first_day
-        } else {
-            next_month_start(first_day)
-        };
-        let last_month = month_start(last_day);
-        let mut segments = vec![(
-            Granularity::Hour,
-            edges((self.from_ms, self.until_ms), days),
-        )];
-        if months && first_month < last_month {
-            let whole_months = (first_month, last_month);
-            segments.push((Granularity::Day, edges(days, whole_months)));
-            segments.push((Granularity::Month, vec![whole_months]));
-        } else {
-            segments.push((Granularity::Day, vec![days]));
+        let (mut days, mut whole, mut less) = (Vec::new(), Vec::new(), Vec::new());
+        let mut month = month_start(from);
+        while month < until {
+            let next = next_month_start(month);
+            let inside = (from.max(month), until.min(next));
+            let days_inside = (inside.1 - inside.0) / DAY_MS;
+            let days_outside = (next - month) / DAY_MS - days_inside;
+            if days_outside == 0 {
+                whole.push((month, next));
+            } else if MONTH_READ_IN_DAYS + days_outside < days_inside {
+                whole.push((month, next));
+                less.extend([(month, inside.0), (inside.1, next)]);
+            } else {
+                days.push(inside);
+            }
+            month = next;
         }
-        segments.retain(|(_, spans)| !spans.is_empty());
-        segments
+        [
+            Segment::new(Granularity::Day, 1, days),
+            Segment::new(Granularity::Month, 1, whole),
+            Segment::new(Granularity::Day, -1, less),
+        ]
+        .into_iter()
+        .filter(|segment| !segment.spans.is_empty())
+        .collect()
     }
 }
 
 /// `[from_ms, until_ms)`.
 type Span = (i64, i64);
+
+/// Spans of one rollup table whose sums a report adds (`sign` 1) or subtracts (-1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Segment {
+    granularity: Granularity,
+    sign: i64,
+    spans: Vec<Span>,
+}
+
+impl Segment {
+    /// Drops empty spans and merges adjacent ones (fewer bucket ranges to bind and scan).
+    fn new(granularity: Granularity, sign: i64, spans: Vec<Span>) -> Self {
+        let mut merged: Vec<Span> = Vec::with_capacity(spans.len());
+        for (from, until) in spans.into_iter().filter(|(from, until)| from < until) {
+            match merged.last_mut() {
+                Some(last) if last.1 == from => last.1 = until,
+                _ => merged.push((from, until)),
+            }
+        }
+        Self {
+            granularity,
+            sign,
+            spans: merged,
+        }
+    }
+}
 
 /// A sort key: a dimension or a metric, either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,8 +242,8 @@ pub async fn run(
     let by_date = report.dimensions.contains(&Dimension::Date);
     let segments: Vec<String> = range
         .segments(!by_date)
-        .into_iter()
-        .map(|(granularity, spans)| segment(granularity, &spans, &conditions, &mut bind))
+        .iter()
+        .map(|s| segment(s, &conditions, &mut bind))
         .collect();
     let dimension_columns: Vec<String> = report
         .dimensions
@@ -225,7 +263,12 @@ pub async fn run(
         let positions: Vec<String> = (1..=report.dimensions.len())
             .map(|n| n.to_string())
             .collect();
-        format!("GROUP BY {}", positions.join(", "))
+        // A month less its days outside the range leaves a group with no usage in the
+        // range at zero events: no row, as if it had not been read.
+        format!(
+            "GROUP BY {} HAVING SUM(event_count) <> 0",
+            positions.join(", ")
+        )
     };
     let sql = format!(
         "SELECT {columns}, COUNT(*) OVER () AS total_rows FROM ({segments}) r {group_by} \
@@ -283,14 +326,14 @@ enum Bind {
     Int(i64),
 }
 
-/// One rollup table's rows in `ranges`, as the columns the report reads.
+/// One segment's rows, as the columns the report reads, its sums signed.
 fn segment(
-    granularity: Granularity,
-    ranges: &[(i64, i64)],
+    segment: &Segment,
     conditions: &[String],
     bind: &mut impl FnMut(Bind) -> String,
 ) -> String {
-    let buckets: Vec<String> = ranges
+    let buckets: Vec<String> = segment
+        .spans
         .iter()
         .map(|(from, until)| {
             format!(
@@ -300,14 +343,13 @@ fn segment(
             )
         })
         .collect();
-    let day = match granularity {
-        Granularity::Day | Granularity::Month => "bucket_ms".to_owned(),
-        Granularity::Hour => format!("(bucket_ms / {DAY_MS}) * {DAY_MS}"),
-    };
+    let sign = if segment.sign < 0 { "-" } else { "" };
     format!(
-        "SELECT account_id, product, country_code, number_type, {day} AS day_ms, event_count, \
-         quantity, billable_quantity, cost_nanos FROM {table} WHERE ({buckets}) AND {conditions}",
-        table = granularity.table(),
+        "SELECT account_id, product, country_code, number_type, bucket_ms AS day_ms, \
+         {sign}event_count AS event_count, {sign}quantity AS quantity, \
+         {sign}billable_quantity AS billable_quantity, {sign}cost_nanos AS cost_nanos \
+         FROM {table} WHERE ({buckets}) AND {conditions}",
+        table = segment.granularity.table(),
         buckets = buckets.join(" OR "),
         conditions = conditions.join(" AND "),
     )
@@ -436,72 +478,135 @@ mod tests {
     use super::*;
 
     const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+    const FEB: i64 = T0 + 31 * DAY_MS; // 2026-02-01
+    const MAR: i64 = FEB + 28 * DAY_MS; // 2026-03-01
+
+    fn day(n: i64) -> i64 {
+        T0 + n * DAY_MS
+    }
+
+    fn segments(from_ms: i64, until_ms: i64, months: bool) -> Vec<(Granularity, i64, Vec<Span>)> {
+        TimeRange::new(from_ms, until_ms)
+            .unwrap()
+            .segments(months)
+            .into_iter()
+            .map(|s| (s.granularity, s.sign, s.spans))
+            .collect()
+    }
 
     #[test]
-    fn ranges_split_into_whole_months_days_and_edge_hours() {
-        use Granularity::{Day, Hour, Month};
-        let range = TimeRange::new(T0 + 22 * HOUR_MS, T0 + 3 * DAY_MS + 5 * HOUR_MS).unwrap();
+    fn ranges_are_read_as_whole_months_plus_or_minus_days() {
+        use Granularity::{Day, Month};
+        // Three days inside January: the days.
         assert_eq!(
-            range.segments(true),
+            segments(day(1), day(4), true),
+            [(Day, 1, vec![(day(1), day(4))])]
+        );
+        // January 2026 has 31 days: one month's rows; by date, its days.
+        assert_eq!(segments(T0, FEB, true), [(Month, 1, vec![(T0, FEB)])]);
+        assert_eq!(segments(T0, FEB, false), [(Day, 1, vec![(T0, FEB)])]);
+        // 31 days from 2 January: January less its 1st, and 1 February.
+        assert_eq!(
+            segments(day(1), day(32), true),
             [
-                (
-                    Hour,
-                    vec![
-                        (T0 + 22 * HOUR_MS, T0 + DAY_MS),
-                        (T0 + 3 * DAY_MS, T0 + 3 * DAY_MS + 5 * HOUR_MS)
-                    ]
-                ),
-                (Day, vec![(T0 + DAY_MS, T0 + 3 * DAY_MS)]),
+                (Day, 1, vec![(FEB, day(32))]),
+                (Month, 1, vec![(T0, FEB)]),
+                (Day, -1, vec![(T0, day(1))]),
             ]
         );
-        let within_a_day = TimeRange::new(T0 + HOUR_MS, T0 + 5 * HOUR_MS).unwrap();
+        // 3 to 30 January (27 days): January less two days at either end.
         assert_eq!(
-            within_a_day.segments(true),
-            [(Hour, vec![(T0 + HOUR_MS, T0 + 5 * HOUR_MS)])]
-        );
-        // January 2026 has 31 days: one month's rows.
-        let january = TimeRange::new(T0, T0 + 31 * DAY_MS).unwrap();
-        assert_eq!(
-            january.segments(true),
-            [(Month, vec![(T0, T0 + 31 * DAY_MS)])]
-        );
-        assert_eq!(
-            january.segments(false),
-            [(Day, vec![(T0, T0 + 31 * DAY_MS)])]
-        );
-        // 20 January to 10 February, from 06:00: hours, days either side, no whole month.
-        let across = TimeRange::new(T0 + 19 * DAY_MS + 6 * HOUR_MS, T0 + 40 * DAY_MS).unwrap();
-        assert_eq!(
-            across.segments(true),
+            segments(day(2), day(29), true),
             [
-                (
-                    Hour,
-                    vec![(T0 + 19 * DAY_MS + 6 * HOUR_MS, T0 + 20 * DAY_MS)]
-                ),
-                (Day, vec![(T0 + 20 * DAY_MS, T0 + 40 * DAY_MS)]),
+                (Month, 1, vec![(T0, FEB)]),
+                (Day, -1, vec![(T0, day(2)), (day(29), FEB)]),
+            ]
+        );
+        // 20 January to 10 February: 12 days and 9 days, cheaper than either month less
+        // the rest; the two spans meet at 1 February and are read as one.
+        assert_eq!(
+            segments(day(19), day(40), true),
+            [(Day, 1, vec![(day(19), day(40))])]
+        );
+        // 1 to 16 February: 15 days inside against a month (2) and 13 outside, a tie, reads
+        // the days; one more day inside tips it to February less the rest.
+        assert_eq!(
+            segments(FEB, FEB + 15 * DAY_MS, true),
+            [(Day, 1, vec![(FEB, FEB + 15 * DAY_MS)])]
+        );
+        assert_eq!(
+            segments(FEB, FEB + 16 * DAY_MS, true),
+            [
+                (Month, 1, vec![(FEB, MAR)]),
+                (Day, -1, vec![(FEB + 16 * DAY_MS, MAR)]),
             ]
         );
         // 29 January to 1 March: three days, then February whole.
-        let february = TimeRange::new(T0 + 28 * DAY_MS, T0 + 59 * DAY_MS).unwrap();
         assert_eq!(
-            february.segments(true),
+            segments(day(28), MAR, true),
+            [(Day, 1, vec![(day(28), FEB)]), (Month, 1, vec![(FEB, MAR)])]
+        );
+        // 1 February to 4 March: February whole and three days of March.
+        assert_eq!(
+            segments(FEB, MAR + 3 * DAY_MS, true),
             [
-                (Day, vec![(T0 + 28 * DAY_MS, T0 + 31 * DAY_MS)]),
-                (Month, vec![(T0 + 31 * DAY_MS, T0 + 59 * DAY_MS)]),
+                (Day, 1, vec![(MAR, MAR + 3 * DAY_MS)]),
+                (Month, 1, vec![(FEB, MAR)]),
             ]
         );
+        // 2 February to 5 March (31 days): February less a day, then four days of March.
+        assert_eq!(
+            segments(FEB + DAY_MS, MAR + 4 * DAY_MS, true),
+            [
+                (Day, 1, vec![(MAR, MAR + 4 * DAY_MS)]),
+                (Month, 1, vec![(FEB, MAR)]),
+                (Day, -1, vec![(FEB, FEB + DAY_MS)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_days_signed_sum_to_the_range_for_every_window() {
+        // Per day from 2025-12-01 over 100 days: how often it is counted (+1 per span that
+        // holds it, -1 per subtracted one); a month span counts each of its days.
+        let base = T0 - 31 * DAY_MS;
+        for start in 0..60 {
+            for length in 1..=RANGE_DAYS_MAX {
+                let (from, until) = (base + start * DAY_MS, base + (start + length) * DAY_MS);
+                let mut counted = vec![0_i64; 100];
+                for segment in TimeRange::new(from, until).unwrap().segments(true) {
+                    for (a, b) in segment.spans {
+                        for d in (a - base) / DAY_MS..(b - base) / DAY_MS {
+                            counted[usize::try_from(d).unwrap()] += segment.sign;
+                        }
+                    }
+                }
+                let expected: Vec<i64> = (0..100)
+                    .map(|d| i64::from((start..start + length).contains(&d)))
+                    .collect();
+                assert_eq!(counted, expected, "from day {start}, {length} days");
+            }
+        }
     }
 
     #[test]
     fn bad_ranges_are_refused() {
         assert_eq!(TimeRange::new(T0, T0), Err(RangeError::EndBeforeStart));
         assert_eq!(
-            TimeRange::new(T0, T0 + 31 * DAY_MS + HOUR_MS),
+            TimeRange::new(T0, T0 + 32 * DAY_MS),
             Err(RangeError::TooLong)
         );
         assert_eq!(
-            TimeRange::new(T0 + 1, T0 + HOUR_MS),
-            Err(RangeError::NotOnTheHour)
+            TimeRange::new(T0 + 3_600_000, T0 + DAY_MS),
+            Err(RangeError::StartNotAtMidnight)
+        );
+        assert_eq!(
+            TimeRange::new(T0, T0 + DAY_MS + 1),
+            Err(RangeError::EndNotAtMidnight)
+        );
+        assert_eq!(
+            TimeRange::new(T0 + 1, T0 + 1),
+            Err(RangeError::StartNotAtMidnight)
         );
     }
 }

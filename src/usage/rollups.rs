@@ -1,6 +1,8 @@
 //! Rollups: sums of charged usage per account, product, destination country and number
-//! type, by UTC hour, day and calendar month, added in the transaction that charges the
-//! usage — so a report is exactly as current as the ledger, never ahead or behind.
+//! type, by UTC day and calendar month, added in the transaction that charges the usage —
+//! so a report is exactly as current as the ledger, never ahead or behind. Reports cover
+//! whole UTC days: the hourly grain once kept was nearly as fine as the events themselves
+//! (0.85 rows written per event in the report benchmark) and halved ingestion.
 //!
 //! A batch adds one upsert per table, its rows in key order (so that concurrent batches on
 //! PostgreSQL take row locks in one order and never wait crosswise).
@@ -25,16 +27,12 @@ pub fn maintain_for_benchmark(on: bool) {
     MAINTAINED.store(on, Ordering::Relaxed);
 }
 
-/// Milliseconds in an hour and in a day (UTC days have no leap seconds in epoch time).
-pub const HOUR_MS: i64 = 3_600_000;
-/// Milliseconds in a UTC day.
-pub const DAY_MS: i64 = 24 * HOUR_MS;
+/// Milliseconds in a UTC day (UTC days have no leap seconds in epoch time).
+pub const DAY_MS: i64 = 86_400_000;
 
 /// The rollup tables and their buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Granularity {
-    /// `usage_rollups_hourly`.
-    Hour,
     /// `usage_rollups_daily`.
     Day,
     /// `usage_rollups_monthly` (calendar months).
@@ -43,12 +41,11 @@ pub enum Granularity {
 
 impl Granularity {
     /// Every table, finest first.
-    pub const ALL: [Granularity; 3] = [Self::Hour, Self::Day, Self::Month];
+    pub const ALL: [Granularity; 2] = [Self::Day, Self::Month];
 
     /// Table name (fixed here, never from input).
     pub fn table(self) -> &'static str {
         match self {
-            Self::Hour => "usage_rollups_hourly",
             Self::Day => "usage_rollups_daily",
             Self::Month => "usage_rollups_monthly",
         }
@@ -57,7 +54,6 @@ impl Granularity {
     /// The start of the bucket holding `at_ms`.
     pub fn bucket(self, at_ms: i64) -> i64 {
         match self {
-            Self::Hour => at_ms.div_euclid(HOUR_MS) * HOUR_MS,
             Self::Day => at_ms.div_euclid(DAY_MS) * DAY_MS,
             Self::Month => month_start(at_ms),
         }
@@ -126,7 +122,7 @@ fn aggregate<'a>(
     Ok(sums)
 }
 
-/// Adds newly charged `records` to both rollup tables, in the caller's transaction.
+/// Adds newly charged `records` to the daily and monthly rollups, in the caller's transaction.
 pub async fn add_in_tx(
     conn: &mut AnyConnection,
     records: &[&RatedRecord],
@@ -229,26 +225,21 @@ pub async fn upgrade_stored_records(
         sqlx::query(&sql).bind(json).execute(&mut *conn).await?;
         classified += u64::try_from(rows.len()).unwrap_or(0);
     }
-    for (table, width) in [
-        (Granularity::Hour.table(), HOUR_MS),
-        (Granularity::Day.table(), DAY_MS),
-    ] {
-        // The tables are new with this upgrade: nothing was rolled up before it.
-        let sql = format!(
-            "INSERT INTO {table} (bucket_ms, account_id, product, country_code, number_type, \
-             event_count, quantity, billable_quantity, cost_nanos) \
-             SELECT (occurred_at_ms / {width}) * {width}, account_id, product, country_code, \
-             number_type, COUNT(*), CAST(SUM(quantity) AS BIGINT), \
-             CAST(SUM(billable_quantity) AS BIGINT), CAST(SUM(cost_nanos) AS BIGINT) \
-             FROM usage_records GROUP BY 1, 2, 3, 4, 5"
-        );
-        sqlx::query(&sql).execute(&mut *conn).await?;
-    }
+    // The table is new with this upgrade: nothing was rolled up before it.
+    let sql = format!(
+        "INSERT INTO usage_rollups_daily (bucket_ms, account_id, product, country_code, \
+         number_type, event_count, quantity, billable_quantity, cost_nanos) \
+         SELECT (occurred_at_ms / {DAY_MS}) * {DAY_MS}, account_id, product, country_code, \
+         number_type, COUNT(*), CAST(SUM(quantity) AS BIGINT), \
+         CAST(SUM(billable_quantity) AS BIGINT), CAST(SUM(cost_nanos) AS BIGINT) \
+         FROM usage_records GROUP BY 1, 2, 3, 4, 5"
+    );
+    sqlx::query(&sql).execute(&mut *conn).await?;
     Ok(classified)
 }
 
 /// Fills the monthly rollups from the daily ones, once per database (the monthly table
-/// came after the others; usage charged since is added to all three as it is charged).
+/// came after the daily ones; usage charged since is added to both as it is charged).
 pub async fn upgrade_monthly_rollups(
     conn: &mut AnyConnection,
     now_ms: i64,
@@ -334,9 +325,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buckets_start_on_the_utc_hour_and_day() {
+    fn buckets_start_on_the_utc_day_and_month() {
         let at = 1_767_269_430_000; // 2026-01-01T12:10:30Z
-        assert_eq!(Granularity::Hour.bucket(at), 1_767_268_800_000);
         assert_eq!(Granularity::Day.bucket(at), 1_767_225_600_000);
         assert_eq!(Granularity::Day.bucket(-1), -DAY_MS);
         assert_eq!(Granularity::Month.bucket(at), 1_767_225_600_000);

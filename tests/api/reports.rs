@@ -195,7 +195,7 @@ async fn a_managers_report_sums_each_managed_accounts_charges_exactly() {
 }
 
 #[tokio::test]
-async fn reports_group_by_day_country_and_number_type_within_any_whole_hour_range() {
+async fn reports_group_by_day_country_and_number_type_within_any_range_of_whole_days() {
     let app = spawn_app().await;
     let tree = tree_with_usage(&app).await;
     let key = &tree.own.key;
@@ -213,28 +213,27 @@ async fn reports_group_by_day_country_and_number_type_within_any_whole_hour_rang
             {"date": "2026-01-02", "country_code": "GB", "number_type": "geographic", "count": 1, "call_sec": 61},
         ])
     );
-    // 10:00 to 10:00 the next day: the whole-day part from the daily rollups, the edges
-    // from the hourly ones; a1 (10:15) is in, a2 (09:00 next day) too, a3 is SMS.
-    let edges = report(
+    // One day of the two: a2 (09:00 on the 2nd) alone; a3 is SMS.
+    let second_day = report(
         &app,
         key,
-        "product=sip-trunking&dimensions=direction&metrics=count,call_sec\
-         &start_date=2026-01-01T10:00:00Z&end_date=2026-01-02T10:00:00Z",
+        "product=sip-trunking&dimensions=direction,country_code&metrics=count,call_sec\
+         &start_date=2026-01-02T00:00:00Z&end_date=2026-01-03T00:00:00Z",
     )
     .await;
     assert_eq!(
-        edges["data"],
-        json!([{"direction": "outbound", "count": 2, "call_sec": 122}])
+        second_day["data"],
+        json!([{"direction": "outbound", "country_code": "GB", "count": 1, "call_sec": 61}])
     );
-    let narrow = report(
+    let before = report(
         &app,
         key,
         "product=sip-trunking&dimensions=direction&metrics=count\
-         &start_date=2026-01-01T11:00:00Z&end_date=2026-01-02T09:00:00Z",
+         &start_date=2025-12-30T00:00:00Z&end_date=2026-01-01T00:00:00Z",
     )
     .await;
-    assert_eq!(narrow["data"], json!([]));
-    assert_eq!(narrow["meta"]["total_results"], 0);
+    assert_eq!(before["data"], json!([]));
+    assert_eq!(before["meta"]["total_results"], 0);
     // Filters in both forms narrow alike.
     for filter in ["filter=country_code:GB", "filter%5Bcountry_code%5D=GB"] {
         let filtered = report(
@@ -400,9 +399,24 @@ async fn bad_report_requests_name_the_parameter_and_the_valid_values() {
             "date-time",
         ),
         (
-            "product=messaging&dimensions=date&metrics=count&start_date=2026-01-01T00:30:00Z&end_date=2026-01-02T00:00:00Z",
+            "product=messaging&dimensions=date&metrics=count&start_date=2026-01-01T13:00:00Z&end_date=2026-01-02T00:00:00Z",
             "start_date",
-            "hour",
+            "whole UTC days",
+        ),
+        (
+            "product=messaging&dimensions=date&metrics=count&start_date=2026-01-01T00:00:00Z&end_date=2026-01-02T10:00:00Z",
+            "end_date",
+            "2026-01-02T00:00:00Z",
+        ),
+        (
+            "product=messaging&dimensions=date&metrics=count&start_date=2026-01-01T00:30:00Z&end_date=2026-01-02T09:00:00Z",
+            "start_date",
+            "whole UTC days",
+        ),
+        (
+            "product=messaging&dimensions=date&metrics=count&start_date=2026-01-01T00:00:00%2B01:00&end_date=2026-01-02T00:00:00Z",
+            "start_date",
+            "whole UTC days",
         ),
         (
             "product=messaging&dimensions=date&metrics=count&date_range=fortnight",
@@ -622,6 +636,32 @@ async fn report_jobs_stay_within_the_callers_tree_and_hide_prices_from_managed_a
         )
         .await;
     bad.assert_error(422, "40001", Some(("pointer", "/aggregation_type")));
+    // Jobs cover whole UTC days too; the error points at the end that is not.
+    for (start, end, pointer) in [
+        (
+            "2026-01-01T06:00:00Z",
+            "2026-01-03T00:00:00Z",
+            "/start_time",
+        ),
+        ("2026-01-01T00:00:00Z", "2026-01-02T18:00:00Z", "/end_time"),
+    ] {
+        let refused = app
+            .post(
+                "/v2/legacy/reporting/usage_reports/messaging",
+                &tree.own.key,
+                Some(json!({"aggregation_type": 0, "start_time": start, "end_time": end})),
+            )
+            .await;
+        refused.assert_error(422, "40001", Some(("pointer", pointer)));
+        assert!(
+            refused.error()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("whole UTC days"),
+            "{}",
+            refused.body
+        );
+    }
 
     let own = app
         .post(
@@ -762,7 +802,6 @@ async fn usage_stored_before_rollups_is_classified_and_rolled_up_once_at_start()
     // As an earlier version left it: no destination classes, no rollups.
     for sql in [
         "UPDATE usage_records SET country_code = NULL, number_type = NULL",
-        "DELETE FROM usage_rollups_hourly",
         "DELETE FROM usage_rollups_daily",
         "DELETE FROM maintenance_runs WHERE name = 'usage_rollups_v1'",
     ] {
@@ -871,4 +910,126 @@ async fn a_report_over_a_calendar_month_reads_the_monthly_rollups_and_agrees_wit
     )
     .await;
     assert_eq!(rebuilt["data"], whole["data"]);
+}
+
+/// `nanos` as the API writes an amount: a decimal without trailing zeros.
+fn decimal(nanos: i64) -> String {
+    let text = format!("{}.{:09}", nanos / 1_000_000_000, nanos % 1_000_000_000);
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+#[tokio::test]
+async fn a_31_day_window_from_the_2nd_is_a_month_less_a_day_plus_a_day_and_sums_exactly() {
+    let app = spawn_app().await;
+    app.import_prices(
+        BASE_PRICES,
+        "platform_default=true&effective_from=2025-12-01T00:00:00Z",
+    )
+    .await
+    .assert_status(200);
+    let north = app.managed_of(&app.manager, "North Co", json!({})).await;
+    let south = app.managed_of(&app.manager, "South Co", json!({})).await;
+    let gone = app.managed_of(&app.manager, "Gone Co", json!({})).await;
+    app.clock.advance(TimeDelta::days(33));
+    // (account, destination, parts, when): SMS at 0.004 a part, whatever the destination.
+    let sent = [
+        // 1 January, outside the window: a group also inside, and groups only here (north
+        // to the US, and every group of `gone`).
+        (&north, "+447400123456", 7, "2026-01-01T00:00:00Z"),
+        (&north, "+14155550100", 4, "2026-01-01T12:00:00Z"),
+        (&gone, "+447400123456", 9, "2026-01-01T23:59:59Z"),
+        // Inside: 2 January's first instant, mid-month, the month's last second, and
+        // 1 February, the next month's first day, whole.
+        (&north, "+447400123456", 2, "2026-01-02T00:00:00Z"),
+        (&south, "+14155550100", 3, "2026-01-15T08:30:00Z"),
+        (&north, "+447400123456", 5, "2026-01-31T23:59:59Z"),
+        (&south, "+447400123456", 1, "2026-02-01T00:00:00Z"),
+        (&north, "+447400123456", 6, "2026-02-01T23:59:59Z"),
+        // 2 February, the window's end, outside.
+        (&south, "+14155550100", 8, "2026-02-02T00:00:00Z"),
+        (&north, "+33612345678", 3, "2026-02-02T00:00:00Z"),
+    ];
+    let events: Vec<Value> = sent
+        .iter()
+        .enumerate()
+        .map(|(n, (account, to, parts, when))| {
+            at(
+                &format!("w{n}"),
+                &account.id,
+                "sms_outbound",
+                to,
+                *parts,
+                when,
+            )
+        })
+        .collect();
+    let reply = app.ingest(json!(events)).await;
+    assert_eq!(reply.statuses(), ["accepted"; 10], "{}", reply.body);
+
+    // The expected rows from the events sent, in the report's order (account, country).
+    let (from, until) = ("2026-01-02T00:00:00Z", "2026-02-02T00:00:00Z");
+    let mut expected: std::collections::BTreeMap<(String, &str), (i64, i64)> =
+        std::collections::BTreeMap::new();
+    for (account, to, parts, when) in &sent {
+        if *when < from || *when >= until {
+            continue;
+        }
+        let country = if to.starts_with("+44") { "GB" } else { "US" };
+        let slot = expected.entry((account.id.clone(), country)).or_default();
+        slot.0 += 1;
+        slot.1 += parts;
+    }
+    let expected: Vec<Value> = expected
+        .into_iter()
+        .map(|((user, country), (count, parts))| {
+            json!({"user_id": user, "country_code": country, "count": count, "parts": parts,
+                   "cost": decimal(parts * 4_000_000)})
+        })
+        .collect();
+    assert_eq!(expected.len(), 3, "north GB, south GB, south US");
+
+    let body = report(
+        &app,
+        &app.manager.key,
+        &format!(
+            "product=messaging&dimensions=country_code&metrics=count,parts,cost\
+             &managed_accounts=true&start_date={from}&end_date={until}"
+        ),
+    )
+    .await;
+    let rows: Vec<Value> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let mut row = row.clone();
+            row["cost"] = json!(row["cost"].to_string());
+            row
+        })
+        .collect();
+    assert_eq!(rows, expected, "{body}");
+    assert_eq!(body["meta"]["total_results"], 3);
+
+    // The same window by date reads days only, and agrees.
+    let by_date = report(
+        &app,
+        &app.manager.key,
+        &format!(
+            "product=messaging&dimensions=date&metrics=count,parts\
+             &managed_accounts=true&start_date={from}&end_date={until}&page%5Bsize%5D=100"
+        ),
+    )
+    .await;
+    let (mut count, mut parts) = (0, 0);
+    for row in by_date["data"].as_array().unwrap() {
+        count += row["count"].as_i64().unwrap();
+        parts += row["parts"].as_i64().unwrap();
+    }
+    let sums = rows.iter().fold((0, 0), |(c, p), row| {
+        (
+            c + row["count"].as_i64().unwrap(),
+            p + row["parts"].as_i64().unwrap(),
+        )
+    });
+    assert_eq!((count, parts), sums);
 }
