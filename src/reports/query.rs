@@ -240,8 +240,8 @@ pub async fn run(
     let range = TimeRange { from_ms, until_ms };
     // A month's rows know no day: a report by date reads days at most.
     let by_date = report.dimensions.contains(&Dimension::Date);
-    let segments: Vec<String> = range
-        .segments(!by_date)
+    let segments_read = range.segments(!by_date);
+    let segments: Vec<String> = segments_read
         .iter()
         .map(|s| segment(s, &conditions, &mut bind))
         .collect();
@@ -257,40 +257,40 @@ pub async fn run(
         .enumerate()
         .map(|(i, m)| format!("CAST(SUM({}) AS BIGINT) AS m{i}", metric_column(*m)))
         .collect();
-    let group_by = if report.dimensions.is_empty() {
-        String::new()
-    } else {
-        let positions: Vec<String> = (1..=report.dimensions.len())
-            .map(|n| n.to_string())
-            .collect();
-        // A month less its days outside the range leaves a group with no usage in the
-        // range at zero events: no row, as if it had not been read.
-        format!(
-            "GROUP BY {} HAVING SUM(event_count) <> 0",
-            positions.join(", ")
-        )
+    // A month less its days outside the range leaves a group with no usage in the range at
+    // zero events: no row, as if it had not been read. (Without subtraction every group
+    // has events: no condition, so counting the groups needs only the key columns.)
+    let subtracts = segments_read.iter().any(|segment| segment.sign < 0);
+    let group_by = match (report.dimensions.is_empty(), subtracts) {
+        (true, _) => String::new(),
+        (false, subtracts) => {
+            let positions: Vec<String> = (1..=report.dimensions.len())
+                .map(|n| n.to_string())
+                .collect();
+            let having = if subtracts {
+                " HAVING SUM(event_count) <> 0"
+            } else {
+                ""
+            };
+            format!("GROUP BY {}{having}", positions.join(", "))
+        }
     };
+    let rows_sql = format!("FROM ({}) r {group_by}", segments.join(" UNION ALL "));
+    // No window count over every group: with the default order a single segment streams
+    // its groups in key order and stops at the page's end; the total, when the page does
+    // not tell it, is counted on its own.
     let sql = format!(
-        "SELECT {columns}, COUNT(*) OVER () AS total_rows FROM ({segments}) r {group_by} \
-         ORDER BY {order} LIMIT {limit} OFFSET {offset}",
-        columns = [dimension_columns, metric_columns].concat().join(", "),
-        segments = segments.join(" UNION ALL "),
+        "SELECT {columns} {rows_sql} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+        columns = [dimension_columns.clone(), metric_columns]
+            .concat()
+            .join(", "),
         order = order_by(report),
         limit = report.page.size(),
         offset = report.page.offset(),
     );
-    let mut query = sqlx::query::<Any>(&sql);
-    for value in binds {
-        query = match value {
-            Bind::Text(text) => query.bind(text),
-            Bind::Int(n) => query.bind(n),
-        };
-    }
-    let rows = query.fetch_all(&mut *conn).await?;
-    let mut total = 0_u64;
+    let rows = bound(&sql, &binds).fetch_all(&mut *conn).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        total = crate::db::non_negative(row.try_get("total_rows")?);
         let mut cells = Vec::with_capacity(report.dimensions.len() + report.metrics.len());
         for (i, dimension) in report.dimensions.iter().enumerate() {
             cells.push(dimension_cell(*dimension, &row, &format!("d{i}"))?);
@@ -305,20 +305,37 @@ pub async fn run(
         }
         out.push(cells);
     }
-    if out.is_empty() && report.page.number() > 1 {
-        // A page past the end carries no count: count the groups on their own.
-        return count_only(conn, report).await.map(|total| (out, total));
+    let page_size = usize::try_from(report.page.size()).unwrap_or(usize::MAX);
+    if report.page.number() == 1 && out.len() < page_size {
+        let total = u64::try_from(out.len()).unwrap_or(u64::MAX);
+        return Ok((out, total));
     }
-    Ok((out, total))
+    let keys = if dimension_columns.is_empty() {
+        "1 AS one".to_owned()
+    } else {
+        dimension_columns.join(", ")
+    };
+    let count_sql = format!("SELECT COUNT(*) AS total_rows FROM (SELECT {keys} {rows_sql}) g");
+    let total: i64 = bound(&count_sql, &binds)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("total_rows")?;
+    Ok((out, crate::db::non_negative(total)))
 }
 
-/// The number of rows a report has in all (for a page past the end).
-async fn count_only(conn: &mut AnyConnection, report: &UsageReport) -> Result<u64, sqlx::Error> {
-    let first = UsageReport {
-        page: PageRequest::new(1, 1, 1).unwrap_or_default(),
-        ..report.clone()
-    };
-    Box::pin(run(conn, &first)).await.map(|(_, total)| total)
+/// `sql` with `binds` bound in order.
+fn bound<'q>(
+    sql: &'q str,
+    binds: &'q [Bind],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    let mut query = sqlx::query::<Any>(sql);
+    for value in binds {
+        query = match value {
+            Bind::Text(text) => query.bind(text.as_str()),
+            Bind::Int(n) => query.bind(*n),
+        };
+    }
+    query
 }
 
 enum Bind {
@@ -335,12 +352,22 @@ fn segment(
     let buckets: Vec<String> = segment
         .spans
         .iter()
-        .map(|(from, until)| {
-            format!(
-                "(bucket_ms >= {} AND bucket_ms < {})",
-                bind(Bind::Int(*from)),
-                bind(Bind::Int(*until))
-            )
+        .map(|&(from, until)| {
+            // One bucket by equality: its rows are then read in key order, which the
+            // grouping and the default order follow without sorting.
+            let bucket_end = match segment.granularity {
+                Granularity::Day => from + DAY_MS,
+                Granularity::Month => next_month_start(from),
+            };
+            if segment.granularity.bucket(from) == from && until == bucket_end {
+                format!("(bucket_ms = {})", bind(Bind::Int(from)))
+            } else {
+                format!(
+                    "(bucket_ms >= {} AND bucket_ms < {})",
+                    bind(Bind::Int(from)),
+                    bind(Bind::Int(until))
+                )
+            }
         })
         .collect();
     let sign = if segment.sign < 0 { "-" } else { "" };
