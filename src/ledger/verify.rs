@@ -386,11 +386,12 @@ async fn usage(
         }
     }
     drop(rows);
-    let mut usage_entries: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM journal_entries WHERE kind = 'usage'")
+    // In the database's own order: each pass then selects its range with the same
+    // comparison as the bounds were chosen by (a collation need not order as bytes do).
+    let usage_entries: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM journal_entries WHERE kind = 'usage' ORDER BY id")
             .fetch_all(&mut *conn)
             .await?;
-    usage_entries.sort_unstable();
     let postings: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM postings WHERE book >= 'balance:' AND book < 'balance;'",
     )
@@ -412,7 +413,7 @@ async fn usage(
     let mut records = 0_i64;
     let mut first: Option<Candidate> = None;
     for range in bounds.iter().zip(bounds.iter().skip(1)) {
-        let found = usage_pass(conn, range, &usage_entries, &mut accounts, &expected_payer).await?;
+        let found = usage_pass(conn, range, &mut accounts, &expected_payer).await?;
         records += found.records;
         if let Some(candidate) = found.first {
             keep_least(&mut first, candidate);
@@ -451,25 +452,31 @@ struct UsagePass {
 async fn usage_pass(
     conn: &mut AnyConnection,
     range: (&Option<String>, &Option<String>),
-    usage_entries: &[String],
     accounts: &mut Interner,
     expected_payer: &[Option<u32>],
 ) -> Result<UsagePass, sqlx::Error> {
-    let in_range = |entry: &str| {
-        range.0.as_deref().is_none_or(|low| entry >= low)
-            && range.1.as_deref().is_none_or(|high| entry < high)
-    };
+    let (conditions, binds) = range_conditions(range);
     let mut entries = Interner::default();
     // By interned entry id.
     let mut totals: Vec<EntryTotals> = Vec::new();
-    for entry in usage_entries.iter().filter(|entry| in_range(entry)) {
-        if let Some(totals) = slot(&mut totals, entries.id(entry)) {
-            totals.usage = true;
+    {
+        let sql = format!(
+            "SELECT id FROM journal_entries WHERE kind = 'usage'{}",
+            conditions("AND", "id")
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql);
+        for bind in &binds {
+            query = query.bind(bind.as_str());
+        }
+        let mut rows = query.fetch(&mut *conn);
+        while let Some(entry) = rows.try_next().await? {
+            if let Some(totals) = slot(&mut totals, entries.id(&entry)) {
+                totals.usage = true;
+            }
         }
     }
     // (entry, payer, spender) → records' cost plus postings: zero when they agree.
     let mut groups: FastMap<(u32, u32, u32), i128> = FastMap::default();
-    let (conditions, binds) = range_conditions(range);
     let mut records = 0_i64;
     let mut wrong_payer: Option<(String, String, String)> = None;
     {
