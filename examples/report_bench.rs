@@ -3,7 +3,8 @@
 //! code itself (rating, ledger, rollups — everything but HTTP), then times the manager's
 //! per-account report through HTTP against a running `steward serve`: over the month (read
 //! from the monthly rollups) and over 31 days that are not a month (read as the month less
-//! its first day plus the next month's first day, the days from the daily rollups), beside the same aggregation over the raw records (the query the rollups spare).
+//! its first day plus the next month's first day, the days from the daily rollups), beside
+//! the same aggregation over the raw records (the query the rollups spare).
 //! Prints one JSON object.
 //!
 //! `--phase ab` measures what the rollups cost the write path, on its own empty database:
