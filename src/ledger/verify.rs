@@ -412,7 +412,11 @@ async fn usage(
     bounds.push(None);
     let mut records = 0_i64;
     let mut first: Option<Candidate> = None;
-    for range in bounds.iter().zip(bounds.iter().skip(1)) {
+    for (low, high) in bounds.iter().zip(bounds.iter().skip(1)) {
+        let range = EntryRange {
+            low: low.as_deref(),
+            high: high.as_deref(),
+        };
         let found = usage_pass(conn, range, &mut accounts, &expected_payer).await?;
         records += found.records;
         if let Some(candidate) = found.first {
@@ -451,26 +455,22 @@ struct UsagePass {
 /// One pass of [`usage`] over the entries whose ids lie in `range`.
 async fn usage_pass(
     conn: &mut AnyConnection,
-    range: (&Option<String>, &Option<String>),
+    range: EntryRange<'_>,
     accounts: &mut Interner,
     expected_payer: &[Option<u32>],
 ) -> Result<UsagePass, sqlx::Error> {
-    let (conditions, binds) = range_conditions(range);
     let mut entries = Interner::default();
     // By interned entry id.
     let mut totals: Vec<EntryTotals> = Vec::new();
     {
-        let sql = format!(
-            "SELECT id FROM journal_entries WHERE kind = 'usage'{}",
-            conditions("AND", "id")
+        let (sql, binds) = range.narrow(
+            "SELECT id FROM journal_entries WHERE kind = 'usage'",
+            "AND",
+            "id",
         );
-        let mut query = sqlx::query_scalar::<_, String>(&sql);
-        for bind in &binds {
-            query = query.bind(bind.as_str());
-        }
-        let mut rows = query.fetch(&mut *conn);
-        while let Some(entry) = rows.try_next().await? {
-            if let Some(totals) = slot(&mut totals, entries.id(&entry)) {
+        let mut rows = bound(&sql, &binds).fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await? {
+            if let Some(totals) = slot(&mut totals, entries.id(row.try_get("id")?)) {
                 totals.usage = true;
             }
         }
@@ -480,15 +480,12 @@ async fn usage_pass(
     let mut records = 0_i64;
     let mut wrong_payer: Option<(String, String, String)> = None;
     {
-        let sql = format!(
-            "SELECT entry_id, account_id, payer_account_id, cost_nanos FROM usage_records{}",
-            conditions("WHERE", "entry_id")
+        let (sql, binds) = range.narrow(
+            "SELECT entry_id, account_id, payer_account_id, cost_nanos FROM usage_records",
+            "WHERE",
+            "entry_id",
         );
-        let mut query = sqlx::query(&sql);
-        for bind in &binds {
-            query = query.bind(bind.as_str());
-        }
-        let mut rows = query.fetch(&mut *conn);
+        let mut rows = bound(&sql, &binds).fetch(&mut *conn);
         while let Some(row) = rows.try_next().await? {
             records += 1;
             let entry = entries.id(row.try_get("entry_id")?);
@@ -523,15 +520,12 @@ async fn usage_pass(
     {
         // Every posting in range, unjoined: an entry matters here if it is a usage entry
         // or one that records name, and both are known by now.
-        let sql = format!(
-            "SELECT entry_id, book, spender_account_id, amount_nanos FROM postings{}",
-            conditions("WHERE", "entry_id")
+        let (sql, binds) = range.narrow(
+            "SELECT entry_id, book, spender_account_id, amount_nanos FROM postings",
+            "WHERE",
+            "entry_id",
         );
-        let mut query = sqlx::query(&sql);
-        for bind in &binds {
-            query = query.bind(bind.as_str());
-        }
-        let mut rows = query.fetch(&mut *conn);
+        let mut rows = bound(&sql, &binds).fetch(&mut *conn);
         while let Some(row) = rows.try_next().await? {
             let Some(entry) = entries.get(row.try_get("entry_id")?) else {
                 continue;
@@ -622,30 +616,40 @@ async fn usage_pass(
     Ok(UsagePass { records, first })
 }
 
-/// The SQL conditions that keep a pass's range of entry ids (after `keyword`, on
-/// `column`; nothing for the whole range), and their binds.
-fn range_conditions(
-    range: (&Option<String>, &Option<String>),
-) -> (impl Fn(&str, &str) -> String, Vec<String>) {
-    let bounds = [(range.0, ">="), (range.1, "<")];
-    let binds: Vec<String> = bounds.iter().filter_map(|(b, _)| (*b).clone()).collect();
-    let operators: Vec<&'static str> = bounds
-        .iter()
-        .filter(|(b, _)| b.is_some())
-        .map(|(_, op)| *op)
-        .collect();
-    let conditions = move |keyword: &str, column: &str| {
-        if operators.is_empty() {
-            return String::new();
-        }
-        let each: Vec<String> = operators
-            .iter()
-            .enumerate()
-            .map(|(i, op)| format!("{column} {op} ${}", i + 1))
+/// A pass's range of entry ids, `[low, high)`, open where a bound is `None`.
+struct EntryRange<'a> {
+    low: Option<&'a str>,
+    high: Option<&'a str>,
+}
+
+impl<'a> EntryRange<'a> {
+    /// `sql` narrowed to the range (its condition on `column` appended after `keyword`),
+    /// and the values to bind, in order.
+    fn narrow(&self, sql: &str, keyword: &str, column: &str) -> (String, Vec<&'a str>) {
+        let bounds: Vec<(&'a str, &str)> = [(self.low, ">="), (self.high, "<")]
+            .into_iter()
+            .filter_map(|(bound, op)| bound.map(|bound| (bound, op)))
             .collect();
-        format!(" {keyword} {}", each.join(" AND "))
-    };
-    (conditions, binds)
+        if bounds.is_empty() {
+            return (sql.to_owned(), Vec::new());
+        }
+        let conditions: Vec<String> = (1..)
+            .zip(&bounds)
+            .map(|(n, (_, op))| format!("{column} {op} ${n}"))
+            .collect();
+        let sql = format!("{sql} {keyword} {}", conditions.join(" AND "));
+        (sql, bounds.into_iter().map(|(bound, _)| bound).collect())
+    }
+}
+
+/// `sql` with `binds` bound in order.
+fn bound<'q>(
+    sql: &'q str,
+    binds: &[&'q str],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    binds
+        .iter()
+        .fold(sqlx::query(sql), |query, bind| query.bind(*bind))
 }
 
 /// A sum as the 64-bit figure a violation reports (saturated: only a corrupt ledger gets
