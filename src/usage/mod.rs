@@ -392,10 +392,7 @@ async fn settle(
             },
         }
     }
-    let records: Vec<&RatedRecord> = rated.iter().map(|(_, r)| r).collect();
-    let suspended: Vec<(&UsageEvent, SuspendReason)> =
-        unrated.iter().map(|(_, e, r)| (e, *r)).collect();
-    let done = charge(db, &records, &suspended, sighting, created_by, now_ms).await?;
+    let (done, rated, unrated) = charge(db, rated, unrated, sighting, created_by, now_ms).await?;
     let mut charged_nanos: i64 = 0;
     let mut leases = vec![None; outcomes.len()];
     for (slot, record) in &rated {
@@ -444,27 +441,56 @@ struct Charged {
     lease_ends: HashMap<(String, AccountId), LeaseEnd>,
 }
 
-/// In one transaction: inserts the rated records and charges the new ones, takes what is
-/// charged out of suspense and keeps the unrated events there (those whose id was never
-/// charged).
+/// Rated events and their slots.
+type RatedSlots = Vec<(usize, RatedRecord)>;
+/// Unrated events, their slots and why.
+type UnratedSlots = Vec<(usize, UsageEvent, SuspendReason)>;
+
+/// Charges `rated` and keeps `unrated` in suspense (see [`charge_in_tx`]) in a write that
+/// may share its transaction with concurrent batches (group commit); hands both back.
 async fn charge(
     db: &Db,
+    rated: RatedSlots,
+    unrated: UnratedSlots,
+    sighting: Sighting,
+    created_by: &str,
+    now_ms: i64,
+) -> Result<(Charged, RatedSlots, UnratedSlots), sqlx::Error> {
+    if rated.is_empty() && unrated.is_empty() {
+        return Ok((Charged::default(), rated, unrated));
+    }
+    let created_by = created_by.to_owned();
+    db.write_grouped(move |conn| {
+        Box::pin(async move {
+            let charged = {
+                let records: Vec<&RatedRecord> = rated.iter().map(|(_, r)| r).collect();
+                let suspended: Vec<(&UsageEvent, SuspendReason)> =
+                    unrated.iter().map(|(_, e, r)| (e, *r)).collect();
+                charge_in_tx(conn, &records, &suspended, sighting, &created_by, now_ms).await?
+            };
+            Ok((charged, rated, unrated))
+        })
+    })
+    .await
+}
+
+/// In the caller's transaction: inserts the rated records and charges the new ones, takes
+/// what is charged out of suspense and keeps the unrated events there (those whose id was
+/// never charged).
+async fn charge_in_tx(
+    tx: &mut sqlx::AnyConnection,
     records: &[&RatedRecord],
     unrated: &[(&UsageEvent, SuspendReason)],
     sighting: Sighting,
     created_by: &str,
     now_ms: i64,
 ) -> Result<Charged, sqlx::Error> {
-    if records.is_empty() && unrated.is_empty() {
-        return Ok(Charged::default());
-    }
     let mut lease_ends = HashMap::new();
     let entry_id = uuid::Uuid::now_v7().to_string();
-    let mut tx = db.write.begin().await?;
     let inserted = if records.is_empty() {
         HashSet::new()
     } else {
-        repo::insert_records(&mut tx, records, &entry_id, now_ms).await?
+        repo::insert_records(&mut *tx, records, &entry_id, now_ms).await?
     };
     let new: Vec<&RatedRecord> = records
         .iter()
@@ -473,8 +499,8 @@ async fn charge(
         .collect();
     if !new.is_empty() {
         let entry = usage_entry(&entry_id, &new, created_by)?;
-        rollups::add_in_tx(&mut tx, &new).await?;
-        ledger::repo::post_in_tx(&mut tx, &entry, now_ms)
+        rollups::add_in_tx(&mut *tx, &new).await?;
+        ledger::repo::post_in_tx(&mut *tx, &entry, now_ms)
             .await
             .map_err(|e| match e {
                 ledger::PostError::Database(e) => e,
@@ -486,10 +512,10 @@ async fn charge(
             .iter()
             .filter_map(|r| Some((r.event.lease_id.as_deref()?, r.event.account_id)))
             .collect();
-        lease_ends = repo::end_leases(&mut tx, &leases, now_ms).await?;
+        lease_ends = repo::end_leases(&mut *tx, &leases, now_ms).await?;
         // The auto-recharge outbox: written with the charge, so a crash cannot lose it.
         crate::payments::auto_recharge::stage_triggers(
-            &mut tx,
+            &mut *tx,
             new.iter().map(|r| r.payer),
             now_ms,
         )
@@ -499,11 +525,11 @@ async fn charge(
     // lock from its first statement (a read first could not be upgraded after another
     // process wrote).
     match sighting {
-        Sighting::Arrival => suspense::record_arrivals(&mut tx, unrated, now_ms).await?,
-        Sighting::Rerate => suspense::update_reasons(&mut tx, unrated).await?,
+        Sighting::Arrival => suspense::record_arrivals(&mut *tx, unrated, now_ms).await?,
+        Sighting::Rerate => suspense::update_reasons(&mut *tx, unrated).await?,
     }
     let unrated_ids: Vec<&str> = unrated.iter().map(|(e, _)| e.id.as_str()).collect();
-    let charged_before = suspense::charged_among(&mut tx, &unrated_ids).await?;
+    let charged_before = suspense::charged_among(&mut *tx, &unrated_ids).await?;
     // Whatever is charged, now or before, has no place in suspense.
     let mut leaving: Vec<&str> = match sighting {
         // An arriving id is in suspense only if an earlier arrival could not be rated.
@@ -512,7 +538,7 @@ async fn charge(
     };
     leaving.extend(charged_before.iter().map(String::as_str));
     leaving.sort_unstable();
-    suspense::remove_charged(&mut tx, &leaving).await?;
+    suspense::remove_charged(&mut *tx, &leaving).await?;
     // A suspended call has ended all the same: its channel is free now, not when its lease
     // expires. (An account id naming no account holds no lease.)
     let ended: Vec<(&str, AccountId)> = unrated
@@ -523,8 +549,7 @@ async fn charge(
         .filter_map(|(e, _)| Some((e.lease_id.as_deref()?, e.account_id)))
         .collect();
     // Only the lease's own account's event ends it, as for a charged call.
-    repo::end_leases(&mut tx, &ended, now_ms).await?;
-    tx.commit().await?;
+    repo::end_leases(&mut *tx, &ended, now_ms).await?;
     Ok(Charged {
         charged: inserted,
         charged_before,
