@@ -95,12 +95,35 @@ pub async fn admit(
     ttl_s: u32,
 ) -> Result<Decision, AdmissionError> {
     let now_ms = to_epoch_ms(clock.now());
-    let mut tx = db.write.begin().await?;
+    let destination = destination.to_owned();
+    // Admissions arriving together share a commit on SQLite (see `Db::write_grouped`). A
+    // database error undoes this admission's writes; a refusal has written nothing but the
+    // row lock's no-op.
+    db.write_grouped(move |conn| {
+        Box::pin(async move {
+            match admit_in_tx(conn, account_id, product, &destination, ttl_s, now_ms).await {
+                Err(AdmissionError::Database(e)) => Err(e),
+                decided => Ok(decided),
+            }
+        })
+    })
+    .await?
+}
+
+/// [`admit`] in the caller's transaction.
+async fn admit_in_tx(
+    tx: &mut sqlx::AnyConnection,
+    account_id: AccountId,
+    product: Product,
+    destination: &str,
+    ttl_s: u32,
+    now_ms: i64,
+) -> Result<Decision, AdmissionError> {
     // The row lock serialises every admission of this account across processes.
-    if !crate::accounts::repo::lock(&mut tx, account_id).await? {
+    if !crate::accounts::repo::lock(&mut *tx, account_id).await? {
         return Err(AdmissionError::NotFound("account"));
     }
-    let account = crate::accounts::repo::find(&mut tx, account_id)
+    let account = crate::accounts::repo::find(&mut *tx, account_id)
         .await?
         .ok_or(AdmissionError::NotFound("account"))?;
     let refusal = match account.status {
@@ -113,7 +136,7 @@ pub async fn admit(
         return Ok(Decision::Refused(refusal));
     }
     let payer = payer_of(&account);
-    let figures = ledger::repo::account_balance(&mut tx, payer).await?;
+    let figures = ledger::repo::account_balance(&mut *tx, payer).await?;
     let available = figures
         .balance
         .nanos()
@@ -122,17 +145,16 @@ pub async fn admit(
         return Ok(Decision::Refused(Refusal::InsufficientCredit));
     }
     if !product.is_voice() {
-        tx.commit().await?;
         return Ok(Decision::Admitted(None));
     }
     if product == Product::VoiceOutbound
         && account.kind == AccountKind::Managed
         && let Some(manager_id) = account.manager_id
     {
-        let manager = crate::accounts::repo::find(&mut tx, manager_id).await?;
+        let manager = crate::accounts::repo::find(&mut *tx, manager_id).await?;
         let pool_enabled = manager.is_some_and(|m| m.allocatable_channels > 0);
         if pool_enabled
-            && live_outbound_leases(&mut tx, account_id, now_ms).await? >= account.channel_limit
+            && live_outbound_leases(&mut *tx, account_id, now_ms).await? >= account.channel_limit
         {
             return Ok(Decision::Refused(Refusal::ChannelLimitReached));
         }
@@ -153,7 +175,6 @@ pub async fn admit(
     .bind(lease.expires_at_ms)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
     Ok(Decision::Admitted(Some(lease)))
 }
 
@@ -180,15 +201,23 @@ pub async fn release(
     lease_id: &str,
 ) -> Result<Released, AdmissionError> {
     let now_ms = to_epoch_ms(clock.now());
-    let ended = sqlx::query(
-        "UPDATE channel_leases SET released_at_ms = $1 \
-         WHERE id = $2 AND released_at_ms IS NULL AND expires_at_ms > $1",
-    )
-    .bind(now_ms)
-    .bind(lease_id)
-    .execute(&db.write)
-    .await?
-    .rows_affected();
+    let id = lease_id.to_owned();
+    // Shares a commit with the admissions and releases beside it on SQLite.
+    let ended = db
+        .write_grouped(move |conn| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE channel_leases SET released_at_ms = $1 \
+                     WHERE id = $2 AND released_at_ms IS NULL AND expires_at_ms > $1",
+                )
+                .bind(now_ms)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+                Ok(done.rows_affected())
+            })
+        })
+        .await?;
     Ok(Released {
         lease: lease_state(db, lease_id, now_ms).await?,
         released_now: ended == 1,
