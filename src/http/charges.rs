@@ -288,16 +288,7 @@ pub async fn breakdown(
     caller: Caller,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
-    let csv = match query.get("format") {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(_) => {
-            return Err(
-                ApiError::new(ErrorKind::BadRequest, "format must be json or csv")
-                    .parameter("format"),
-            );
-        }
-    };
+    let csv = query.wants_csv()?;
     let range = DateRange::parse(query.get("start_date"), query.get("end_date"), true)?;
     super::invoices::refuse_rollup(&caller.account)?;
     if caller.account.kind == AccountKind::Managed {

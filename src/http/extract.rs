@@ -90,6 +90,19 @@ impl QueryParams {
             .transpose()
     }
 
+    /// `format`: `json` (the default) or `csv`; true for CSV. Anything else is a 400 naming
+    /// the parameter.
+    pub fn wants_csv(&self) -> Result<bool, ApiError> {
+        match self.get("format") {
+            None | Some("json") => Ok(false),
+            Some("csv") => Ok(true),
+            Some(_) => Err(
+                ApiError::new(ErrorKind::BadRequest, "format must be json or csv")
+                    .parameter("format"),
+            ),
+        }
+    }
+
     /// `page[number]` (default 1, at most [`PAGE_NUMBER_MAX`]) and `page[size]` (default 20,
     /// at most `size_max`). Any other value, whether not a whole number (`-1`, `abc`, `1.5`)
     /// or out of bounds (`0`, `251`), is one kind of mistake: a 422 naming the parameter.

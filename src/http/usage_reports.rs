@@ -142,16 +142,7 @@ pub async fn list(
     caller: Caller,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
-    let csv = match query.get("format") {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(_) => {
-            return Err(
-                ApiError::new(ErrorKind::BadRequest, "format must be json or csv")
-                    .parameter("format"),
-            );
-        }
-    };
+    let csv = query.wants_csv()?;
     let paged = query.get("page[number]").is_some() || query.get("page[size]").is_some();
     let page = if csv && !paged {
         PageRequest::new(1, CSV_ROWS_MAX, CSV_ROWS_MAX).unwrap_or_default()

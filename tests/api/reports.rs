@@ -399,6 +399,11 @@ async fn bad_report_requests_name_the_parameter_and_the_valid_values() {
             "date-time",
         ),
         (
+            "product=messaging&dimensions=date&metrics=count&format=xml",
+            "format",
+            "json or csv",
+        ),
+        (
             "product=messaging&dimensions=date&metrics=count&start_date=2026-01-01T13:00:00Z&end_date=2026-01-02T00:00:00Z",
             "start_date",
             "whole UTC days",
