@@ -1,11 +1,11 @@
 //! Group commit for SQLite's one writer.
 //!
-//! SQLite writes one transaction at a time, and what a commit costs is mostly the pages it
-//! rewrites and the sync that makes them durable — for ingestion's random keys, most of the
-//! index leaves a batch touches. Writes that arrive while another is committing therefore
-//! queue here and then share one transaction: each runs in a savepoint of its own (so one
-//! failing write is undone alone) and learns its outcome only after the shared commit, so
-//! nothing is acknowledged before it is durable. On PostgreSQL, whose connections commit
+//! SQLite writes one transaction at a time, and part of what each costs does not grow with
+//! its rows: the log sync that makes it durable, and the rewrite of index pages that
+//! concurrent batches of random keys share. Writes that arrive while another is committing
+//! therefore queue here and then share one transaction: each runs in a savepoint of its own
+//! (so one failing write is undone alone) and learns its outcome only after the shared
+//! commit, so nothing is acknowledged before it is durable. On PostgreSQL, whose connections commit
 //! side by side and already share log flushes, each write is its own transaction.
 
 use std::sync::Mutex;
@@ -22,7 +22,7 @@ const GROUP_WRITES_MAX: usize = 8;
 trait Job: Send {
     /// Runs the write in the open transaction; true when it succeeded.
     fn run<'a>(&'a mut self, conn: &'a mut AnyConnection) -> BoxFuture<'a, bool>;
-    /// Answers the writer: its own outcome if the group committed (or if it failed itself),
+    /// Answers the caller: its own outcome if the group committed (or if it failed itself),
     /// otherwise the error that undid the group.
     fn finish(self: Box<Self>, group: Result<(), &sqlx::Error>);
 }
