@@ -211,6 +211,8 @@ async fn savepoint(conn: &mut AnyConnection, sql: &str) -> Result<(), sqlx::Erro
 mod tests {
     use sqlx::Row;
 
+    use sqlx::AnyConnection;
+
     use crate::config::DatabaseUrl;
     use crate::db::Db;
 
@@ -224,6 +226,34 @@ mod tests {
             .await
             .expect("table");
         db
+    }
+
+    async fn insert(conn: &mut AnyConnection, id: i64, writer: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO grouped (id, writer) VALUES ($1, $2)")
+            .bind(id)
+            .bind(writer)
+            .execute(conn)
+            .await
+            .map(|_| ())
+    }
+
+    /// Queues, from a task of its own, one write of `rows` in order.
+    fn spawn_inserts(
+        db: &Db,
+        rows: &'static [(i64, &'static str)],
+    ) -> tokio::task::JoinHandle<Result<(), sqlx::Error>> {
+        let db = db.clone();
+        tokio::spawn(async move {
+            db.write_grouped(move |conn| {
+                Box::pin(async move {
+                    for (id, writer) in rows {
+                        insert(&mut *conn, *id, writer).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+        })
     }
 
     async fn count(db: &Db) -> i64 {
@@ -249,49 +279,17 @@ mod tests {
                 db.write_grouped(move |conn| {
                     Box::pin(async move {
                         let _ = gate.await;
-                        sqlx::query("INSERT INTO grouped (id, writer) VALUES (1, 'holder')")
-                            .execute(&mut *conn)
-                            .await?;
-                        Ok(())
+                        insert(conn, 1, "holder").await
                     })
                 })
                 .await
             }
         });
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let first = tokio::spawn({
-            let db = db.clone();
-            async move {
-                db.write_grouped(|conn| {
-                    Box::pin(async move {
-                        sqlx::query("INSERT INTO grouped (id, writer) VALUES (2, 'first')")
-                            .execute(&mut *conn)
-                            .await?;
-                        Ok(())
-                    })
-                })
-                .await
-            }
-        });
+        let first = spawn_inserts(&db, &[(2, "first")]);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         // Writes a row, then collides with the first write's key: undone as a whole.
-        let failing = tokio::spawn({
-            let db = db.clone();
-            async move {
-                db.write_grouped(|conn| {
-                    Box::pin(async move {
-                        sqlx::query("INSERT INTO grouped (id, writer) VALUES (3, 'failing')")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("INSERT INTO grouped (id, writer) VALUES (2, 'failing')")
-                            .execute(&mut *conn)
-                            .await?;
-                        Ok(())
-                    })
-                })
-                .await
-            }
-        });
+        let failing = spawn_inserts(&db, &[(3, "failing"), (2, "failing")]);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         // Sees the first write's row in its own transaction, while a reader sees none of it.
         let last = tokio::spawn({
@@ -305,9 +303,7 @@ mod tests {
                             .await?
                             .get("n");
                         let committed = count(&reader).await;
-                        sqlx::query("INSERT INTO grouped (id, writer) VALUES (4, 'last')")
-                            .execute(&mut *conn)
-                            .await?;
+                        insert(conn, 4, "last").await?;
                         Ok((mine, committed))
                     })
                 })
@@ -348,26 +344,12 @@ mod tests {
     async fn a_write_given_up_by_its_caller_does_not_stop_the_writer() {
         let dir = tempfile::tempdir().expect("dir");
         let db = sqlite(&dir).await;
-        let abandoned = db.write_grouped(|conn| {
-            Box::pin(async move {
-                sqlx::query("INSERT INTO grouped (id, writer) VALUES (1, 'abandoned')")
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
-            })
-        });
+        let abandoned = db.write_grouped(|conn| Box::pin(insert(conn, 1, "abandoned")));
         // Polled once (queued), then dropped.
         let _ = tokio::time::timeout(std::time::Duration::from_millis(1), abandoned).await;
-        db.write_grouped(|conn| {
-            Box::pin(async move {
-                sqlx::query("INSERT INTO grouped (id, writer) VALUES (2, 'next')")
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
-            })
-        })
-        .await
-        .expect("the next write commits");
+        db.write_grouped(|conn| Box::pin(insert(conn, 2, "next")))
+            .await
+            .expect("the next write commits");
         let next: i64 = sqlx::query("SELECT COUNT(*) AS n FROM grouped WHERE writer = 'next'")
             .fetch_one(&db.read)
             .await

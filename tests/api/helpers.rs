@@ -356,6 +356,16 @@ number_rental,,1.00,,
 ";
 
 impl TestApp {
+    /// Runs `sql` (binding `args` in order) on the test database, behind the service's back:
+    /// how tests damage the ledger that verification must catch.
+    pub async fn tamper(&self, sql: &str, args: &[&str]) {
+        let mut query = sqlx::query(sql);
+        for arg in args {
+            query = query.bind(*arg);
+        }
+        query.execute(&self.db.write).await.unwrap();
+    }
+
     /// Imports a price list through the operator API; `query` like `platform_default=true`.
     pub async fn import_prices(&self, csv: &str, query: &str) -> Reply {
         let response = self

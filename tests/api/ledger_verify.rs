@@ -109,15 +109,6 @@ async fn platform_books_sum_exactly_far_beyond_a_quadrillion_units() {
     );
 }
 
-/// Runs `sql` (binding `args` in order) on the test database.
-async fn tamper(app: &TestApp, sql: &str, args: &[&str]) {
-    let mut query = sqlx::query(sql);
-    for arg in args {
-        query = query.bind(*arg);
-    }
-    query.execute(&app.db.write).await.unwrap();
-}
-
 async fn violation(app: &TestApp) -> String {
     let verdict = steward::ledger::verify(&app.db).await.unwrap();
     verdict.unwrap_err().to_string()
@@ -146,8 +137,7 @@ async fn charged(app: &TestApp) -> crate::helpers::Actor {
 async fn verify_names_an_unbalanced_entry() {
     let app = spawn_app().await;
     charged(&app).await;
-    tamper(
-        &app,
+    app.tamper(
         "UPDATE postings SET amount_nanos = amount_nanos + 7 WHERE book = 'platform:revenue'",
         &[],
     )
@@ -161,23 +151,21 @@ async fn verify_names_a_balance_cached_without_postings_and_postings_without_a_c
     let app = spawn_app().await;
     let own = charged(&app).await;
     let book = format!("balance:{}", own.id);
-    tamper(&app, "DELETE FROM book_balances WHERE book = $1", &[&book]).await;
+    app.tamper("DELETE FROM book_balances WHERE book = $1", &[&book])
+        .await;
     let found = violation(&app).await;
     assert!(
         found.contains(&format!("{book} caches 0 but its postings sum to -4000000")),
         "{found}"
     );
-    tamper(
-        &app,
+    app.tamper(
         "INSERT INTO book_balances (book, balance_nanos, updated_at_ms) VALUES ($1, -4000000, 0)",
         &[&book],
     )
     .await;
     app.assert_ledger_clean().await;
 
-    tamper(
-        &app,
-        "INSERT INTO book_balances (book, balance_nanos, updated_at_ms) VALUES ('balance:ghost', 5, 0)",
+    app.tamper("INSERT INTO book_balances (book, balance_nanos, updated_at_ms) VALUES ('balance:ghost', 5, 0)",
         &[],
     )
     .await;
@@ -186,17 +174,14 @@ async fn verify_names_a_balance_cached_without_postings_and_postings_without_a_c
         found.contains("balance:ghost caches 5 but its postings sum to 0"),
         "{found}"
     );
-    tamper(
-        &app,
+    app.tamper(
         "DELETE FROM book_balances WHERE book = 'balance:ghost'",
         &[],
     )
     .await;
 
     // A platform book has no cache: one that appears (and so goes stale) is reported.
-    tamper(
-        &app,
-        "INSERT INTO book_balances (book, balance_nanos, updated_at_ms) VALUES ('platform:revenue', 1, 0)",
+    app.tamper("INSERT INTO book_balances (book, balance_nanos, updated_at_ms) VALUES ('platform:revenue', 1, 0)",
         &[],
     )
     .await;
@@ -211,8 +196,7 @@ async fn verify_names_a_balance_cached_without_postings_and_postings_without_a_c
 async fn verify_names_usage_charged_other_than_rated() {
     let app = spawn_app().await;
     charged(&app).await;
-    tamper(
-        &app,
+    app.tamper(
         "UPDATE usage_records SET cost_nanos = cost_nanos + 1 WHERE event_id = 'v1'",
         &[],
     )
@@ -229,22 +213,19 @@ async fn verify_names_a_negative_credit_limit() {
     let app = spawn_app().await;
     charged(&app).await;
     let book = format!("credit_line:{}", app.standard.id);
-    tamper(
-        &app,
+    app.tamper(
         "INSERT INTO journal_entries (id, kind, account_id, reason, created_by, created_at_ms) \
          VALUES ('neg', 'credit_limit', $1, 'tampered', 'test', 0)",
         &[&app.standard.id],
     )
     .await;
-    tamper(
-        &app,
+    app.tamper(
         "INSERT INTO postings (entry_id, seq, book, amount_nanos) \
          VALUES ('neg', 0, $1, -5), ('neg', 1, 'platform:credit_lines', 5)",
         &[&book],
     )
     .await;
-    tamper(
-        &app,
+    app.tamper(
         "INSERT INTO book_balances (book, balance_nanos, updated_at_ms) VALUES ($1, -5, 0)",
         &[&book],
     )
@@ -315,7 +296,7 @@ async fn verify_in_many_passes_agrees_with_one_pass() {
     ];
     let manager_book = format!("balance:{}", app.manager.id);
     for (damage, repair, named) in cases {
-        tamper(&app, damage, &[]).await;
+        app.tamper(damage, &[]).await;
         let one = violation(&app).await;
         let many = steward::ledger::verify_in_passes(&app.db, 1)
             .await
@@ -325,9 +306,9 @@ async fn verify_in_many_passes_agrees_with_one_pass() {
         assert!(one.contains(named), "{one}");
         assert_eq!(one, many);
         if repair.contains("$2") {
-            tamper(&app, repair, &[&rollup.id, &manager_book]).await;
+            app.tamper(repair, &[&rollup.id, &manager_book]).await;
         } else {
-            tamper(&app, repair, &[]).await;
+            app.tamper(repair, &[]).await;
         }
         app.assert_ledger_clean().await;
     }

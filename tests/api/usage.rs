@@ -395,15 +395,6 @@ async fn verify_ledger_names_a_tampered_balance() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("caches"));
 }
 
-/// Runs `sql` (binding `args` in order) on the test database.
-async fn tamper(app: &crate::helpers::TestApp, sql: &str, args: &[&str]) {
-    let mut query = sqlx::query(sql);
-    for arg in args {
-        query = query.bind(*arg);
-    }
-    query.execute(&app.db.write).await.unwrap();
-}
-
 #[tokio::test]
 async fn verify_ledger_names_charges_on_the_wrong_balance_and_entries_without_usage() {
     let app = spawn_app().await;
@@ -433,13 +424,13 @@ async fn verify_ledger_names_charges_on_the_wrong_balance_and_entries_without_us
 
     // A rollup charge recorded as paid by the managed account itself.
     let set_payer = "UPDATE usage_records SET payer_account_id = $1 WHERE event_id = $2";
-    tamper(&app, set_payer, &[&rollup.id, "p1"]).await;
+    app.tamper(set_payer, &[&rollup.id, "p1"]).await;
     let violation = verdict().await.unwrap_err().to_string();
     assert!(
         violation.contains("p1") && violation.contains("not to"),
         "{violation}"
     );
-    tamper(&app, set_payer, &[&app.manager.id, "p1"]).await;
+    app.tamper(set_payer, &[&app.manager.id, "p1"]).await;
     app.assert_ledger_clean().await;
 
     // The manager's debit moved onto another account's balance, with the cached balances
@@ -459,22 +450,18 @@ async fn verify_ledger_names_charges_on_the_wrong_balance_and_entries_without_us
                 .unwrap();
         }
     };
-    tamper(&app, move_posting, &[&own_book, &manager_book]).await;
+    app.tamper(move_posting, &[&own_book, &manager_book]).await;
     // The debit is -0.004: moving it is moving -4,000,000 nano-units.
     move_cache(manager_book.clone(), own_book.clone(), -4_000_000).await;
     let violation = verdict().await.unwrap_err().to_string();
     assert!(violation.contains("debits"), "{violation}");
-    tamper(&app, move_posting, &[&manager_book, &own_book]).await;
+    app.tamper(move_posting, &[&manager_book, &own_book]).await;
     move_cache(own_book.clone(), manager_book.clone(), -4_000_000).await;
     app.assert_ledger_clean().await;
 
     // A usage entry whose records are gone.
-    tamper(
-        &app,
-        "DELETE FROM usage_records WHERE event_id = $1",
-        &["p2"],
-    )
-    .await;
+    app.tamper("DELETE FROM usage_records WHERE event_id = $1", &["p2"])
+        .await;
     let violation = verdict().await.unwrap_err().to_string();
     assert!(violation.contains("no usage records"), "{violation}");
 }
