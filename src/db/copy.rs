@@ -301,10 +301,7 @@ pub async fn copy_database(source: &Db, target: &Db) -> anyhow::Result<CopyRepor
     };
     let tables = in_dependency_order(tables)?;
     // One snapshot of the source for the whole copy.
-    let begin = match source.backend {
-        super::Backend::Sqlite => "BEGIN",
-        super::Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-    };
+    let begin = super::snapshot_begin(&read);
     let mut snapshot = read.begin_with(begin).await?;
     let mut write = target.write.begin().await?;
     ensure_empty(&mut write).await?;

@@ -15,6 +15,7 @@ use sqlx::{AnyPool, Executor};
 use crate::accounts::access::KeyCache;
 use crate::config::DatabaseUrl;
 
+pub mod bulk;
 pub mod copy;
 mod group;
 
@@ -62,6 +63,9 @@ pub struct Db {
     pub key_cache: Arc<KeyCache>,
     /// SQLite's queue of writes that share a transaction (see [`Db::write_grouped`]).
     group: Arc<group::GroupCommit>,
+    /// Where a native PostgreSQL connection connects, for bulk reads ([`bulk`]); `None` on
+    /// SQLite.
+    postgres_options: Option<sqlx::postgres::PgConnectOptions>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -138,6 +142,10 @@ impl Db {
                 backend: Backend::Postgres,
                 key_cache: Arc::default(),
                 group: Arc::default(),
+                postgres_options: Some(
+                    bulk::postgres_options(url.expose())
+                        .with_context(|| format!("Failed to parse {url}"))?,
+                ),
             }
         } else {
             let url = sqlite_url(url)?;
@@ -157,6 +165,7 @@ impl Db {
                 backend: Backend::Sqlite,
                 key_cache: Arc::default(),
                 group: Arc::default(),
+                postgres_options: None,
             }
         };
         migrator(db.backend)
@@ -280,6 +289,17 @@ pub fn is_unique_violation(error: &sqlx::Error, needle: &str) -> bool {
                     || db.message().contains(needle))
         }
         _ => false,
+    }
+}
+
+/// `BEGIN` for a read-only transaction that reads one snapshot from its first statement to
+/// its end, on this connection's engine: PostgreSQL's default isolation takes a snapshot per
+/// statement; SQLite's WAL readers hold one from their first read.
+pub fn snapshot_begin(conn: &sqlx::AnyConnection) -> &'static str {
+    if conn.backend_name() == "SQLite" {
+        "BEGIN"
+    } else {
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
     }
 }
 

@@ -1,23 +1,23 @@
 //! `steward admin verify-ledger`: re-derives every balance from postings and checks every
 //! invariant, naming the first violation.
 //!
-//! Linear in the size of the ledger: every check is a set-based query (grouping and
-//! anti-joins on keys), and each large table is read in few passes: postings grouped by
-//! entry and by book (an index-only scan), book balances once, and the usage records with
-//! the usage entries' postings once each, unsorted, summed in this process (see [`usage`]).
-//! No check runs a query per entry or per record. All checks read one snapshot (one
-//! transaction).
+//! Linear in the size of the ledger: the postings and the usage records are each read once,
+//! unsorted, in bulk (see [`crate::db::bulk`]), and summed in this process: each entry's
+//! balance, each book's sum (compared with the cached balances), and the usage checks (see
+//! [`read_ledger`]). No check runs a query per entry or per record. All checks read one
+//! snapshot (one transaction, repeatable read on PostgreSQL).
 //!
-//! Sums over books are exact whatever their size: each amount is split into whole units and
-//! the nano-unit rest, summed separately (neither sum can overflow a 64-bit integer before
-//! ~9 × 10^18 units, or a billion billion postings) and recombined in `i128`.
+//! Sums are exact whatever their size: in this process they are 128-bit; in SQL
+//! ([`platform_totals`]) each amount is split into whole units and the nano-unit rest,
+//! summed separately (neither sum can overflow a 64-bit integer before ~9 × 10^18 units, or
+//! a billion billion postings) and recombined in `i128`.
 
 use std::collections::BTreeMap;
 
-use futures_util::TryStreamExt;
-use sqlx::{AnyConnection, Row};
+use sqlx::{AnyConnection, Connection, Row};
 
 use crate::db::Db;
+use crate::db::bulk::{BulkQuery, BulkReader, TextRange};
 use crate::money::NANOS_PER_UNIT;
 
 /// A broken invariant.
@@ -158,29 +158,47 @@ pub async fn verify(db: &Db) -> Result<Result<Report, Violation>, sqlx::Error> {
     verify_in_passes(db, USAGE_POSTINGS_PER_PASS).await
 }
 
-/// [`verify`], splitting the usage check into passes of about `usage_postings_per_pass`
-/// postings (tests use tiny passes to check that splitting changes no verdict).
+/// [`verify`], splitting the postings into passes of about `usage_postings_per_pass`
+/// balance postings (tests use tiny passes to check that splitting changes no verdict).
 #[doc(hidden)]
 pub async fn verify_in_passes(
     db: &Db,
     usage_postings_per_pass: i64,
 ) -> Result<Result<Report, Violation>, sqlx::Error> {
-    let mut conn = db.read.begin().await?;
-    if let Some(violation) = unbalanced_entry(&mut conn).await? {
+    let mut conn = db.read.acquire().await?;
+    let begin = crate::db::snapshot_begin(&conn);
+    let mut snapshot = conn.begin_with(begin).await?;
+    let mut reader = BulkReader::open(db, &mut snapshot).await?;
+    let outcome = check(&mut snapshot, &mut reader, usage_postings_per_pass.max(1)).await;
+    reader.close().await?;
+    outcome
+}
+
+/// Every check, in their order of precedence, within one snapshot.
+async fn check(
+    conn: &mut AnyConnection,
+    reader: &mut BulkReader,
+    usage_postings_per_pass: i64,
+) -> Result<Result<Report, Violation>, sqlx::Error> {
+    let ledger = read_ledger(conn, reader, usage_postings_per_pass).await?;
+    if let Some(violation) = ledger.unbalanced {
         return Ok(Err(violation));
     }
-    let books = match books(&mut conn).await? {
+    let books = match books(conn, reader, ledger.book_nanos).await? {
         Ok(books) => books,
         Err(violation) => return Ok(Err(violation)),
     };
-    let usage_records = match usage(&mut conn, usage_postings_per_pass.max(1)).await? {
-        Ok(records) => records,
-        Err(violation) => return Ok(Err(violation)),
-    };
+    match ledger.usage {
+        Some((_, _, _, _, Violation::WrongPayer { .. })) => {
+            return Ok(Err(wrong_payer(conn).await?));
+        }
+        Some((.., violation)) => return Ok(Err(violation)),
+        None => {}
+    }
     if let Some(violation) = books.negative_credit_line {
         return Ok(Err(violation));
     }
-    if let Some(violation) = crate::invoices::verify(&mut conn).await? {
+    if let Some(violation) = crate::invoices::verify(conn).await? {
         return Ok(Err(violation.into()));
     }
     let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM journal_entries")
@@ -189,27 +207,26 @@ pub async fn verify_in_passes(
     Ok(Ok(Report {
         entries,
         books: books.count,
-        usage_records,
+        usage_records: ledger.usage_records,
         platform_nanos: books.platform_nanos,
     }))
 }
 
-/// The first entry (by id) whose postings do not sum to zero. A sum is zero when the rests
-/// add up to whole units that cancel the units exactly.
-async fn unbalanced_entry(conn: &mut AnyConnection) -> Result<Option<Violation>, sqlx::Error> {
-    let sql = format!(
-        "SELECT entry_id, {SPLIT_SUMS} FROM postings GROUP BY entry_id \
-         HAVING SUM(amount_nanos % 1000000000) % 1000000000 <> 0 \
-           OR SUM(amount_nanos / 1000000000) <> -(SUM(amount_nanos % 1000000000) / 1000000000) \
-         ORDER BY entry_id LIMIT 1"
-    );
-    let Some(row) = sqlx::query(&sql).fetch_optional(&mut *conn).await? else {
-        return Ok(None);
-    };
-    Ok(Some(Violation::UnbalancedEntry {
-        entry: row.try_get("entry_id")?,
-        sum_nanos: recombine(row.try_get("units")?, row.try_get("rest")?),
-    }))
+/// The text of field `index` of a bulk-read row, which its column never leaves NULL.
+fn text<'a>(fields: &[Option<&'a str>], index: usize) -> Result<&'a str, sqlx::Error> {
+    fields
+        .get(index)
+        .copied()
+        .flatten()
+        .ok_or_else(|| sqlx::Error::Decode(format!("verify: NULL in column {index}").into()))
+}
+
+/// Field `index` of a bulk-read row as a 64-bit integer.
+fn integer(fields: &[Option<&str>], index: usize) -> Result<i64, sqlx::Error> {
+    let field = text(fields, index)?;
+    field
+        .parse()
+        .map_err(|_| sqlx::Error::Decode(format!("verify: {field:?} is not an integer").into()))
 }
 
 /// What the one pass over books found.
@@ -219,46 +236,57 @@ struct Books {
     negative_credit_line: Option<Violation>,
 }
 
-/// One grouped pass over postings per book beside the cached balances, in both directions
-/// (a cached balance without postings, postings without a cache). An account book must
-/// cache exactly its postings' sum; a platform book is summed exactly and reported.
-async fn books(conn: &mut AnyConnection) -> Result<Result<Books, Violation>, sqlx::Error> {
-    let sql = format!(
-        "SELECT d.book, b.balance_nanos AS cached_nanos, d.units, d.rest FROM ( \
-           SELECT book, {SPLIT_SUMS} FROM postings GROUP BY book \
-         ) d LEFT JOIN book_balances b ON b.book = d.book \
-         UNION ALL \
-         SELECT b.book, b.balance_nanos AS cached_nanos, CAST(0 AS BIGINT) AS units, CAST(0 AS BIGINT) AS rest FROM book_balances b \
-         WHERE NOT EXISTS (SELECT 1 FROM postings p WHERE p.book = b.book)"
-    );
+/// The postings' sum per book (from [`read_ledger`]) beside the cached balances, in both
+/// directions (a cached balance without postings, postings without a cache). An account
+/// book must cache exactly its postings' sum; a platform book is summed exactly and
+/// reported. The first violation of each kind is the least by book key.
+async fn books(
+    conn: &mut AnyConnection,
+    reader: &mut BulkReader,
+    mut derived: FastMap<String, i128>,
+) -> Result<Result<Books, Violation>, sqlx::Error> {
     let mut found = Books {
         count: 0,
         platform_nanos: BTreeMap::new(),
         negative_credit_line: None,
     };
-    // The first (by book key) of each kind of violation.
     let mut mismatch: Option<(String, i64, i128)> = None;
     let mut negative: Option<(String, i64)> = None;
-    let mut rows = sqlx::query(&sql).fetch(&mut *conn);
-    while let Some(row) = rows.try_next().await? {
+    let mut compare = |book: &str, cached: Option<i64>, derived: i128| {
         found.count += 1;
-        let book: String = row.try_get("book")?;
-        let cached: Option<i64> = row.try_get("cached_nanos")?;
-        let derived = recombine(row.try_get("units")?, row.try_get("rest")?);
-        if cached.is_none() && is_platform_book(&book) {
-            found.platform_nanos.insert(book, derived);
-            continue;
+        if cached.is_none() && is_platform_book(book) {
+            found.platform_nanos.insert(book.to_owned(), derived);
+            return;
         }
         let cached = cached.unwrap_or(0);
-        if i128::from(cached) != derived && mismatch.as_ref().is_none_or(|(b, ..)| book < *b) {
-            mismatch = Some((book.clone(), cached, derived));
+        if i128::from(cached) != derived
+            && mismatch.as_ref().is_none_or(|(b, ..)| book < b.as_str())
+        {
+            mismatch = Some((book.to_owned(), cached, derived));
         }
         if cached < 0
             && book.starts_with("credit_line:")
-            && negative.as_ref().is_none_or(|(b, _)| book < *b)
+            && negative.as_ref().is_none_or(|(b, _)| book < b.as_str())
         {
-            negative = Some((book, cached));
+            negative = Some((book.to_owned(), cached));
         }
+    };
+    let query = BulkQuery {
+        table: "book_balances",
+        columns: &["book", "balance_nanos"],
+        filter: None,
+        range: None,
+    };
+    reader
+        .scan(conn, &query, |row| {
+            let book = text(row, 0)?;
+            let sum = derived.remove(book).unwrap_or(0);
+            compare(book, Some(integer(row, 1)?), sum);
+            Ok(())
+        })
+        .await?;
+    for (book, sum) in derived {
+        compare(&book, None, sum);
     }
     if let Some((book, cached_nanos, derived_nanos)) = mismatch {
         return Ok(Err(Violation::BalanceMismatch {
@@ -338,17 +366,33 @@ fn slot<T: Default>(table: &mut Vec<T>, id: u32) -> Option<&mut T> {
 /// The spender of a group charged to the payer itself (`-` in messages).
 const NO_SPENDER: u32 = u32::MAX;
 
-/// What one usage entry's records and revenue postings add up to.
+/// What one entry's postings, and a usage entry's records, add up to.
 #[derive(Default)]
 struct EntryTotals {
+    /// All its postings: zero in a balanced entry.
+    sum_nanos: i128,
     rated_nanos: i128,
     charged_nanos: i128,
     records: bool,
     usage: bool,
 }
 
-/// The usage checks, in their order of precedence; the first violation reported is the
-/// least (check, entry, book or account, spender or payer) found.
+/// What the read of postings and usage records found.
+struct Ledger {
+    /// The first entry (by id) whose postings do not sum to zero.
+    unbalanced: Option<Violation>,
+    /// Every book with postings and their exact sum.
+    book_nanos: FastMap<String, i128>,
+    /// The least usage violation.
+    usage: Option<Candidate>,
+    usage_records: i64,
+}
+
+/// Reads the postings and the usage records once each, unsorted, in stored order, and sums
+/// them in this process, for three checks: every entry balances, each book's sum (compared
+/// with its cache by [`books`]), and the usage checks, in their order of precedence (the
+/// first violation reported is the least (check, entry, book or account, spender or payer)
+/// found):
 ///
 /// 1. Per entry with records: the revenue it credited equals its records' cost.
 /// 2. Every usage entry has records.
@@ -358,34 +402,38 @@ struct EntryTotals {
 ///    (a debit of the wrong balance, a lost spender tag, records or postings missing on
 ///    either side).
 ///
-/// Each table is read once, unsorted, in its stored order, and summed in this process: the
-/// records of an entry are grouped per payer and spender beside the usage entries' balance
-/// postings and compared. (Grouping and joining the same in SQL sorted or hashed about a
-/// million groups per million records, several times slower than reading them.) Memory
-/// is one small group per usage posting: above [`USAGE_POSTINGS_PER_PASS`] the entries are
-/// split into ranges of ids, one pass per range.
-///
-/// Returns the number of usage records, or the first violation.
-async fn usage(
+/// The records of an entry are grouped per payer and spender beside the usage entries'
+/// balance postings and compared. (Grouping and joining the same in SQL sorted or hashed
+/// about a million groups per million records, several times slower than reading them.)
+/// Memory is one small group per usage posting: above [`USAGE_POSTINGS_PER_PASS`] the
+/// entries are split into ranges of ids, one pass per range. Ids compare as bytes here.
+async fn read_ledger(
     conn: &mut AnyConnection,
+    reader: &mut BulkReader,
     postings_per_pass: i64,
-) -> Result<Result<i64, Violation>, sqlx::Error> {
+) -> Result<Ledger, sqlx::Error> {
     let mut accounts = Interner::default();
     // The payer each account's billing names, by interned account id.
     let mut expected_payer: Vec<Option<u32>> = Vec::new();
-    let mut rows = sqlx::query(
-        "SELECT id, CASE WHEN kind = 'managed' AND rollup_billing <> 0 THEN manager_id ELSE id END \
-         AS payer FROM accounts",
-    )
-    .fetch(&mut *conn);
-    while let Some(row) = rows.try_next().await? {
-        let account = accounts.id(row.try_get("id")?);
-        let payer = accounts.id(row.try_get("payer")?);
-        if let Some(slot) = slot(&mut expected_payer, account) {
-            *slot = Some(payer);
-        }
-    }
-    drop(rows);
+    let query = BulkQuery {
+        table: "accounts",
+        columns: &[
+            "id",
+            "CASE WHEN kind = 'managed' AND rollup_billing <> 0 THEN manager_id ELSE id END",
+        ],
+        filter: None,
+        range: None,
+    };
+    reader
+        .scan(conn, &query, |row| {
+            let account = accounts.id(text(row, 0)?);
+            let payer = accounts.id(text(row, 1)?);
+            if let Some(slot) = slot(&mut expected_payer, account) {
+                *slot = Some(payer);
+            }
+            Ok(())
+        })
+        .await?;
     // In the database's own order: each pass then selects its range with the same
     // comparison as the bounds were chosen by (a collation need not order as bytes do).
     let usage_entries: Vec<String> =
@@ -410,24 +458,41 @@ async fn usage(
         );
     }
     bounds.push(None);
-    let mut records = 0_i64;
-    let mut first: Option<Candidate> = None;
+    let mut ledger = Ledger {
+        unbalanced: None,
+        book_nanos: FastMap::default(),
+        usage: None,
+        usage_records: 0,
+    };
+    let mut unbalanced: Option<(String, i128)> = None;
     for (low, high) in bounds.iter().zip(bounds.iter().skip(1)) {
-        let range = EntryRange {
+        let range = |column| TextRange {
+            column,
             low: low.as_deref(),
             high: high.as_deref(),
         };
-        let found = usage_pass(conn, range, &mut accounts, &expected_payer).await?;
-        records += found.records;
+        let found = ledger_pass(
+            conn,
+            reader,
+            range,
+            &mut accounts,
+            &expected_payer,
+            &mut ledger.book_nanos,
+        )
+        .await?;
+        ledger.usage_records += found.records;
         if let Some(candidate) = found.first {
-            keep_least(&mut first, candidate);
+            keep_least(&mut ledger.usage, candidate);
+        }
+        if let Some((entry, sum)) = found.unbalanced
+            && unbalanced.as_ref().is_none_or(|(least, _)| entry < *least)
+        {
+            unbalanced = Some((entry, sum));
         }
     }
-    match first {
-        None => Ok(Ok(records)),
-        Some((_, _, _, _, Violation::WrongPayer { .. })) => Ok(Err(wrong_payer(conn).await?)),
-        Some((.., violation)) => Ok(Err(violation)),
-    }
+    ledger.unbalanced =
+        unbalanced.map(|(entry, sum_nanos)| Violation::UnbalancedEntry { entry, sum_nanos });
+    Ok(ledger)
 }
 
 /// A violation found by the usage check, with its place in the order of precedence:
@@ -445,53 +510,59 @@ fn keep_least(least: &mut Option<Candidate>, candidate: Candidate) {
     }
 }
 
-/// What one pass of the usage check found.
-struct UsagePass {
+/// What one pass of [`read_ledger`] found.
+struct LedgerPass {
     records: i64,
-    /// The least violation.
+    /// The least usage violation.
     first: Option<Candidate>,
+    /// The least entry whose postings do not sum to zero, and their sum.
+    unbalanced: Option<(String, i128)>,
 }
 
-/// One pass of [`usage`] over the entries whose ids lie in `range`.
-async fn usage_pass(
+/// One pass of [`read_ledger`] over the entries whose ids lie in `range`, adding each
+/// posting to its book's sum in `book_nanos`.
+async fn ledger_pass<'r>(
     conn: &mut AnyConnection,
-    range: EntryRange<'_>,
+    reader: &mut BulkReader,
+    range: impl Fn(&'r str) -> TextRange<'r>,
     accounts: &mut Interner,
     expected_payer: &[Option<u32>],
-) -> Result<UsagePass, sqlx::Error> {
+    book_nanos: &mut FastMap<String, i128>,
+) -> Result<LedgerPass, sqlx::Error> {
     let mut entries = Interner::default();
     // By interned entry id.
     let mut totals: Vec<EntryTotals> = Vec::new();
-    {
-        let (sql, binds) = range.narrow(
-            "SELECT id FROM journal_entries WHERE kind = 'usage'",
-            "AND",
-            "id",
-        );
-        let mut rows = bound(&sql, &binds).fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await? {
-            if let Some(totals) = slot(&mut totals, entries.id(row.try_get("id")?)) {
+    let query = BulkQuery {
+        table: "journal_entries",
+        columns: &["id"],
+        filter: Some("kind = 'usage'"),
+        range: Some(range("id")),
+    };
+    reader
+        .scan(conn, &query, |row| {
+            if let Some(totals) = slot(&mut totals, entries.id(text(row, 0)?)) {
                 totals.usage = true;
             }
-        }
-    }
+            Ok(())
+        })
+        .await?;
     // (entry, payer, spender) → records' cost plus postings: zero when they agree.
     let mut groups: FastMap<(u32, u32, u32), i128> = FastMap::default();
     let mut records = 0_i64;
     let mut wrong_payer: Option<(String, String, String)> = None;
-    {
-        let (sql, binds) = range.narrow(
-            "SELECT entry_id, account_id, payer_account_id, cost_nanos FROM usage_records",
-            "WHERE",
-            "entry_id",
-        );
-        let mut rows = bound(&sql, &binds).fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await? {
+    let query = BulkQuery {
+        table: "usage_records",
+        columns: &["entry_id", "account_id", "payer_account_id", "cost_nanos"],
+        filter: None,
+        range: Some(range("entry_id")),
+    };
+    reader
+        .scan(conn, &query, |row| {
             records += 1;
-            let entry = entries.id(row.try_get("entry_id")?);
-            let account = accounts.id(row.try_get("account_id")?);
-            let payer = accounts.id(row.try_get("payer_account_id")?);
-            let cost = i128::from(row.try_get::<i64, _>("cost_nanos")?);
+            let entry = entries.id(text(row, 0)?);
+            let account = accounts.id(text(row, 1)?);
+            let payer = accounts.id(text(row, 2)?);
+            let cost = i128::from(integer(row, 3)?);
             let expected = usize::try_from(account)
                 .ok()
                 .and_then(|account| expected_payer.get(account).copied().flatten());
@@ -515,43 +586,55 @@ async fn usage_pass(
                 account
             };
             *groups.entry((entry, payer, spender)).or_default() += cost;
-        }
-    }
-    {
-        // Every posting in range, unjoined: an entry matters here if it is a usage entry
-        // or one that records name, and both are known by now.
-        let (sql, binds) = range.narrow(
-            "SELECT entry_id, book, spender_account_id, amount_nanos FROM postings",
-            "WHERE",
-            "entry_id",
-        );
-        let mut rows = bound(&sql, &binds).fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await? {
-            let Some(entry) = entries.get(row.try_get("entry_id")?) else {
-                continue;
-            };
-            let book: &str = row.try_get("book")?;
-            let amount = i128::from(row.try_get::<i64, _>("amount_nanos")?);
+            Ok(())
+        })
+        .await?;
+    let query = BulkQuery {
+        table: "postings",
+        columns: &["entry_id", "book", "spender_account_id", "amount_nanos"],
+        filter: None,
+        range: Some(range("entry_id")),
+    };
+    reader
+        .scan(conn, &query, |row| {
+            let entry = entries.id(text(row, 0)?);
+            let book = text(row, 1)?;
+            let amount = i128::from(integer(row, 3)?);
+            match book_nanos.get_mut(book) {
+                Some(sum) => *sum += amount,
+                None => {
+                    book_nanos.insert(book.to_owned(), amount);
+                }
+            }
             let Some(totals) = slot(&mut totals, entry) else {
-                continue;
+                return Ok(());
             };
+            totals.sum_nanos += amount;
             if book == "platform:revenue" {
                 totals.charged_nanos += amount;
             } else if let (true, Some(payer)) = (totals.usage, book.strip_prefix("balance:")) {
                 let payer = accounts.id(payer);
-                let spender: Option<&str> = row.try_get("spender_account_id")?;
-                let spender = spender.map_or(NO_SPENDER, |spender| accounts.id(spender));
+                let spender = row
+                    .get(2)
+                    .copied()
+                    .flatten()
+                    .map_or(NO_SPENDER, |spender| accounts.id(spender));
                 *groups.entry((entry, payer, spender)).or_default() += amount;
             }
-        }
-    }
+            Ok(())
+        })
+        .await?;
 
+    let mut unbalanced: Option<(String, i128)> = None;
     let mut first: Option<Candidate> = None;
     let mut offer = |candidate: Candidate| keep_least(&mut first, candidate);
     for (entry, totals) in (0..entries.len()).zip(&totals) {
         let name = entries
             .name(u32::try_from(entry).unwrap_or(u32::MAX))
             .to_owned();
+        if totals.sum_nanos != 0 && unbalanced.as_ref().is_none_or(|(least, _)| name < *least) {
+            unbalanced = Some((name.clone(), totals.sum_nanos));
+        }
         if totals.records && totals.charged_nanos != totals.rated_nanos {
             offer((
                 USAGE_MISMATCH,
@@ -613,43 +696,11 @@ async fn usage_pass(
             },
         ));
     }
-    Ok(UsagePass { records, first })
-}
-
-/// A pass's range of entry ids, `[low, high)`, open where a bound is `None`.
-struct EntryRange<'a> {
-    low: Option<&'a str>,
-    high: Option<&'a str>,
-}
-
-impl<'a> EntryRange<'a> {
-    /// `sql` narrowed to the range (its condition on `column` appended after `keyword`),
-    /// and the values to bind, in order.
-    fn narrow(&self, sql: &str, keyword: &str, column: &str) -> (String, Vec<&'a str>) {
-        let bounds: Vec<(&'a str, &str)> = [(self.low, ">="), (self.high, "<")]
-            .into_iter()
-            .filter_map(|(bound, op)| bound.map(|bound| (bound, op)))
-            .collect();
-        if bounds.is_empty() {
-            return (sql.to_owned(), Vec::new());
-        }
-        let conditions: Vec<String> = (1..)
-            .zip(&bounds)
-            .map(|(n, (_, op))| format!("{column} {op} ${n}"))
-            .collect();
-        let sql = format!("{sql} {keyword} {}", conditions.join(" AND "));
-        (sql, bounds.into_iter().map(|(bound, _)| bound).collect())
-    }
-}
-
-/// `sql` with `binds` bound in order.
-fn bound<'q>(
-    sql: &'q str,
-    binds: &[&'q str],
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    binds
-        .iter()
-        .fold(sqlx::query(sql), |query, bind| query.bind(*bind))
+    Ok(LedgerPass {
+        records,
+        first,
+        unbalanced,
+    })
 }
 
 /// A sum as the 64-bit figure a violation reports (saturated: only a corrupt ledger gets

@@ -96,13 +96,7 @@ impl PricingIndex {
 /// between two of the reads must not yield an index that has its assignment but not its
 /// rates, labelled with the generation before it.
 pub(super) async fn load(conn: &mut AnyConnection) -> Result<PricingIndex, sqlx::Error> {
-    // PostgreSQL's default isolation takes a snapshot per statement; SQLite's WAL readers
-    // hold one snapshot from their first read to the end of the transaction.
-    let begin = if conn.backend_name() == "SQLite" {
-        "BEGIN"
-    } else {
-        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-    };
+    let begin = crate::db::snapshot_begin(conn);
     let mut tx = conn.begin_with(begin).await?;
     let conn = &mut *tx;
     let generation = super::repo::generation(conn).await?;

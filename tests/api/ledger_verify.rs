@@ -313,3 +313,169 @@ async fn verify_in_many_passes_agrees_with_one_pass() {
         app.assert_ledger_clean().await;
     }
 }
+
+/// Every row of `query`, read in bulk within a fresh snapshot, sorted.
+async fn bulk_rows(
+    app: &TestApp,
+    query: &steward::db::bulk::BulkQuery<'_>,
+) -> Vec<Vec<Option<String>>> {
+    use sqlx::Connection;
+    let mut conn = app.db.read.acquire().await.unwrap();
+    let begin = steward::db::snapshot_begin(&conn);
+    let mut snapshot = conn.begin_with(begin).await.unwrap();
+    let mut reader = steward::db::bulk::BulkReader::open(&app.db, &mut snapshot)
+        .await
+        .unwrap();
+    let mut rows = Vec::new();
+    let count = reader
+        .scan(&mut snapshot, query, |row| {
+            rows.push(row.iter().map(|f| f.map(str::to_owned)).collect());
+            Ok(())
+        })
+        .await
+        .unwrap();
+    reader.close().await.unwrap();
+    assert_eq!(usize::try_from(count).unwrap(), rows.len());
+    rows.sort();
+    rows
+}
+
+#[tokio::test]
+async fn bulk_reads_return_every_row_with_its_text_exact() {
+    let app = spawn_app().await;
+    app.tamper(
+        "CREATE TABLE bulk_probe (id BIGINT NOT NULL, label TEXT, kind TEXT NOT NULL)",
+        &[],
+    )
+    .await;
+    // More rows than one SQLite document holds, so that reads continue across documents.
+    app.tamper(
+        "INSERT INTO bulk_probe (id, label, kind) WITH RECURSIVE n (i) AS ( \
+           SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 25001) \
+         SELECT i, 'row-' || CAST(i AS TEXT), CASE WHEN i % 2 = 0 THEN 'even' ELSE 'odd' END FROM n",
+        &[],
+    )
+    .await;
+    let awkward = [
+        "tab\there",
+        "line\nbreak\r",
+        "back\\slash \\N",
+        "\\N",
+        "quote's \"double\"",
+        "",
+        "ünïcödé ✓",
+    ];
+    for (n, label) in awkward.iter().enumerate() {
+        let id = (100_000 + n).to_string();
+        app.tamper(
+            "INSERT INTO bulk_probe (id, label, kind) VALUES (CAST($1 AS BIGINT), $2, 'odd')",
+            &[&id, label],
+        )
+        .await;
+    }
+    app.tamper(
+        "INSERT INTO bulk_probe (id, label, kind) VALUES (-7, NULL, 'odd')",
+        &[],
+    )
+    .await;
+    let all = bulk_rows(
+        &app,
+        &steward::db::bulk::BulkQuery {
+            table: "bulk_probe",
+            columns: &["id", "label"],
+            filter: None,
+            range: None,
+        },
+    )
+    .await;
+    assert_eq!(all.len(), 25_001 + awkward.len() + 1);
+    let by_id: std::collections::HashMap<i64, Option<String>> = all
+        .iter()
+        .map(|row| (row[0].as_deref().unwrap().parse().unwrap(), row[1].clone()))
+        .collect();
+    assert_eq!(by_id[&1], Some("row-1".to_owned()));
+    assert_eq!(by_id[&25_001], Some("row-25001".to_owned()));
+    assert_eq!(by_id[&-7], None);
+    for (n, label) in awkward.iter().enumerate() {
+        assert_eq!(
+            by_id[&(100_000 + i64::try_from(n).unwrap())].as_deref(),
+            Some(*label)
+        );
+    }
+    // A filter, a half-open range on a text column, and an expression as a column.
+    let narrowed = bulk_rows(
+        &app,
+        &steward::db::bulk::BulkQuery {
+            table: "bulk_probe",
+            columns: &["label", "id * 2"],
+            filter: Some("kind = 'even'"),
+            range: Some(steward::db::bulk::TextRange {
+                column: "label",
+                low: Some("row-2"),
+                high: Some("row-3"),
+            }),
+        },
+    )
+    .await;
+    let expected: Vec<i64> = (1..=25_001_i64)
+        .filter(|i| i % 2 == 0 && i.to_string().starts_with('2'))
+        .collect();
+    assert_eq!(narrowed.len(), expected.len());
+    for row in &narrowed {
+        let label = row[0].as_deref().unwrap();
+        let id: i64 = label.strip_prefix("row-").unwrap().parse().unwrap();
+        assert!(id % 2 == 0 && label.starts_with("row-2"), "{row:?}");
+        assert_eq!(row[1].as_deref(), Some((id * 2).to_string().as_str()));
+    }
+}
+
+#[tokio::test]
+async fn bulk_reads_see_their_transactions_snapshot_not_later_commits() {
+    use sqlx::Connection;
+    let app = spawn_app().await;
+    app.tamper("CREATE TABLE bulk_probe (id BIGINT NOT NULL)", &[])
+        .await;
+    app.tamper("INSERT INTO bulk_probe (id) VALUES (1)", &[])
+        .await;
+    let mut conn = app.db.read.acquire().await.unwrap();
+    let begin = steward::db::snapshot_begin(&conn);
+    let mut snapshot = conn.begin_with(begin).await.unwrap();
+    let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bulk_probe")
+        .fetch_one(&mut *snapshot)
+        .await
+        .unwrap();
+    assert_eq!(before, 1);
+    // Committed after the snapshot was taken and before the reader opens: neither the
+    // transaction nor its reader (on PostgreSQL, a connection of its own) sees it.
+    app.tamper("INSERT INTO bulk_probe (id) VALUES (2)", &[])
+        .await;
+    let mut reader = steward::db::bulk::BulkReader::open(&app.db, &mut snapshot)
+        .await
+        .unwrap();
+    app.tamper("INSERT INTO bulk_probe (id) VALUES (3)", &[])
+        .await;
+    let query = steward::db::bulk::BulkQuery {
+        table: "bulk_probe",
+        columns: &["id"],
+        filter: None,
+        range: None,
+    };
+    let mut seen = Vec::new();
+    reader
+        .scan(&mut snapshot, &query, |row| {
+            seen.push(row[0].map(str::to_owned));
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen, vec![Some("1".to_owned())]);
+    let again: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bulk_probe")
+        .fetch_one(&mut *snapshot)
+        .await
+        .unwrap();
+    assert_eq!(
+        again, 1,
+        "the verification's own statements read one snapshot too"
+    );
+    reader.close().await.unwrap();
+}
