@@ -279,31 +279,41 @@ pub async fn run(
     // No window count over every group: with the default order a single segment streams
     // its groups in key order and stops at the page's end; the total, when the page does
     // not tell it, is counted on its own.
-    let sql = format!(
-        "SELECT {columns} {rows_sql} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
-        columns = [dimension_columns.clone(), metric_columns]
-            .concat()
-            .join(", "),
-        order = order_by(report),
+    let columns = [dimension_columns.clone(), metric_columns]
+        .concat()
+        .join(", ");
+    let order = order_by(report);
+    let page = format!(
+        "{rows_sql} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
         limit = report.page.size(),
         offset = report.page.offset(),
     );
-    let rows = bound(&sql, &binds).fetch_all(&mut *conn).await?;
+    let (rows, counted) = if conn.backend_name() == "SQLite" {
+        (
+            sqlite_page(conn, report, &columns, &page, &order, &binds).await?,
+            None,
+        )
+    } else {
+        postgres_page(conn, report, &columns, &page, &binds).await?
+    };
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
+        let mut values = row.into_iter();
         let mut cells = Vec::with_capacity(report.dimensions.len() + report.metrics.len());
-        for (i, dimension) in report.dimensions.iter().enumerate() {
-            cells.push(dimension_cell(*dimension, &row, &format!("d{i}"))?);
+        for dimension in &report.dimensions {
+            cells.push(dimension_cell(*dimension, values.next())?);
         }
-        for (i, metric) in report.metrics.iter().enumerate() {
-            let value: Option<i64> = row.try_get(format!("m{i}").as_str())?;
-            let value = value.unwrap_or(0);
+        for metric in &report.metrics {
+            let value = values.next().and_then(|v| v.as_i64()).unwrap_or(0);
             cells.push(match metric {
                 Metric::Cost => Cell::Nanos(value),
                 _ => Cell::Int(value),
             });
         }
         out.push(cells);
+    }
+    if let Some(total) = counted {
+        return Ok((out, total));
     }
     let page_size = usize::try_from(report.page.size()).unwrap_or(usize::MAX);
     if report.page.number() == 1 && out.len() < page_size {
@@ -321,6 +331,76 @@ pub async fn run(
         .await?
         .try_get("total_rows")?;
     Ok((out, crate::db::non_negative(total)))
+}
+
+/// A page's rows as values, dimensions then metrics. How a page crosses the driver is the
+/// one thing that differs by engine: through SQLite's driver each row is a message from its
+/// worker thread (5,000 rows cost several times the query), so SQLite builds the page as
+/// one JSON document; PostgreSQL's driver reads rows cheaply, and a window count over the
+/// groups gives the total in the same statement instead of grouping twice.
+type PageValues = Vec<Vec<serde_json::Value>>;
+
+/// The page from SQLite, as one JSON array of arrays built by the engine (in the page's
+/// order, stated again in the aggregate so as not to rest on the subquery's); the total is
+/// counted apart when needed.
+async fn sqlite_page(
+    conn: &mut AnyConnection,
+    report: &UsageReport,
+    columns: &str,
+    page: &str,
+    order: &str,
+    binds: &[Bind],
+) -> Result<PageValues, sqlx::Error> {
+    let aliases: Vec<String> = (0..report.dimensions.len())
+        .map(|i| format!("d{i}"))
+        .chain((0..report.metrics.len()).map(|i| format!("m{i}")))
+        .collect();
+    let sql = format!(
+        "SELECT json_group_array(json_array({aliases}) ORDER BY {order}) AS document \
+         FROM (SELECT {columns} {page}) page",
+        aliases = aliases.join(", "),
+    );
+    let document: Option<String> = bound(&sql, binds)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("document")?;
+    match document {
+        Some(document) => serde_json::from_str(&document)
+            .map_err(|e| sqlx::Error::Decode(format!("report page: {e}").into())),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The page from PostgreSQL, row by row, with the number of groups in all when the page
+/// has a row to carry it.
+async fn postgres_page(
+    conn: &mut AnyConnection,
+    report: &UsageReport,
+    columns: &str,
+    page: &str,
+    binds: &[Bind],
+) -> Result<(PageValues, Option<u64>), sqlx::Error> {
+    let sql = format!("SELECT {columns}, COUNT(*) OVER () AS total_rows {page}");
+    let rows = bound(&sql, binds).fetch_all(&mut *conn).await?;
+    let mut total = None;
+    let mut values = Vec::with_capacity(rows.len());
+    for row in rows {
+        total = Some(crate::db::non_negative(row.try_get("total_rows")?));
+        let mut cells = Vec::with_capacity(report.dimensions.len() + report.metrics.len());
+        for (i, dimension) in report.dimensions.iter().enumerate() {
+            let column = format!("d{i}");
+            cells.push(match dimension {
+                Dimension::Date => row.try_get::<i64, _>(column.as_str())?.into(),
+                _ => row.try_get::<String, _>(column.as_str())?.into(),
+            });
+        }
+        for i in 0..report.metrics.len() {
+            let value: Option<i64> = row.try_get(format!("m{i}").as_str())?;
+            cells.push(value.into());
+        }
+        values.push(cells);
+    }
+    Ok((values, total))
 }
 
 /// `sql` with `binds` bound in order.
@@ -482,21 +562,21 @@ fn order_by(report: &UsageReport) -> String {
     terms.join(", ")
 }
 
+/// A dimension's value as the page document holds it (text, or a day's start in ms).
 fn dimension_cell(
     dimension: Dimension,
-    row: &sqlx::any::AnyRow,
-    column: &str,
+    value: Option<serde_json::Value>,
 ) -> Result<Cell, sqlx::Error> {
-    Ok(match dimension {
-        Dimension::Date => {
-            let day_ms: i64 = row.try_get(column)?;
-            Cell::Text(
-                crate::clock::from_epoch_ms(day_ms)
-                    .format("%Y-%m-%d")
-                    .to_string(),
-            )
-        }
-        _ => Cell::Text(row.try_get(column)?),
+    let malformed = || sqlx::Error::Decode(format!("report page: bad {dimension:?} value").into());
+    Ok(match (dimension, value) {
+        (Dimension::Date, Some(serde_json::Value::Number(day_ms))) => Cell::Text(
+            crate::clock::from_epoch_ms(day_ms.as_i64().ok_or_else(malformed)?)
+                .format("%Y-%m-%d")
+                .to_string(),
+        ),
+        (Dimension::Date, _) => return Err(malformed()),
+        (_, Some(serde_json::Value::String(text))) => Cell::Text(text),
+        _ => return Err(malformed()),
     })
 }
 

@@ -487,6 +487,33 @@ async fn report_pages_are_stable_and_counted() {
     let beyond = report(&app, &app.manager.key, &page(3)).await;
     assert_eq!(beyond["data"], json!([]));
     assert_eq!(beyond["meta"]["total_results"], 1);
+    // A second day: every page, full or past the end, counts both groups, in date order.
+    app.ingest(json!([at(
+        "p-next-day",
+        &managed.id,
+        "sms_outbound",
+        "+14155550100",
+        7,
+        "2026-01-02T08:00:00Z",
+    )]))
+    .await
+    .assert_status(200);
+    for (n, date, parts) in [
+        (1, json!("2026-01-01"), json!(55)),
+        (2, json!("2026-01-02"), json!(7)),
+    ] {
+        let one = report(&app, &app.manager.key, &page(n)).await;
+        assert_eq!(one["meta"]["total_results"], 2, "{one}");
+        assert_eq!(
+            (&one["data"][0]["date"], &one["data"][0]["parts"]),
+            (&date, &parts)
+        );
+    }
+    let beyond = report(&app, &app.manager.key, &page(3)).await;
+    assert_eq!(
+        (&beyond["data"], &beyond["meta"]["total_results"]),
+        (&json!([]), &json!(2))
+    );
     let oversize = app
         .get(
             "/v2/usage_reports?product=messaging&dimensions=date&metrics=parts&page%5Bsize%5D=5001",
