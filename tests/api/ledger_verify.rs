@@ -275,6 +275,20 @@ async fn verify_in_many_passes_agrees_with_one_pass() {
     // (damage, repair): each is undone before the next.
     let cases = [
         (
+            "UPDATE postings SET amount_nanos = amount_nanos + 1 WHERE book = 'platform:revenue' \
+             AND entry_id = (SELECT entry_id FROM usage_records WHERE event_id = 'm2-0')",
+            "UPDATE postings SET amount_nanos = amount_nanos - 1 WHERE book = 'platform:revenue' \
+             AND entry_id = (SELECT entry_id FROM usage_records WHERE event_id = 'm2-0')",
+            "postings summing to 1 nano-units",
+        ),
+        (
+            "UPDATE book_balances SET balance_nanos = balance_nanos + 1 \
+             WHERE book = (SELECT MIN(book) FROM book_balances WHERE book LIKE 'balance:%')",
+            "UPDATE book_balances SET balance_nanos = balance_nanos - 1 \
+             WHERE book = (SELECT MIN(book) FROM book_balances WHERE book LIKE 'balance:%')",
+            "but its postings sum to",
+        ),
+        (
             "UPDATE usage_records SET cost_nanos = cost_nanos + 1 WHERE event_id = 'm3-1'",
             "UPDATE usage_records SET cost_nanos = cost_nanos - 1 WHERE event_id = 'm3-1'",
             "usage records cost",
