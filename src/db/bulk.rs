@@ -107,9 +107,10 @@ pub(super) fn postgres_options(url: &str) -> Result<PgConnectOptions, sqlx::Erro
     url.parse()
 }
 
-/// `text` as a PostgreSQL string literal (`COPY` takes no bound parameters).
+/// `text` as a PostgreSQL string literal (`COPY` takes no bound parameters): the escape
+/// form, whose meaning does not depend on `standard_conforming_strings`.
 fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
+    format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 /// A decoding error in a bulk read.
@@ -291,12 +292,15 @@ async fn scan_sqlite(
     }
     let sql = format!(
         "SELECT MAX(r) AS last_rowid, json_group_array(json_array({})) AS document FROM ( \
-           SELECT rowid AS r, {} FROM {} WHERE {} ORDER BY rowid LIMIT $2)",
+           SELECT rowid AS r, {} FROM {} NOT INDEXED WHERE {} ORDER BY rowid LIMIT $2)",
         fields.join(", "),
         named.join(", "),
         query.table,
         conditions.join(" AND ")
     );
+    // `NOT INDEXED`: each document walks the table in rowid order from where the last one
+    // stopped, whatever indexes a filter or range could use (through an index, every
+    // document would sort what is left of the range).
     // Documents go from the reader to the parser through a one-slot channel, so that the
     // engine builds the next document while this process parses the last.
     let (send, mut receive) = tokio::sync::mpsc::channel::<String>(1);
@@ -408,6 +412,11 @@ mod tests {
                 ],
             ]
         );
+    }
+
+    #[test]
+    fn literals_escape_quotes_and_backslashes() {
+        assert_eq!(literal(r"a'b\c"), r"E'a''b\\c'");
     }
 
     #[test]

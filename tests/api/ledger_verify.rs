@@ -416,6 +416,27 @@ async fn bulk_reads_return_every_row_with_its_text_exact() {
             Some(*label)
         );
     }
+    // Range bounds with a quote and a backslash select exactly the rows between them.
+    for (low, high, expected) in [
+        ("back\\", "back]", "back\\slash \\N"),
+        ("quote'", "quote(", "quote's \"double\""),
+    ] {
+        let rows = bulk_rows(
+            &app,
+            &steward::db::bulk::BulkQuery {
+                table: "bulk_probe",
+                columns: &["label"],
+                filter: None,
+                range: Some(steward::db::bulk::TextRange {
+                    column: "label",
+                    low: Some(low),
+                    high: Some(high),
+                }),
+            },
+        )
+        .await;
+        assert_eq!(rows, vec![vec![Some(expected.to_owned())]]);
+    }
     // A filter, a half-open range on a text column, and an expression as a column.
     let narrowed = bulk_rows(
         &app,
