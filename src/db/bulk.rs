@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 
 use futures_util::StreamExt;
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::postgres::PgConnection;
 use sqlx::{AnyConnection, Connection, Executor, Row};
 
 /// Rows per JSON document on SQLite: large enough that the per-statement cost vanishes,
@@ -31,6 +31,18 @@ pub struct BulkQuery<'a> {
     pub filter: Option<&'a str>,
     /// Only rows in this range, if any.
     pub range: Option<TextRange<'a>>,
+}
+
+impl<'a> BulkQuery<'a> {
+    /// Every row of `table`, as `columns`; narrow it with struct update syntax.
+    pub fn new(table: &'a str, columns: &'a [&'a str]) -> Self {
+        Self {
+            table,
+            columns,
+            filter: None,
+            range: None,
+        }
+    }
 }
 
 /// Rows whose text `column` is at least `low` and less than `high` (an end that is `None`
@@ -100,11 +112,6 @@ impl BulkReader {
             }
         }
     }
-}
-
-/// Where a native PostgreSQL connection for bulk reads connects, from the pool's URL.
-pub(super) fn postgres_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
-    url.parse()
 }
 
 /// `text` as a PostgreSQL string literal (`COPY` takes no bound parameters): the escape
@@ -201,32 +208,28 @@ fn copy_row(
     const BORROWED_FIELDS_MAX: usize = 16;
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let line = std::str::from_utf8(line).map_err(|_| malformed("COPY row is not UTF-8"))?;
-    // Most rows have no escape but NULL's: their fields are borrowed, with no allocation.
+    // Most rows have no escape but NULL's and few columns: their fields are borrowed, with
+    // no allocation. Any other row takes the general path below.
     let mut borrowed: [Option<&str>; BORROWED_FIELDS_MAX] = [None; BORROWED_FIELDS_MAX];
     let mut width = 0;
-    let mut escaped = false;
+    let mut plain = true;
     for field in line.split('\t') {
-        if field != "\\N" && field.contains('\\') {
-            escaped = true;
-            break;
-        }
-        if let Some(slot) = borrowed.get_mut(width) {
-            *slot = (field != "\\N").then_some(field);
+        match borrowed.get_mut(width) {
+            Some(slot) if field == "\\N" || !field.contains('\\') => {
+                *slot = (field != "\\N").then_some(field);
+            }
+            _ => {
+                plain = false;
+                break;
+            }
         }
         width += 1;
     }
-    if !escaped {
-        return match borrowed.get(..width) {
-            Some(fields) if width == columns => each(fields),
-            _ if width == columns => {
-                let fields: Vec<Option<&str>> = line
-                    .split('\t')
-                    .map(|field| (field != "\\N").then_some(field))
-                    .collect();
-                each(&fields)
-            }
-            _ => Err(malformed("COPY row has the wrong number of fields")),
-        };
+    if plain {
+        if width != columns {
+            return Err(malformed("COPY row has the wrong number of fields"));
+        }
+        return each(borrowed.get(..width).unwrap_or_default());
     }
     let fields: Vec<Option<Cow<'_, str>>> = line.split('\t').map(copy_field).collect();
     if fields.len() != columns {

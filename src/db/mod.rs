@@ -143,7 +143,8 @@ impl Db {
                 key_cache: Arc::default(),
                 group: Arc::default(),
                 postgres_options: Some(
-                    bulk::postgres_options(url.expose())
+                    url.expose()
+                        .parse()
                         .with_context(|| format!("Failed to parse {url}"))?,
                 ),
             }

@@ -271,12 +271,7 @@ async fn books(
             negative = Some((book.to_owned(), cached));
         }
     };
-    let query = BulkQuery {
-        table: "book_balances",
-        columns: &["book", "balance_nanos"],
-        filter: None,
-        range: None,
-    };
+    let query = BulkQuery::new("book_balances", &["book", "balance_nanos"]);
     reader
         .scan(conn, &query, |row| {
             let book = text(row, 0)?;
@@ -415,15 +410,13 @@ async fn read_ledger(
     let mut accounts = Interner::default();
     // The payer each account's billing names, by interned account id.
     let mut expected_payer: Vec<Option<u32>> = Vec::new();
-    let query = BulkQuery {
-        table: "accounts",
-        columns: &[
+    let query = BulkQuery::new(
+        "accounts",
+        &[
             "id",
             "CASE WHEN kind = 'managed' AND rollup_billing <> 0 THEN manager_id ELSE id END",
         ],
-        filter: None,
-        range: None,
-    };
+    );
     reader
         .scan(conn, &query, |row| {
             let account = accounts.id(text(row, 0)?);
@@ -533,10 +526,9 @@ async fn ledger_pass<'r>(
     // By interned entry id.
     let mut totals: Vec<EntryTotals> = Vec::new();
     let query = BulkQuery {
-        table: "journal_entries",
-        columns: &["id"],
         filter: Some("kind = 'usage'"),
         range: Some(range("id")),
+        ..BulkQuery::new("journal_entries", &["id"])
     };
     reader
         .scan(conn, &query, |row| {
@@ -551,10 +543,11 @@ async fn ledger_pass<'r>(
     let mut records = 0_i64;
     let mut wrong_payer: Option<(String, String, String)> = None;
     let query = BulkQuery {
-        table: "usage_records",
-        columns: &["entry_id", "account_id", "payer_account_id", "cost_nanos"],
-        filter: None,
         range: Some(range("entry_id")),
+        ..BulkQuery::new(
+            "usage_records",
+            &["entry_id", "account_id", "payer_account_id", "cost_nanos"],
+        )
     };
     reader
         .scan(conn, &query, |row| {
@@ -590,10 +583,11 @@ async fn ledger_pass<'r>(
         })
         .await?;
     let query = BulkQuery {
-        table: "postings",
-        columns: &["entry_id", "book", "spender_account_id", "amount_nanos"],
-        filter: None,
         range: Some(range("entry_id")),
+        ..BulkQuery::new(
+            "postings",
+            &["entry_id", "book", "spender_account_id", "amount_nanos"],
+        )
     };
     reader
         .scan(conn, &query, |row| {

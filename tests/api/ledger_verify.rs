@@ -394,12 +394,7 @@ async fn bulk_reads_return_every_row_with_its_text_exact() {
     .await;
     let all = bulk_rows(
         &app,
-        &steward::db::bulk::BulkQuery {
-            table: "bulk_probe",
-            columns: &["id", "label"],
-            filter: None,
-            range: None,
-        },
+        &steward::db::bulk::BulkQuery::new("bulk_probe", &["id", "label"]),
     )
     .await;
     assert_eq!(all.len(), 25_001 + awkward.len() + 1);
@@ -489,12 +484,7 @@ async fn bulk_reads_see_their_transactions_snapshot_not_later_commits() {
         .unwrap();
     app.tamper("INSERT INTO bulk_probe (id) VALUES (3)", &[])
         .await;
-    let query = steward::db::bulk::BulkQuery {
-        table: "bulk_probe",
-        columns: &["id"],
-        filter: None,
-        range: None,
-    };
+    let query = steward::db::bulk::BulkQuery::new("bulk_probe", &["id"]);
     let mut seen = Vec::new();
     reader
         .scan(&mut snapshot, &query, |row| {
