@@ -245,11 +245,21 @@ pub async fn run(
         .iter()
         .map(|s| segment(s, &conditions, &mut bind))
         .collect();
+    let sqlite = conn.backend_name() == "SQLite";
+    // On PostgreSQL the groups are formed from rows sorted by their keys in byte order
+    // ("C", as SQLite compares): grouping sorted rows, which the page's default order then
+    // follows, took two thirds of hashing them and sorting the page (its planner
+    // underestimates the groups of these correlated columns and hashes), and byte order
+    // is several times cheaper to sort than the database's default collation.
+    let presorted = !sqlite && !report.dimensions.is_empty();
     let dimension_columns: Vec<String> = report
         .dimensions
         .iter()
         .enumerate()
-        .map(|(i, d)| format!("{} AS d{i}", dimension_sql(*d)))
+        .map(|(i, d)| match presorted {
+            true => format!("k{i} AS d{i}"),
+            false => format!("{} AS d{i}", dimension_sql(*d)),
+        })
         .collect();
     let metric_columns: Vec<String> = report
         .metrics
@@ -275,7 +285,27 @@ pub async fn run(
             format!("GROUP BY {}{having}", positions.join(", "))
         }
     };
-    let rows_sql = format!("FROM ({}) r {group_by}", segments.join(" UNION ALL "));
+    let union = segments.join(" UNION ALL ");
+    let rows_sql = if presorted {
+        let keys: Vec<String> = report
+            .dimensions
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match d {
+                Dimension::Date => format!("{} AS k{i}", dimension_sql(*d)),
+                _ => format!("({}) COLLATE \"C\" AS k{i}", dimension_sql(*d)),
+            })
+            .collect();
+        let order: Vec<String> = (1..=keys.len()).map(|n| n.to_string()).collect();
+        format!(
+            "FROM (SELECT {}, event_count, quantity, billable_quantity, cost_nanos \
+             FROM ({union}) s ORDER BY {}) r {group_by}",
+            keys.join(", "),
+            order.join(", ")
+        )
+    } else {
+        format!("FROM ({union}) r {group_by}")
+    };
     // On SQLite no window count over every group: with the default order a single segment
     // streams its groups in key order and stops at the page's end, and the total, when the
     // page does not tell it, is counted on its own. PostgreSQL hashes every group anyway:
@@ -289,7 +319,7 @@ pub async fn run(
         limit = report.page.size(),
         offset = report.page.offset(),
     );
-    let (rows, counted) = if conn.backend_name() == "SQLite" {
+    let (rows, counted) = if sqlite {
         (
             sqlite_page(conn, report, &columns, &page, &order, &binds).await?,
             None,
