@@ -63,6 +63,18 @@ struct Args {
     events: usize,
     reports: usize,
     phase: String,
+    order: Order,
+}
+
+/// When the seeded events happened, in the order they are sent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Order {
+    /// Each event at a random moment of the 31 days: every batch touches every day (the
+    /// worst case for the daily rollups; the report benchmark's seeding).
+    Spread,
+    /// As switches send them: each batch holds what happened in the last minutes, and a
+    /// few events arrive late (up to two days).
+    Arrival,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -73,6 +85,7 @@ fn args() -> anyhow::Result<Args> {
         events: 10_000_000,
         reports: 100,
         phase: "all".into(),
+        order: Order::Spread,
     };
     while let Some(flag) = args.next() {
         let value = args
@@ -84,6 +97,13 @@ fn args() -> anyhow::Result<Args> {
             "--events" => parsed.events = value.parse()?,
             "--reports" => parsed.reports = value.parse()?,
             "--phase" => parsed.phase = value,
+            "--order" => {
+                parsed.order = match value.as_str() {
+                    "spread" => Order::Spread,
+                    "arrival" => Order::Arrival,
+                    _ => anyhow::bail!("--order is spread or arrival"),
+                }
+            }
             _ => anyhow::bail!("unknown flag {flag}"),
         }
     }
@@ -153,12 +173,40 @@ async fn set_up(
     .await
 }
 
+/// When the events of one seeding happen: `events` of them over the 31 days from `start_ms`.
+#[derive(Clone, Copy)]
+struct Timeline {
+    start_ms: i64,
+    events: usize,
+    order: Order,
+}
+
+impl Timeline {
+    /// When the `n`th event sent happened.
+    fn at_ms(self, n: usize, rng: &mut Lcg) -> i64 {
+        let span_ms = DAYS * DAY_MS;
+        match self.order {
+            Order::Spread => self.start_ms + (rng.next() as i64 % span_ms),
+            Order::Arrival => {
+                let sent_ms = self.start_ms + (n as i64 * span_ms) / self.events.max(1) as i64;
+                // Calls end and are reported within minutes; one event in fifty is late.
+                let delay_ms = if rng.below(50) == 0 {
+                    rng.next() as i64 % (2 * DAY_MS)
+                } else {
+                    rng.next() as i64 % 600_000
+                };
+                (sent_ms - delay_ms).max(self.start_ms)
+            }
+        }
+    }
+}
+
 /// The events of one batch: account by account, contact by contact, over the 31 days.
 fn batch(
     rng: &mut Lcg,
     books: &[Vec<String>],
     accounts: &[String],
-    start_ms: i64,
+    timeline: Timeline,
     run: &str,
     first: usize,
     count: usize,
@@ -175,7 +223,7 @@ fn batch(
                 95..=98 => (Product::MmsOutbound, 1),
                 _ => (Product::NumberRental, 1),
             };
-            let at_ms = start_ms + (rng.next() as i64 % (DAYS * DAY_MS));
+            let at_ms = timeline.at_ms(n, rng);
             Ok(RawEvent {
                 id: Some(format!("rb-{run}-{n}")),
                 account_id: Some(accounts[account].clone()),
@@ -194,11 +242,11 @@ fn batch(
 async fn seed(
     db: &Db,
     clock: &ClockHandle,
-    events: usize,
     run: &str,
     accounts: Arc<Vec<String>>,
-    start_ms: i64,
+    timeline: Timeline,
 ) -> anyhow::Result<f64> {
+    let events = timeline.events;
     let mut rng = Lcg(42);
     let books: Arc<Vec<Vec<String>>> = Arc::new(
         (0..accounts.len())
@@ -235,7 +283,7 @@ async fn seed(
             for b in (task..batches).step_by(SEED_TASKS) {
                 let first = b * BATCH_EVENTS;
                 let count = BATCH_EVENTS.min(events - first);
-                let raw = batch(&mut rng, &books, &accounts, start_ms, &run, first, count);
+                let raw = batch(&mut rng, &books, &accounts, timeline, &run, first, count);
                 // Resent on a pool timeout, as a sender resends on a 503: ingestion is
                 // idempotent, and a loaded machine can hold the one SQLite writer longer
                 // than the acquire timeout.
@@ -264,6 +312,7 @@ async fn rollups_ab(
     clock: &ClockHandle,
     events: usize,
     start_ms: i64,
+    order: Order,
 ) -> anyhow::Result<serde_json::Value> {
     const ROUNDS: usize = 10;
     let run = format!("ab{:x}", clock.now().timestamp_millis());
@@ -274,13 +323,17 @@ async fn rollups_ab(
     for round in 0..ROUNDS {
         let maintained = round % 2 == 0;
         steward::usage::rollups::maintain_for_benchmark(maintained);
+        let timeline = Timeline {
+            start_ms,
+            events: per_round,
+            order,
+        };
         let seconds = seed(
             db,
             clock,
-            per_round,
             &format!("{run}-{round}"),
             Arc::clone(&managed),
-            start_ms,
+            timeline,
         )
         .await?;
         let rate = per_round as f64 / seconds;
@@ -294,6 +347,7 @@ async fn rollups_ab(
     };
     let (on_median, off_median) = (median(&mut on), median(&mut off));
     Ok(serde_json::json!({
+        "order": match order { Order::Spread => "spread", Order::Arrival => "arrival" },
         "events_per_round": per_round,
         "with_rollups_events_per_second": on,
         "without_rollups_events_per_second": off,
@@ -431,7 +485,7 @@ async fn main() -> anyhow::Result<()> {
     .to_path_buf();
     let mut out = serde_json::json!({"events": args.events});
     if args.phase == "ab" {
-        out["rollups_ab"] = rollups_ab(&db, &clock, args.events, start_ms).await?;
+        out["rollups_ab"] = rollups_ab(&db, &clock, args.events, start_ms, args.order).await?;
         db.close().await;
         println!("{out}");
         return Ok(());
@@ -439,7 +493,12 @@ async fn main() -> anyhow::Result<()> {
     if args.phase == "seed" || args.phase == "all" {
         let run = format!("{:x}", clock.now().timestamp_millis());
         let (manager, key, managed) = set_up(&db, &clock, &run).await?;
-        let seconds = seed(&db, &clock, args.events, &run, Arc::new(managed), start_ms).await?;
+        let timeline = Timeline {
+            start_ms,
+            events: args.events,
+            order: args.order,
+        };
+        let seconds = seed(&db, &clock, &run, Arc::new(managed), timeline).await?;
         out["seed_seconds"] = seconds.into();
         out["seed_events_per_second"] = (args.events as f64 / seconds).round().into();
         let rollups: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_rollups_daily")
