@@ -104,7 +104,14 @@ pub struct Metrics {
     pool_size_max: Family<PoolLabels, Gauge>,
     pool_acquire_probe: Family<PoolLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pool_exhausted: Counter,
+    pricing_lists: Family<PlaceLabels, Gauge>,
     scrape_gauges: Vec<ScrapeGauge>,
+}
+
+/// Labels of a series counted in one place of the process.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PlaceLabels {
+    place: &'static str,
 }
 
 fn latency_histogram() -> Histogram {
@@ -191,6 +198,13 @@ impl Metrics {
             "Requests answered 503 because no pooled connection became free within the acquire timeout",
             pool_exhausted.clone(),
         );
+        let pricing_lists = Family::<PlaceLabels, Gauge>::default();
+        registry.register(
+            "pricing_lists_held",
+            "Price lists whose rates this process holds: in the index (those that can still \
+             apply) and kept after late usage read an older one",
+            pricing_lists.clone(),
+        );
         let mut metrics = Self {
             registry,
             request_duration,
@@ -203,6 +217,7 @@ impl Metrics {
             pool_size_max,
             pool_acquire_probe,
             pool_exhausted,
+            pricing_lists,
             scrape_gauges: Vec::new(),
         };
         metrics.add_scrape_gauge(
@@ -389,6 +404,14 @@ pub async fn track_requests(
 }
 
 async fn exposition(state: &AppState) -> Result<Response, ApiError> {
+    let (index, kept) = state.pricing.held_lists().await;
+    for (place, lists) in [("index", index), ("kept", kept)] {
+        state
+            .metrics
+            .pricing_lists
+            .get_or_create(&PlaceLabels { place })
+            .set(i64::try_from(lists).unwrap_or(i64::MAX));
+    }
     let text = state.metrics.render(&state.db, &state.clock).await?;
     let mut response = text.into_response();
     response.headers_mut().insert(

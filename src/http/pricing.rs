@@ -90,7 +90,8 @@ async fn whose(
 }
 
 async fn index(state: &AppState) -> Result<std::sync::Arc<crate::pricing::PricingIndex>, ApiError> {
-    Ok(state.pricing.current(&state.db).await?)
+    let now_ms = crate::clock::to_epoch_ms(state.clock.now());
+    Ok(state.pricing.current(&state.db, now_ms).await?)
 }
 
 fn no_list() -> ApiError {
@@ -107,11 +108,11 @@ async fn list_rates(
 ) -> Result<Json<List<Rate>>, ApiError> {
     let index = index(state).await?;
     let list_id = index
-        .list_for(
+        .list_id_for(
             &PricingSubject::from(account),
             crate::clock::to_epoch_ms(state.clock.now()),
         )
-        .map(|l| l.id.clone())
+        .map(str::to_owned)
         .ok_or_else(no_list)?;
     rates_page(state, &list_id, query).await
 }
@@ -166,12 +167,13 @@ pub(super) async fn one_rate(
         .parameter("destination")
     })?;
     let index = index(state).await?;
-    let list = index
-        .list_for(
-            &PricingSubject::from(account),
-            crate::clock::to_epoch_ms(state.clock.now()),
-        )
-        .ok_or_else(no_list)?;
+    let subject = PricingSubject::from(account);
+    let now_ms = crate::clock::to_epoch_ms(state.clock.now());
+    let rates = state
+        .pricing
+        .rates(&state.db, &index, [(&subject, now_ms)])
+        .await?;
+    let list = rates.list_for(&subject, now_ms).ok_or_else(no_list)?;
     let entry = list.lookup(product, digits).ok_or_else(|| {
         ApiError::new(ErrorKind::NotFound, "No rate applies to this destination.")
     })?;

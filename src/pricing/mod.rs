@@ -8,15 +8,17 @@
 //!
 //! Assignments are append-only rows with an effective-from instant, so a change never
 //! touches usage already rated (rated records keep the list and rate that produced them).
-//! Servers keep the whole index in memory and reload it when the database's pricing
-//! generation moves; the generation is read once per batch, so every process sees a
-//! change from its next batch on.
+//! Servers keep the index in memory and reload it when the database's pricing generation
+//! moves; the generation is read once per batch, so every process sees a change from its
+//! next batch on. The index holds the rates of the lists that can still apply; a list only
+//! late usage reaches is read when needed, and a few are kept (see [`COLD_LISTS_KEPT`]).
 
 pub mod csv;
 mod index;
 mod product;
 pub mod repo;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use index::{PricingIndex, RateEntry, RateTable};
@@ -274,17 +276,26 @@ impl From<&crate::accounts::Account> for PricingSubject {
     }
 }
 
-/// The process's copy of the pricing index, refreshed when the generation moves.
+/// How many lists that only history can reach (see [`PricingIndex`]) a process keeps after
+/// reading them for late usage, least recently used first out. A list holds up to tens of
+/// thousands of rates; late usage across a pricing change reaches back one or two lists.
+pub const COLD_LISTS_KEPT: usize = 4;
+
+/// The process's copy of the pricing index, refreshed when the generation moves, and the
+/// few lists beyond it that late usage read lately.
 #[derive(Debug, Default)]
 pub struct PricingCache {
     current: tokio::sync::RwLock<Option<Arc<PricingIndex>>>,
     reload: tokio::sync::Mutex<()>,
+    /// Most recently used last. A list's rates never change, so entries never go stale.
+    cold: std::sync::Mutex<Vec<Arc<RateTable>>>,
 }
 
 impl PricingCache {
     /// The index as of the database's current generation (one small query; a reload only
-    /// when pricing changed since the last call).
-    pub async fn current(&self, db: &Db) -> Result<Arc<PricingIndex>, sqlx::Error> {
+    /// when pricing changed since the last call). `now_ms` decides which lists' rates it
+    /// holds: those that can apply from then on.
+    pub async fn current(&self, db: &Db, now_ms: i64) -> Result<Arc<PricingIndex>, sqlx::Error> {
         let mut conn = db.read.acquire().await?;
         let generation = repo::generation(&mut conn).await?;
         if let Some(index) = self.fresh(generation).await {
@@ -295,7 +306,8 @@ impl PricingCache {
         if let Some(index) = self.fresh(generation).await {
             return Ok(index);
         }
-        let index = Arc::new(index::load(&mut conn).await?);
+        let previous = self.current.read().await.clone();
+        let index = Arc::new(index::load(&mut conn, now_ms, previous.as_deref()).await?);
         *self.current.write().await = Some(Arc::clone(&index));
         Ok(index)
     }
@@ -306,5 +318,98 @@ impl PricingCache {
             .as_ref()
             .filter(|i| i.generation() >= generation)
             .map(Arc::clone)
+    }
+
+    /// What rating `wanted` (subject, instant) pairs needs from `index`: the lists it holds,
+    /// and any older list one of them resolves to, read from the database unless kept.
+    pub async fn rates<'a>(
+        &self,
+        db: &Db,
+        index: &'a PricingIndex,
+        wanted: impl IntoIterator<Item = (&PricingSubject, i64)>,
+    ) -> Result<Rates<'a>, sqlx::Error> {
+        let mut missing: Vec<&str> = wanted
+            .into_iter()
+            .filter_map(|(subject, at_ms)| index.list_id_for(subject, at_ms))
+            .filter(|id| index.resident(id).is_none())
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        let mut cold = HashMap::new();
+        for id in missing {
+            let table = match self.kept(id) {
+                Some(table) => table,
+                None => {
+                    let mut conn = db.read.acquire().await?;
+                    let Some(table) = index::read_rates(&mut conn, id).await? else {
+                        continue;
+                    };
+                    let table = Arc::new(table);
+                    self.keep(Arc::clone(&table));
+                    table
+                }
+            };
+            cold.insert(id.to_owned(), table);
+        }
+        Ok(Rates { index, cold })
+    }
+
+    fn kept(&self, id: &str) -> Option<Arc<RateTable>> {
+        let mut kept = self
+            .cold
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let at = kept.iter().position(|t| t.id == id)?;
+        let table = kept.remove(at);
+        kept.push(Arc::clone(&table));
+        Some(table)
+    }
+
+    fn keep(&self, table: Arc<RateTable>) {
+        let mut kept = self
+            .cold
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.retain(|t| t.id != table.id);
+        kept.push(table);
+        let excess = kept.len().saturating_sub(COLD_LISTS_KEPT);
+        kept.drain(..excess);
+    }
+
+    /// How many lists' rates the current index holds, and how many older ones are kept
+    /// beside it (at most [`COLD_LISTS_KEPT`]).
+    pub async fn held_lists(&self) -> (usize, usize) {
+        let index = self
+            .current
+            .read()
+            .await
+            .as_ref()
+            .map_or(0, |index| index.resident_lists());
+        let kept = self
+            .cold
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len();
+        (index, kept)
+    }
+}
+
+/// The rates one piece of work (a batch, a request) rates with: the index's lists and the
+/// older ones it was found to need.
+#[derive(Debug)]
+pub struct Rates<'a> {
+    index: &'a PricingIndex,
+    cold: HashMap<String, Arc<RateTable>>,
+}
+
+impl Rates<'_> {
+    /// The list `subject` rates with at `at_ms` (see the module docs for the rule), if it
+    /// was among those asked for or the index holds it.
+    pub fn list_for(&self, subject: &PricingSubject, at_ms: i64) -> Option<&RateTable> {
+        let id = self.index.list_id_for(subject, at_ms)?;
+        self.index
+            .resident(id)
+            .or_else(|| self.cold.get(id))
+            .map(|table| &**table)
     }
 }

@@ -197,13 +197,13 @@ enum Unrated {
     Reject(String),
 }
 
-/// Rates one event for `payee` with the index.
+/// Rates one event for `payee` with `rates`.
 fn rate(
     event: UsageEvent,
     payee: &repo::Payee,
-    index: &crate::pricing::PricingIndex,
+    rates: &crate::pricing::Rates<'_>,
 ) -> Result<RatedRecord, Box<(UsageEvent, Unrated)>> {
-    let Some(list) = index.list_for(&payee.subject, event.occurred_at_ms) else {
+    let Some(list) = rates.list_for(&payee.subject, event.occurred_at_ms) else {
         return Err(Box::new((
             event,
             Unrated::Suspend(SuspendReason::NoPriceList),
@@ -282,8 +282,17 @@ pub async fn ingest(
             Err(reason) => set(&mut outcomes, slot, Outcome::Rejected(reason)),
         }
     }
-    let index = pricing.current(db).await?;
-    let settled = settle(db, &index, events, Sighting::Arrival, created_by, now_ms).await?;
+    let index = pricing.current(db, now_ms).await?;
+    let settled = settle(
+        db,
+        pricing,
+        &index,
+        events,
+        Sighting::Arrival,
+        created_by,
+        now_ms,
+    )
+    .await?;
     let mut leases = vec![None; raw.len()];
     for (slot, (outcome, lease)) in slots
         .into_iter()
@@ -342,6 +351,7 @@ struct Settled {
 /// pricing says) and takes charged ids out of suspense.
 async fn settle(
     db: &Db,
+    pricing: &PricingCache,
     index: &crate::pricing::PricingIndex,
     events: Vec<UsageEvent>,
     sighting: Sighting,
@@ -361,6 +371,16 @@ async fn settle(
         let mut conn = db.read.acquire().await?;
         repo::find_payees(&mut conn, &account_ids).await?
     };
+    let rates = pricing
+        .rates(
+            db,
+            index,
+            events.iter().filter_map(|e| {
+                let payee = payees.get(&e.account_id)?;
+                Some((&payee.subject, e.occurred_at_ms))
+            }),
+        )
+        .await?;
     let mut rated = Vec::with_capacity(events.len());
     let mut unrated: Vec<(usize, UsageEvent, SuspendReason)> = Vec::new();
     // One batch is one journal entry, and an entry carries at most AMOUNT_ABS_MAX_NANOS:
@@ -371,7 +391,7 @@ async fn settle(
             unrated.push((slot, event, SuspendReason::UnknownAccount));
             continue;
         };
-        match rate(event, payee, index) {
+        match rate(event, payee, &rates) {
             Ok(record) => match batch_cost_nanos
                 .checked_add(record.cost_nanos)
                 .filter(|total| *total <= AMOUNT_ABS_MAX_NANOS)
@@ -608,7 +628,7 @@ pub async fn rerate_suspended(
         suspense::remove(&mut tx, &ids).await?;
         tx.commit().await?;
     }
-    let index = pricing.current(db).await?;
+    let index = pricing.current(db, to_epoch_ms(clock.now())).await?;
     let mut after: Option<String> = None;
     let mut carried: Vec<UsageEvent> = Vec::new();
     loop {
@@ -623,12 +643,14 @@ pub async fn rerate_suspended(
         report.examined += u64::try_from(chunk.len()).unwrap_or(u64::MAX);
         let mut events: Vec<UsageEvent> = std::mem::take(&mut carried);
         events.extend(chunk.iter().filter_map(suspense::SuspendedEvent::to_event));
-        carried = rerate_events(db, &index, clock, events, created_by, &mut report).await?;
+        carried =
+            rerate_events(db, pricing, &index, clock, events, created_by, &mut report).await?;
     }
     // What one charge could not hold goes in charges of its own, while any progress is made.
     while !carried.is_empty() {
         let before = carried.len();
-        carried = rerate_events(db, &index, clock, carried, created_by, &mut report).await?;
+        carried =
+            rerate_events(db, pricing, &index, clock, carried, created_by, &mut report).await?;
         if carried.len() == before {
             break;
         }
@@ -640,6 +662,7 @@ pub async fn rerate_suspended(
 /// Re-rates one set of events; returns those refused now, to try again in another charge.
 async fn rerate_events(
     db: &Db,
+    pricing: &PricingCache,
     index: &crate::pricing::PricingIndex,
     clock: &ClockHandle,
     events: Vec<UsageEvent>,
@@ -649,6 +672,7 @@ async fn rerate_events(
     let now_ms = to_epoch_ms(clock.now());
     let settled = settle(
         db,
+        pricing,
         index,
         events.clone(),
         Sighting::Rerate,

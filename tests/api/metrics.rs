@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::helpers::{BASE_PRICES, TestApp, backend_is_postgres, event, spawn_app, spawn_app_with};
 
 /// The exposition as the operator scrapes it.
-async fn scrape(app: &TestApp) -> String {
+pub async fn scrape(app: &TestApp) -> String {
     let response = app
         .client
         .get(format!("{}/metrics", app.address))
@@ -25,7 +25,7 @@ async fn scrape(app: &TestApp) -> String {
 }
 
 /// The value of the sample named `series` (with its labels exactly as written), if present.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .map(|value| value.parse().unwrap())

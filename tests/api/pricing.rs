@@ -338,3 +338,94 @@ async fn the_operator_sees_every_list_and_every_accounts_rates() {
         .await;
     refused.assert_error(401, "10009", None);
 }
+
+/// A server holds the rates of the lists that can still apply, not of every list ever
+/// imported; late usage from an older list's time is still rated with that list, read when
+/// needed, and only a few such lists are kept.
+#[tokio::test]
+async fn a_server_holds_the_lists_that_can_apply_and_reads_older_ones_for_late_usage() {
+    use crate::metrics::{sample, scrape};
+    let app = spawn_app().await;
+    let own = app.managed_of(&app.manager, "History Co", json!({})).await;
+    // Six platform defaults, one from the first of each month of 2025, an SMS part at
+    // 0.00n under list n; the clock stands at 2026-01-01, so only the sixth can apply.
+    for n in 1..=6 {
+        let csv = format!(
+            "product,prefix,rate,initial_increment_s,subsequent_increment_s\nsms_outbound,,0.00{n},,\n"
+        );
+        app.import_prices(
+            &csv,
+            &format!("platform_default=true&effective_from=2025-0{n}-01T00:00:00Z"),
+        )
+        .await
+        .assert_status(200);
+    }
+    let sms = |id: &str, occurred_at: &str| {
+        let mut event = event(id, &own.id, "sms_outbound", "+14155550100", 1);
+        event["occurred_at"] = json!(occurred_at);
+        event
+    };
+    app.ingest(json!([sms("now-1", "2026-01-01T11:00:00Z")]))
+        .await
+        .assert_status(200);
+    let held = |text: &str, place: &str| {
+        sample(
+            text,
+            &format!("steward_pricing_lists_held{{place=\"{place}\"}}"),
+        )
+    };
+    let text = scrape(&app).await;
+    assert_eq!(held(&text, "index"), Some(1.0), "{text}");
+    assert_eq!(held(&text, "kept"), Some(0.0), "{text}");
+
+    // Late usage from each earlier month, in one batch: each rated with its month's list.
+    let late: Vec<Value> = (1..=5)
+        .map(|n| sms(&format!("late-{n}"), &format!("2025-0{n}-15T00:00:00Z")))
+        .collect();
+    let reply = app.ingest(Value::Array(late)).await;
+    assert_eq!(reply.statuses(), ["accepted"; 5]);
+    let records = app
+        .get(
+            &format!(
+                "/v2/detail_records?filter%5Brecord_type%5D=messaging&filter%5Baccount_id%5D={}&page%5Bsize%5D=20",
+                own.id
+            ),
+            &app.manager.key,
+        )
+        .await;
+    records.assert_status(200);
+    let mut rates: Vec<(String, String)> = records.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let id = r["uuid"].as_str().unwrap().to_owned();
+            (id, r["rate"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    rates.sort();
+    let expected: Vec<(String, String)> = (1..=5)
+        .map(|n| (format!("late-{n}"), format!("0.00{n}000000")))
+        .chain([("now-1".to_owned(), "0.006000000".to_owned())])
+        .collect();
+    assert_eq!(rates, expected);
+    let text = scrape(&app).await;
+    assert_eq!(held(&text, "index"), Some(1.0), "{text}");
+    let kept = u32::try_from(steward::pricing::COLD_LISTS_KEPT).unwrap();
+    assert_eq!(held(&text, "kept"), Some(f64::from(kept)), "{text}");
+
+    // A list assigned ahead of its own start joins the index at once, beside the one in
+    // force until then.
+    app.import_prices(
+        "product,prefix,rate,initial_increment_s,subsequent_increment_s\nsms_outbound,,0.009,,\n",
+        "platform_default=true&effective_from=2026-02-01T00:00:00Z",
+    )
+    .await
+    .assert_status(200);
+    let reply = app
+        .ingest(json!([sms("now-2", "2026-01-01T11:30:00Z")]))
+        .await;
+    assert_eq!(reply.statuses(), ["accepted"]);
+    let text = scrape(&app).await;
+    assert_eq!(held(&text, "index"), Some(2.0), "{text}");
+}

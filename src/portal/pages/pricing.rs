@@ -83,9 +83,14 @@ pub async fn show(
         .filter(|p| (1..=PAGE_NUMBER_MAX).contains(p))
         .unwrap_or(1);
     let destination = query.text("destination").trim().to_owned();
-    let index = state.pricing.current(&state.db).await?;
     let now_ms = to_epoch_ms(state.clock.now());
-    let list = index.list_for(&PricingSubject::from(&viewer.subject), now_ms);
+    let index = state.pricing.current(&state.db, now_ms).await?;
+    let subject = PricingSubject::from(&viewer.subject);
+    let rates = state
+        .pricing
+        .rates(&state.db, &index, [(&subject, now_ms)])
+        .await?;
+    let list = rates.list_for(&subject, now_ms);
     let mut rates = Vec::new();
     let mut matches = Vec::new();
     let mut destination_error = String::new();
