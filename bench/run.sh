@@ -5,6 +5,7 @@
 #   bench/run.sh [sqlite|postgres]    (default: sqlite; postgres needs STEWARD_BENCH_POSTGRES_URL,
 #                                      a database URL the run may fill)
 #   STEWARD_BENCH_ACCOUNTS=100000 bench/run.sh …   (managed accounts to seed; default 1000)
+#   STEWARD_BENCH_BIN=/path/to/steward bench/run.sh …   (another build, for an A/B)
 #
 # Seeds one manager with the managed accounts (its limit raised by the operator to fit): the
 # first 1000 over HTTP, any beyond with one SQL insert of the same account rows (no keys, no
@@ -25,8 +26,9 @@ accounts=${STEWARD_BENCH_ACCOUNTS:-1000}
 threads=1
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --release --locked -q
-bin=target/release/steward
+# STEWARD_BENCH_BIN runs another build's binary (an A/B against the build before).
+bin=${STEWARD_BENCH_BIN:-target/release/steward}
+[ -n "${STEWARD_BENCH_BIN:-}" ] || cargo build --release --locked -q
 
 work=$(mktemp -d /tmp/steward-bench.XXXXXX)
 server_pid=

@@ -64,8 +64,8 @@ pub struct Db {
     /// SQLite's queue of writes that share a transaction (see [`Db::write_grouped`]).
     group: Arc<group::GroupCommit>,
     /// Where a native PostgreSQL connection connects, for bulk reads ([`bulk`]); `None` on
-    /// SQLite.
-    postgres_options: Option<sqlx::postgres::PgConnectOptions>,
+    /// SQLite. Shared, as the handle is cloned often and the options hold several strings.
+    postgres_options: Option<Arc<sqlx::postgres::PgConnectOptions>>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -142,11 +142,11 @@ impl Db {
                 backend: Backend::Postgres,
                 key_cache: Arc::default(),
                 group: Arc::default(),
-                postgres_options: Some(
+                postgres_options: Some(Arc::new(
                     url.expose()
                         .parse()
                         .with_context(|| format!("Failed to parse {url}"))?,
-                ),
+                )),
             }
         } else {
             let url = sqlite_url(url)?;

@@ -56,9 +56,23 @@ use crate::clock::ClockHandle;
 use crate::config::Settings;
 use crate::db::Db;
 
-/// What every handler can reach.
+/// What every handler can reach: a handle to the one [`App`] of this server. Every request
+/// clones it (axum's `State`), so it is a single reference count, not the app's fields (the
+/// database handles, the payment settings) cloned and dropped per request.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(std::sync::Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// The server's shared parts, reached through [`AppState`].
+#[derive(Debug)]
+pub struct App {
     /// The database.
     pub db: Db,
     /// The clock.
@@ -352,7 +366,7 @@ impl Application {
         let payments =
             crate::payments::Payments::new(db.clone(), clock.clone(), settings.payments.clone());
         payments.announce();
-        let state = AppState {
+        let state = AppState(std::sync::Arc::new(App {
             db: db.clone(),
             clock,
             pricing: std::sync::Arc::default(),
@@ -362,7 +376,7 @@ impl Application {
             signer: std::sync::Arc::new(signer),
             reports_wake: std::sync::Arc::default(),
             payments,
-        };
+        }));
         let metrics = match settings.metrics_listen {
             Some(address) => {
                 let listener = TcpListener::bind(address)
