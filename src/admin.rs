@@ -309,20 +309,26 @@ async fn money_and_pricing(
         AdminCommand::CreateIngestKey => service_key(db, clock, ServiceKind::Ingest).await,
         AdminCommand::CreateOperatorKey => service_key(db, clock, ServiceKind::Operator).await,
         AdminCommand::VerifyLedger => {
-            let report = match ledger::verify(db)
+            // The ledger's checks and the card payments' read one snapshot: a payment
+            // posted between them must not look unposted or orphaned.
+            let mut conn = db.read.acquire().await?;
+            let begin = crate::db::snapshot_begin(&conn);
+            let mut snapshot = sqlx::Connection::begin_with(&mut *conn, begin).await?;
+            let report = match ledger::verify_in(db, &mut snapshot)
                 .await
                 .context("Failed to read the ledger")?
             {
                 Ok(report) => report,
                 Err(violation) => anyhow::bail!("ledger invariant violated: {violation}"),
             };
-            let paid = match crate::payments::verify(db)
+            let paid = match crate::payments::verify(&mut snapshot)
                 .await
                 .context("Failed to read the card payments")?
             {
                 Ok(paid) => paid,
                 Err(violation) => anyhow::bail!("ledger invariant violated: {violation}"),
             };
+            snapshot.commit().await?;
             let suspended = suspended_usage_json(db).await?;
             Ok(
                 json!({"ok": true, "entries": report.entries, "books": report.books,

@@ -168,8 +168,27 @@ pub async fn verify_in_passes(
     let mut conn = db.read.acquire().await?;
     let begin = crate::db::snapshot_begin(&conn);
     let mut snapshot = conn.begin_with(begin).await?;
-    let mut reader = BulkReader::open(db, &mut snapshot).await?;
-    let outcome = check(&mut snapshot, &mut reader, usage_postings_per_pass.max(1)).await;
+    let outcome = verify_in_snapshot(db, &mut snapshot, usage_postings_per_pass).await;
+    snapshot.commit().await?;
+    outcome
+}
+
+/// [`verify`] within `snapshot`, a transaction begun with [`crate::db::snapshot_begin`], so
+/// that the caller's own checks (card payments) read the same moment of the database.
+pub async fn verify_in(
+    db: &Db,
+    snapshot: &mut AnyConnection,
+) -> Result<Result<Report, Violation>, sqlx::Error> {
+    verify_in_snapshot(db, snapshot, USAGE_POSTINGS_PER_PASS).await
+}
+
+async fn verify_in_snapshot(
+    db: &Db,
+    snapshot: &mut AnyConnection,
+    usage_postings_per_pass: i64,
+) -> Result<Result<Report, Violation>, sqlx::Error> {
+    let mut reader = BulkReader::open(db, snapshot).await?;
+    let outcome = check(snapshot, &mut reader, usage_postings_per_pass.max(1)).await;
     reader.close().await?;
     outcome
 }

@@ -2,9 +2,7 @@
 //! exactly one `card_payment` entry moving its amount from `platform:card_payments` to the
 //! account, every such entry belongs to one successful payment, and refunds likewise.
 
-use sqlx::Row;
-
-use crate::db::Db;
+use sqlx::{AnyConnection, Row};
 
 /// A broken payment invariant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,9 +49,11 @@ pub struct VerifyReport {
     pub refunds: i64,
 }
 
-/// Checks every payment invariant; `Ok(Err(violation))` names the first one that fails.
-pub async fn verify(db: &Db) -> Result<Result<VerifyReport, PaymentViolation>, sqlx::Error> {
-    let mut conn = db.read.acquire().await?;
+/// Checks every payment invariant on `conn` (verify-ledger passes the ledger checks'
+/// snapshot, so both read one moment); `Ok(Err(violation))` names the first one that fails.
+pub async fn verify(
+    conn: &mut AnyConnection,
+) -> Result<Result<VerifyReport, PaymentViolation>, sqlx::Error> {
     // SUM over BIGINT is NUMERIC on PostgreSQL: cast back for the Any driver.
     let not_posted = sqlx::query(
         "SELECT a.id FROM payment_attempts a WHERE a.status = 'succeeded' AND ( \

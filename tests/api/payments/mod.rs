@@ -181,7 +181,8 @@ pub async fn card_payment_entries(app: &TestApp) -> i64 {
 /// Every ledger and payment invariant holds.
 pub async fn assert_books_clean(app: &TestApp) {
     app.assert_ledger_clean().await;
-    let verdict = steward::payments::verify(&app.db).await.unwrap();
+    let mut conn = app.db.read.acquire().await.unwrap();
+    let verdict = steward::payments::verify(&mut conn).await.unwrap();
     assert!(verdict.is_ok(), "payment violation: {verdict:?}");
 }
 

@@ -482,9 +482,51 @@ async fn verification_finds_a_card_payment_posted_twice() {
     }
     tx.commit().await.unwrap();
 
-    let verdict = steward::payments::verify(&app.db).await.unwrap();
+    let mut conn = app.db.read.acquire().await.unwrap();
+    let verdict = steward::payments::verify(&mut conn).await.unwrap();
     assert!(
         matches!(verdict, Err(steward::payments::PaymentViolation::OrphanEntry { ref entry, .. }) if entry == "dup"),
         "{verdict:?}"
+    );
+}
+
+/// verify-ledger's card-payment checks read the ledger checks' snapshot: a change committed
+/// after the snapshot was taken is not seen by either, and is seen afresh.
+#[tokio::test]
+async fn card_payment_checks_read_the_ledger_checks_snapshot() {
+    let app = spawn_app().await;
+    let account = customer(&app, "Snapshot Co").await;
+    add_card(&app, &account.key, None, VISA).await;
+    top_up_amount(&app, &account.key, None, "20.00")
+        .await
+        .assert_status(200);
+
+    let mut conn = app.db.read.acquire().await.unwrap();
+    let begin = steward::db::snapshot_begin(&conn);
+    let mut snapshot = sqlx::Connection::begin_with(&mut *conn, begin)
+        .await
+        .unwrap();
+    let ledger = steward::ledger::verify_in(&app.db, &mut snapshot)
+        .await
+        .unwrap();
+    assert!(ledger.is_ok(), "{ledger:?}");
+    // After the snapshot: the payment loses its entry (as if never posted).
+    sqlx::query("UPDATE payment_attempts SET entry_id = NULL WHERE status = 'succeeded'")
+        .execute(&app.db.write)
+        .await
+        .unwrap();
+    let within = steward::payments::verify(&mut snapshot).await.unwrap();
+    assert_eq!(within.map(|report| report.payments), Ok(1));
+    snapshot.commit().await.unwrap();
+    drop(conn);
+
+    let mut conn = app.db.read.acquire().await.unwrap();
+    let afresh = steward::payments::verify(&mut conn).await.unwrap();
+    assert!(
+        matches!(
+            afresh,
+            Err(steward::payments::PaymentViolation::PaymentNotPosted { .. })
+        ),
+        "{afresh:?}"
     );
 }
