@@ -168,9 +168,9 @@ pub async fn verify_in_passes(
     let mut conn = db.read.acquire().await?;
     let begin = crate::db::snapshot_begin(&conn);
     let mut snapshot = conn.begin_with(begin).await?;
-    let outcome = verify_in_snapshot(db, &mut snapshot, usage_postings_per_pass).await;
+    let outcome = verify_in_snapshot(db, &mut snapshot, usage_postings_per_pass).await?;
     snapshot.commit().await?;
-    outcome
+    Ok(outcome)
 }
 
 /// [`verify`] within `snapshot`, a transaction begun with [`crate::db::snapshot_begin`], so

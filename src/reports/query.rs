@@ -308,8 +308,9 @@ pub async fn run(
     };
     // On SQLite no window count over every group: with the default order a single segment
     // streams its groups in key order and stops at the page's end, and the total, when the
-    // page does not tell it, is counted on its own. PostgreSQL hashes every group anyway:
-    // it counts them in the page's statement (see `PageValues`).
+    // page does not tell it, is counted on its own. PostgreSQL forms every group anyway
+    // (from the sorted rows above): it counts them in the page's statement (see
+    // `PageValues`).
     let columns = [dimension_columns.clone(), metric_columns]
         .concat()
         .join(", ");
