@@ -19,6 +19,13 @@ const CACHE_ENTRIES_MAX: usize = 200_000;
 /// has thousands of patterns and every country uses several).
 const PATTERN_CACHE_ENTRIES: usize = 20_000;
 
+/// The lazy-DFA cache each metadata expression may grow, per thread that matches with it.
+/// The library builds its expressions with the regex engine's default (2 MiB): with
+/// destinations spread over many countries the ~900 expressions it compiles held ~550 KiB
+/// each (~460 MiB in all, see BENCHMARKS.md). With 64 KiB they held ~180 MiB in all, and
+/// classifying was no slower (the states a digit string visits are few).
+const PATTERN_DFA_BYTES_MAX: usize = 64 * 1024;
+
 /// A destination's country and kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classification {
@@ -92,7 +99,43 @@ pub fn classify(digits: &str) -> Classification {
     classification
 }
 
+/// Rebuilds the expressions the library compiled since the last call with a lazy-DFA cache
+/// of [`PATTERN_DFA_BYTES_MAX`], from the same source and with the options the library
+/// gives its metadata (whitespace ignored, as the metadata's patterns are laid out; its one
+/// other pattern, `00[39]`, has none), so that they match alike.
+/// Expressions are never evicted at the cache's capacity (the metadata has far fewer), so
+/// each is rebuilt once.
+fn bound_new_patterns() {
+    static REBUILT: OnceLock<Mutex<std::collections::HashSet<String>>> = OnceLock::new();
+    let rebuilt = REBUILT.get_or_init(Mutex::default);
+    let shared = DATABASE.cache();
+    let mut patterns = shared.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut rebuilt = rebuilt.lock().unwrap_or_else(PoisonError::into_inner);
+    if patterns.len() == rebuilt.len() {
+        return;
+    }
+    for (source, regex) in patterns.iter_mut() {
+        if rebuilt.contains(source) {
+            continue;
+        }
+        if let Ok(bounded) = regex::RegexBuilder::new(source)
+            .ignore_whitespace(true)
+            .dfa_size_limit(PATTERN_DFA_BYTES_MAX)
+            .build()
+        {
+            *regex = bounded;
+        }
+        rebuilt.insert(source.clone());
+    }
+}
+
 fn classify_uncached(digits: &str) -> Classification {
+    let classification = parse_and_classify(digits);
+    bound_new_patterns();
+    classification
+}
+
+fn parse_and_classify(digits: &str) -> Classification {
     let Ok(number) = phonenumber::parse(None, format!("+{digits}")) else {
         return Classification {
             country_code: String::new(),
@@ -146,5 +189,36 @@ mod tests {
         assert_eq!(classify("390612345678").country_code, "IT");
         assert_eq!(classify("999123").number_type, "unknown");
         assert_eq!(classify("1").country_code, "");
+    }
+
+    #[test]
+    fn rebuilt_patterns_classify_as_the_library_built_them() {
+        // Numbers of several plans and kinds, some invalid; read past our per-number cache.
+        let numbers = [
+            "442079460000",
+            "447400123456",
+            "448001111111",
+            "4930123456",
+            "4915123456789",
+            "12015550123",
+            "13654705085",
+            "18005550199",
+            "31460172156",
+            "390612345678",
+            "33612345678",
+            "61412345678",
+            "819012345678",
+            "5511987654321",
+            "27821234567",
+            "80012345678",
+            "999123",
+        ];
+        let before: Vec<Classification> = numbers.iter().map(|n| parse_and_classify(n)).collect();
+        bound_new_patterns();
+        let after: Vec<Classification> = numbers.iter().map(|n| parse_and_classify(n)).collect();
+        assert_eq!(before, after);
+        assert_eq!(after[8].country_code, "NL");
+        assert_eq!(after[8].number_type, "geographic");
+        assert_eq!(after[6].country_code, "CA");
     }
 }
