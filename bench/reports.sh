@@ -5,10 +5,12 @@
 # that are not a month (daily rollups), timed through HTTP, beside the same aggregation over
 # the raw records.
 #
-#   bench/reports.sh sqlite|postgres [events] [reports] [ab-events]
+#   bench/reports.sh sqlite|postgres [events] [reports] [ab-events] [ab-order]
 #
 # Then what the rollups cost ingestion: on a second, empty database, ab-events (default
-# 2,000,000) are seeded in rounds with rollup maintenance on and off, alternated.
+# 2,000,000) are seeded in rounds with rollup maintenance on and off, alternated; ab-order
+# is `spread` (default: every batch over the whole month) or `arrival` (each batch the last
+# minutes, a few events late).
 #
 # postgres uses STEWARD_BENCH_POSTGRES_URL (an empty database the run may fill) and, for the
 # A/B, STEWARD_BENCH_POSTGRES_AB_URL (another).
@@ -18,6 +20,7 @@ backend=${1:-sqlite}
 events=${2:-10000000}
 reports=${3:-100}
 ab_events=${4:-2000000}
+ab_order=${5:-spread}
 
 cargo build --release --locked -q --bin steward --example report_bench
 work=$(mktemp -d /tmp/steward-reports.XXXXXX)
@@ -41,7 +44,8 @@ for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/livez" >/dev/null && br
 target/release/examples/report_bench --database-url "$db" --server "http://127.0.0.1:$port" \
   --events "$events" --reports "$reports" --phase measure >"$work/measure.json"
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
-target/release/examples/report_bench --database-url "$ab_db" --events "$ab_events" --phase ab >"$work/ab.json"
+target/release/examples/report_bench --database-url "$ab_db" --events "$ab_events" --phase ab \
+  --order "$ab_order" >"$work/ab.json"
 python3 - "$backend" "$(nproc)" "$work/seed.json" "$work/measure.json" "$work/ab.json" <<'PY'
 import json, sys
 backend, cores, seed, measure, ab = sys.argv[1], int(sys.argv[2]), *sys.argv[3:6]
