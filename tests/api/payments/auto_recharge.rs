@@ -49,11 +49,7 @@ async fn auto_recharge_fires_once_per_crossing_under_concurrent_usage() {
     app.import_prices(BASE_PRICES, "platform_default=true")
         .await
         .assert_status(200);
-    let account = customer(&app, "Recharged").await;
-    add_card(&app, &account.key, None, VISA).await;
-    top_up_amount(&app, &account.key, None, "50.00")
-        .await
-        .assert_status(200);
+    let account = paid_customer(&app, "Recharged", "50.00").await;
     enable(&app, &account, "20.00", "30.00").await;
 
     // Eight batches at once take 50.00 down to 10.00, crossing 20.00 on the way.
@@ -107,11 +103,7 @@ async fn usage_above_the_threshold_or_with_auto_recharge_off_triggers_nothing() 
     app.import_prices(BASE_PRICES, "platform_default=true")
         .await
         .assert_status(200);
-    let account = customer(&app, "Quiet").await;
-    add_card(&app, &account.key, None, VISA).await;
-    top_up_amount(&app, &account.key, None, "50.00")
-        .await
-        .assert_status(200);
+    let account = paid_customer(&app, "Quiet", "50.00").await;
     enable(&app, &account, "20.00", "30.00").await;
     usage(&app, "q1".to_owned(), &account, 5).await;
     app.patch(

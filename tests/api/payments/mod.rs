@@ -191,6 +191,17 @@ pub async fn customer(app: &TestApp, name: &str) -> Actor {
     app.managed_of(&app.manager, name, json!({})).await
 }
 
+/// A managed account of the main manager that saved a Visa test card and topped up
+/// `amount` with it.
+pub async fn paid_customer(app: &TestApp, name: &str, amount: &str) -> Actor {
+    let account = customer(app, name).await;
+    add_card(app, &account.key, None, VISA).await;
+    top_up_amount(app, &account.key, None, amount)
+        .await
+        .assert_status(200);
+    account
+}
+
 /// Sets an operator payment setting.
 pub async fn set_setting(app: &TestApp, name: &str, value: &str) {
     let clock: ClockHandle = Arc::new(app.clock.clone());

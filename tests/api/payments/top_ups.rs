@@ -448,11 +448,7 @@ async fn refunds_post_once_and_never_exceed_the_payment() {
 #[tokio::test]
 async fn verification_finds_a_card_payment_posted_twice() {
     let app = spawn_app().await;
-    let account = customer(&app, "Twice").await;
-    add_card(&app, &account.key, None, VISA).await;
-    top_up_amount(&app, &account.key, None, "25.00")
-        .await
-        .assert_status(200);
+    let account = paid_customer(&app, "Twice", "25.00").await;
     assert_books_clean(&app).await;
 
     // A second entry for the same payment, balanced, as a double posting would leave it.
@@ -495,11 +491,7 @@ async fn verification_finds_a_card_payment_posted_twice() {
 #[tokio::test]
 async fn card_payment_checks_read_the_ledger_checks_snapshot() {
     let app = spawn_app().await;
-    let account = customer(&app, "Snapshot Co").await;
-    add_card(&app, &account.key, None, VISA).await;
-    top_up_amount(&app, &account.key, None, "20.00")
-        .await
-        .assert_status(200);
+    paid_customer(&app, "Snapshot Co", "20.00").await;
 
     let mut conn = app.db.read.acquire().await.unwrap();
     let begin = steward::db::snapshot_begin(&conn);
