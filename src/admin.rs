@@ -308,6 +308,16 @@ async fn money_and_pricing(
         }
         AdminCommand::CreateIngestKey => service_key(db, clock, ServiceKind::Ingest).await,
         AdminCommand::CreateOperatorKey => service_key(db, clock, ServiceKind::Operator).await,
+        AdminCommand::RevokeServiceKey { id } => {
+            let now_ms = crate::clock::to_epoch_ms(clock.now());
+            if !crate::accounts::access::revoke_service_key(db, &id, now_ms)
+                .await
+                .context("Failed to revoke the key")?
+            {
+                anyhow::bail!("No live service key has the id {id}");
+            }
+            Ok(json!({"id": id, "revoked": true}))
+        }
         AdminCommand::VerifyLedger => {
             // The ledger's checks and the card payments' read one snapshot: a payment
             // posted between them must not look unposted or orphaned.

@@ -298,6 +298,12 @@ pub enum AdminCommand {
     CreateIngestKey,
     /// Mint a key for the operator API (`/admin/v1`).
     CreateOperatorKey,
+    /// Revoke an ingest or operator key (every server refuses it within a second).
+    RevokeServiceKey {
+        /// The key's id (as `create-ingest-key` or `create-operator-key` printed it).
+        #[arg(long)]
+        id: String,
+    },
     /// Re-derive every balance from postings and check every ledger invariant.
     VerifyLedger,
     /// Charge the usage kept in suspense that can now be rated (each event once, through

@@ -16,6 +16,8 @@
 //! is refused at once where it was changed and within [`CACHE_FRESH_MS`] everywhere else.
 //! Unknown keys are never cached: a new key works at once, and a refusal is never cached.
 //! Entries are keyed by the key's SHA-256 digest (what the database stores), never the key.
+//! Service keys (ingest, operator) are cached under the same rule beside account keys:
+//! revoking one moves the counter too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -26,6 +28,7 @@ use sqlx::AnyConnection;
 
 use super::Account;
 use crate::db::Db;
+use crate::keys::service::ServiceKind;
 
 /// Default of `--auth-cache-entries`.
 pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
@@ -64,6 +67,25 @@ struct Inner {
     /// When the last successful read of the counter started.
     checked_at: Option<Instant>,
     entries: HashMap<KeyDigest, Entry>,
+    /// Service keys: the key's id, by digest and kind.
+    services: HashMap<(KeyDigest, ServiceKind), String>,
+}
+
+impl Inner {
+    fn fresh(&self) -> bool {
+        self.checked_at
+            .is_some_and(|at| at.elapsed() <= Duration::from_millis(CACHE_FRESH_MS))
+    }
+
+    fn held(&self) -> usize {
+        self.entries.len() + self.services.len()
+    }
+
+    fn clear(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        self.entries.clear();
+        self.services.clear();
+    }
 }
 
 impl KeyCache {
@@ -80,9 +102,9 @@ impl KeyCache {
         self.capacity
     }
 
-    /// Keys held now.
+    /// Keys held now (account and service keys).
     pub fn len(&self) -> usize {
-        self.read().entries.len()
+        self.read().held()
     }
 
     /// True when it holds no key.
@@ -110,10 +132,7 @@ impl KeyCache {
         }
         let entry = {
             let inner = self.read();
-            let fresh = inner
-                .checked_at
-                .is_some_and(|at| at.elapsed() <= Duration::from_millis(CACHE_FRESH_MS));
-            if !fresh {
+            if !inner.fresh() {
                 return None;
             }
             Arc::clone(inner.entries.get(digest)?)
@@ -136,20 +155,43 @@ impl KeyCache {
         if inner.epoch != epoch {
             return;
         }
-        if inner.entries.len() >= self.capacity && !inner.entries.contains_key(&digest) {
-            // Any entry will do: a key that is used again is looked up again.
-            if let Some(evicted) = inner.entries.keys().next().copied() {
-                inner.entries.remove(&evicted);
-            }
+        if inner.held() >= self.capacity && !inner.entries.contains_key(&digest) {
+            make_room(&mut inner);
         }
         inner.entries.insert(digest, Arc::new(found));
     }
 
+    /// The id of the cached service key of `kind` behind `digest`, if the cache is fresh
+    /// enough to answer.
+    pub fn get_service(&self, digest: &KeyDigest, kind: ServiceKind) -> Option<String> {
+        if self.capacity == 0 {
+            return None;
+        }
+        let inner = self.read();
+        if !inner.fresh() {
+            return None;
+        }
+        inner.services.get(&(*digest, kind)).cloned()
+    }
+
+    /// [`KeyCache::insert`] for a service key of `kind` and its id.
+    pub fn insert_service(&self, epoch: u64, digest: KeyDigest, kind: ServiceKind, id: String) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut inner = self.write();
+        if inner.epoch != epoch {
+            return;
+        }
+        if inner.held() >= self.capacity && !inner.services.contains_key(&(digest, kind)) {
+            make_room(&mut inner);
+        }
+        inner.services.insert((digest, kind), id);
+    }
+
     /// Drops every entry (this process changed access).
     pub fn drop_all(&self) {
-        let mut inner = self.write();
-        inner.epoch = inner.epoch.wrapping_add(1);
-        inner.entries.clear();
+        self.write().clear();
     }
 
     /// Records a read of the counter that started at `started`: drops every entry if it
@@ -157,13 +199,21 @@ impl KeyCache {
     fn observe(&self, generation: i64, started: Instant) {
         let mut inner = self.write();
         if inner.generation != Some(generation) {
-            inner.epoch = inner.epoch.wrapping_add(1);
-            inner.entries.clear();
+            inner.clear();
             inner.generation = Some(generation);
         }
         if inner.checked_at.is_none_or(|at| at < started) {
             inner.checked_at = Some(started);
         }
+    }
+}
+
+/// Lets one entry go, of either kind: any will do, a key used again is looked up again.
+fn make_room(inner: &mut Inner) {
+    if let Some(evicted) = inner.entries.keys().next().copied() {
+        inner.entries.remove(&evicted);
+    } else if let Some(evicted) = inner.services.keys().next().copied() {
+        inner.services.remove(&evicted);
     }
 }
 
@@ -199,6 +249,38 @@ pub async fn commit(
         db.key_cache.drop_all();
     }
     Ok(())
+}
+
+/// The id of the live service key of `kind` matching `presented`, through this process's
+/// cache (see the module's rule); `None` for an unknown, revoked or wrong-kind key.
+pub async fn authenticate_service(
+    db: &Db,
+    presented: &str,
+    kind: ServiceKind,
+) -> Result<Option<String>, sqlx::Error> {
+    if !crate::keys::plausible(presented) {
+        return Ok(None);
+    }
+    let digest = key_digest(presented);
+    if let Some(id) = db.key_cache.get_service(&digest, kind) {
+        return Ok(Some(id));
+    }
+    // Read before the lookup: a drop while it runs keeps what it found out of the cache.
+    let epoch = db.key_cache.epoch();
+    let found = crate::keys::service::authenticate(db, presented, kind).await?;
+    if let Some(id) = &found {
+        db.key_cache.insert_service(epoch, digest, kind, id.clone());
+    }
+    Ok(found)
+}
+
+/// Revokes the service key `key_id` (an ingest or operator key) and moves the counter, so
+/// that every server refuses it within the bound. False if there is no such live key.
+pub async fn revoke_service_key(db: &Db, key_id: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+    let mut tx = db.write.begin().await?;
+    let revoked = crate::keys::service::revoke(&mut tx, key_id, now_ms).await?;
+    commit(db, tx, revoked).await?;
+    Ok(revoked)
 }
 
 /// The counter as it stands.
@@ -324,5 +406,44 @@ mod tests {
         off.insert(off.epoch(), key_digest("k"), found());
         assert!(off.is_empty());
         assert!(off.get(&key_digest("k")).is_none());
+    }
+
+    #[test]
+    fn service_keys_are_held_by_kind_under_the_same_rule() {
+        let cache = KeyCache::new(3);
+        cache.observe(1, Instant::now());
+        let digest = key_digest("ingest");
+        cache.insert_service(
+            cache.epoch(),
+            digest,
+            ServiceKind::Ingest,
+            "KEY1".to_owned(),
+        );
+        assert_eq!(
+            cache.get_service(&digest, ServiceKind::Ingest).as_deref(),
+            Some("KEY1")
+        );
+        // An ingest key is not an operator key, and is no account's key.
+        assert!(cache.get_service(&digest, ServiceKind::Operator).is_none());
+        assert!(cache.get(&digest).is_none());
+        // Both kinds share the capacity.
+        for n in 0..5 {
+            cache.insert(cache.epoch(), key_digest(&format!("k{n}")), found());
+            assert!(cache.len() <= 3);
+        }
+        cache.insert_service(
+            cache.epoch(),
+            digest,
+            ServiceKind::Ingest,
+            "KEY1".to_owned(),
+        );
+        assert_eq!(cache.len(), 3);
+        // A moved counter drops them; a lookup across a drop does not fill.
+        cache.observe(2, Instant::now());
+        assert!(cache.get_service(&digest, ServiceKind::Ingest).is_none());
+        let epoch = cache.epoch();
+        cache.drop_all();
+        cache.insert_service(epoch, digest, ServiceKind::Ingest, "KEY1".to_owned());
+        assert!(cache.is_empty());
     }
 }

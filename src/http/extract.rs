@@ -263,7 +263,7 @@ async fn service_caller(
 ) -> Result<String, ApiError> {
     let presented = bearer(parts)?;
     throttled(parts, state, presented, || {
-        keys::service::authenticate(&state.db, presented, kind)
+        crate::accounts::access::authenticate_service(&state.db, presented, kind)
     })
     .await?
     .ok_or_else(|| {

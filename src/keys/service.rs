@@ -8,7 +8,7 @@ use crate::clock::{ClockHandle, to_epoch_ms};
 use crate::db::Db;
 
 /// What a service key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ServiceKind {
     /// The operator API (`/admin/v1`).
     Operator,
@@ -60,4 +60,21 @@ pub async fn authenticate(
         .fetch_optional(&db.read)
         .await?;
     row.map(|r| r.try_get("id")).transpose()
+}
+
+/// Revokes the live service key `key_id` in the caller's transaction; false if there is no
+/// such live key. (Servers cache service keys: the caller moves the access counter.)
+pub async fn revoke(
+    conn: &mut sqlx::AnyConnection,
+    key_id: &str,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE service_keys SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL",
+    )
+    .bind(now_ms)
+    .bind(key_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }

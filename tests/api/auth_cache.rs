@@ -172,6 +172,58 @@ async fn the_operators_verbs_reach_every_server_within_the_bound() {
     }
 }
 
+/// POST /v2/admissions for `account` with the ingest key, on the server at `address`.
+async fn admit_status(app: &TestApp, address: &str, account: &str) -> u16 {
+    app.client
+        .post(format!("{address}/v2/admissions"))
+        .bearer_auth(&app.ingest_key)
+        .json(&json!({"account_id": account, "product": "sms_outbound", "destination": "+14155550100"}))
+        .send()
+        .await
+        .expect("request sent")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_revoked_ingest_key_is_refused_by_every_server_within_the_bound() {
+    let app = spawn_app().await;
+    let (second, second_cache) = app.second_server_and_cache().await;
+    let account = app.managed_of(&app.manager, "Caller", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(GENERATION_POLL_MS * 2)).await;
+    for address in [app.address.as_str(), second.as_str()] {
+        assert_eq!(admit_status(&app, address, &account.id).await, 200);
+        assert_eq!(admit_status(&app, address, &account.id).await, 200);
+    }
+    assert!(!second_cache.is_empty(), "the second server caches the key");
+
+    let key_id = app.ingest_key.split('_').next().unwrap();
+    steward_admin(&app, &["revoke-service-key", "--id", key_id]);
+    for address in [app.address.as_str(), second.as_str()] {
+        let started = Instant::now();
+        loop {
+            let status = admit_status(&app, address, &account.id).await;
+            if status == 401 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_millis(ELSEWHERE_DEADLINE_MS),
+                "{address} still admitted with a revoked key after {:?} ({status})",
+                started.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    // A key that is not live cannot be revoked again.
+    let again = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args(["admin", "revoke-service-key", "--id", key_id])
+        .args(["--database-url", &app.database_url])
+        .output()
+        .expect("run steward");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("No live service key"));
+}
+
 #[tokio::test]
 async fn with_the_cache_off_every_request_reads_its_key() {
     let app = spawn_app_with(|settings| settings.auth_cache_entries = 0).await;
