@@ -1,5 +1,6 @@
 """Sets up the admission benchmark over HTTP: 100 managed accounts with channel limits and
-credit. Prints a wrk Lua script that cycles admissions over them."""
+credit. Prints a wrk Lua script that cycles admissions over them (and, given `-- pairs`,
+releases each lease it was granted)."""
 
 import json
 import sys
@@ -27,11 +28,31 @@ for n in range(100):
     ids.append(account["id"])
 
 print("local ids = {" + ",".join(f'"{i}"' for i in ids) + "}")
-print("local n = 0")
-print("request = function()")
-print("  n = n + 1")
-print("  local body = '{\"account_id\":\"' .. ids[(n % #ids) + 1] .. "
-      "'\",\"product\":\"voice_outbound\",\"destination\":\"+14155550100\",\"ttl_s\":1}'")
-print(f"  return wrk.format('POST', '/v2/admissions', {{['Authorization']='Bearer {ingest_key}', "
-      "['Content-Type']='application/json'}, body)")
-print("end")
+print(f"local headers = {{['Authorization']='Bearer {ingest_key}', ['Content-Type']='application/json'}}")
+print("""local n = 0
+local pairs_mode = false
+local granted = {}
+
+-- `wrk -s script url -- pairs`: every admitted call's lease is released by a later request
+-- (acquire + release); without it, admissions only, each lease left to lapse after 1 s.
+init = function(args)
+  pairs_mode = args[1] == "pairs"
+end
+
+request = function()
+  local lease = table.remove(granted)
+  if lease then
+    return wrk.format('POST', '/v2/channel_leases/' .. lease .. '/actions/release', headers, '{}')
+  end
+  n = n + 1
+  local body = '{"account_id":"' .. ids[(n % #ids) + 1] ..
+    '","product":"voice_outbound","destination":"+14155550100","ttl_s":1}'
+  return wrk.format('POST', '/v2/admissions', headers, body)
+end
+
+response = function(status, headers, body)
+  if pairs_mode then
+    local lease = string.match(body, '"lease_id":"([^"]+)"')
+    if lease then table.insert(granted, lease) end
+  end
+end""")

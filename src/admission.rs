@@ -7,16 +7,19 @@
 //! lease; leases end when released, when the call's usage is charged, or when they expire
 //! (so a crashed switch cannot hold channels forever). The decision is taken under the
 //! account's row lock, so concurrent admissions — from any number of server processes on
-//! one database — never exceed a channel limit.
+//! one database — never exceed a channel limit. A server decides its admissions and
+//! releases in batches ([`Admissions`]), one transaction each.
 
 use sqlx::Row;
 
-use crate::accounts::{AccountId, AccountKind, AccountStatus};
-use crate::billing::payer_of;
+use crate::accounts::{Account, AccountId, AccountKind, AccountStatus};
 use crate::clock::{ClockHandle, from_epoch_ms, to_epoch_ms};
 use crate::db::Db;
-use crate::ledger;
 use crate::pricing::Product;
+
+mod batch;
+
+pub use batch::Admissions;
 
 /// Lease lifetime when the caller does not say.
 pub const LEASE_TTL_DEFAULT_S: u32 = 300;
@@ -84,144 +87,55 @@ pub enum AdmissionError {
     Database(#[from] sqlx::Error),
 }
 
-/// Decides whether `account_id` may start `product` usage now.
-#[tracing::instrument(name = "steward.admission.admit", skip_all, fields(account.id = %account_id, product = product.as_str()))]
-pub async fn admit(
-    db: &Db,
-    clock: &ClockHandle,
-    account_id: AccountId,
-    product: Product,
-    destination: &str,
-    ttl_s: u32,
-) -> Result<Decision, AdmissionError> {
-    let now_ms = to_epoch_ms(clock.now());
-    let destination = destination.to_owned();
-    // Admissions arriving together share a commit on SQLite (see `Db::write_grouped`). A
-    // database error undoes this admission's writes; a refusal has written nothing but the
-    // row lock's no-op.
-    db.write_grouped(move |conn| {
-        Box::pin(async move {
-            match admit_in_tx(conn, account_id, product, &destination, ttl_s, now_ms).await {
-                Err(AdmissionError::Database(e)) => Err(e),
-                decided => Ok(decided),
-            }
-        })
-    })
-    .await?
+/// What an admission asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The account that would use it.
+    pub account_id: AccountId,
+    /// What it would use.
+    pub product: Product,
+    /// E.164 digits of the destination.
+    pub destination: String,
+    /// The lease's lifetime, for calls.
+    pub ttl_s: u32,
 }
 
-/// [`admit`] in the caller's transaction.
-async fn admit_in_tx(
-    tx: &mut sqlx::AnyConnection,
-    account_id: AccountId,
+/// The rule, given what the database says of the account under its lock: refused, or
+/// admitted with a lease (`true`, calls) or without one. `live_outbound` counts the
+/// account's live outbound leases, those granted just before in the same batch included;
+/// `available_nanos` is its payer's balance plus credit limit.
+fn decide(
+    account: &Account,
+    manager_pool: i64,
+    available_nanos: i64,
+    live_outbound: i64,
     product: Product,
-    destination: &str,
-    ttl_s: u32,
-    now_ms: i64,
-) -> Result<Decision, AdmissionError> {
-    // The row lock serialises every admission of this account across processes.
-    if !crate::accounts::repo::lock(&mut *tx, account_id).await? {
-        return Err(AdmissionError::NotFound("account"));
+) -> Result<bool, Refusal> {
+    match account.status {
+        AccountStatus::Active => {}
+        AccountStatus::Disabled => return Err(Refusal::AccountDisabled),
+        AccountStatus::Cancelled => return Err(Refusal::AccountCancelled),
+        AccountStatus::Blocked => return Err(Refusal::AccountBlocked),
     }
-    let account = crate::accounts::repo::find(&mut *tx, account_id)
-        .await?
-        .ok_or(AdmissionError::NotFound("account"))?;
-    let refusal = match account.status {
-        AccountStatus::Active => None,
-        AccountStatus::Disabled => Some(Refusal::AccountDisabled),
-        AccountStatus::Cancelled => Some(Refusal::AccountCancelled),
-        AccountStatus::Blocked => Some(Refusal::AccountBlocked),
-    };
-    if let Some(refusal) = refusal {
-        return Ok(Decision::Refused(refusal));
-    }
-    let payer = payer_of(&account);
-    let figures = ledger::repo::account_balance(&mut *tx, payer).await?;
-    let available = figures
-        .balance
-        .nanos()
-        .saturating_add(figures.credit_limit.nanos());
-    if available <= 0 {
-        return Ok(Decision::Refused(Refusal::InsufficientCredit));
+    if available_nanos <= 0 {
+        return Err(Refusal::InsufficientCredit);
     }
     if !product.is_voice() {
-        return Ok(Decision::Admitted(None));
+        return Ok(false);
     }
-    if product == Product::VoiceOutbound
+    if counts_channels(account, manager_pool, product) && live_outbound >= account.channel_limit {
+        return Err(Refusal::ChannelLimitReached);
+    }
+    Ok(true)
+}
+
+/// Whether `product` usage of `account` holds one of its channels: outbound calls of a
+/// managed account whose manager has a channel pool.
+fn counts_channels(account: &Account, manager_pool: i64, product: Product) -> bool {
+    product == Product::VoiceOutbound
         && account.kind == AccountKind::Managed
-        && let Some(manager_id) = account.manager_id
-    {
-        let manager = crate::accounts::repo::find(&mut *tx, manager_id).await?;
-        let pool_enabled = manager.is_some_and(|m| m.allocatable_channels > 0);
-        if pool_enabled
-            && live_outbound_leases(&mut *tx, account_id, now_ms).await? >= account.channel_limit
-        {
-            return Ok(Decision::Refused(Refusal::ChannelLimitReached));
-        }
-    }
-    let lease = Lease {
-        id: uuid::Uuid::now_v7().to_string(),
-        expires_at_ms: now_ms.saturating_add(i64::from(ttl_s) * 1000),
-    };
-    sqlx::query(
-        "INSERT INTO channel_leases (id, account_id, product, destination, created_at_ms, expires_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&lease.id)
-    .bind(account_id.to_string())
-    .bind(product.as_str())
-    .bind(destination)
-    .bind(now_ms)
-    .bind(lease.expires_at_ms)
-    .execute(&mut *tx)
-    .await?;
-    Ok(Decision::Admitted(Some(lease)))
-}
-
-async fn live_outbound_leases(
-    conn: &mut sqlx::AnyConnection,
-    account: AccountId,
-    now_ms: i64,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT COUNT(*) FROM channel_leases WHERE account_id = $1 AND product = 'voice_outbound' \
-         AND released_at_ms IS NULL AND expires_at_ms > $2",
-    )
-    .bind(account.to_string())
-    .bind(now_ms)
-    .fetch_one(conn)
-    .await
-}
-
-/// Ends a lease (the call is over). Releasing twice changes nothing: the answer says
-/// whether this call ended it (`released_now`) or it had already ended.
-pub async fn release(
-    db: &Db,
-    clock: &ClockHandle,
-    lease_id: &str,
-) -> Result<Released, AdmissionError> {
-    let now_ms = to_epoch_ms(clock.now());
-    let id = lease_id.to_owned();
-    // Shares a commit with the admissions and releases beside it on SQLite.
-    let ended = db
-        .write_grouped(move |conn| {
-            Box::pin(async move {
-                let done = sqlx::query(
-                    "UPDATE channel_leases SET released_at_ms = $1 \
-                     WHERE id = $2 AND released_at_ms IS NULL AND expires_at_ms > $1",
-                )
-                .bind(now_ms)
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
-                Ok(done.rows_affected())
-            })
-        })
-        .await?;
-    Ok(Released {
-        lease: lease_state(db, lease_id, now_ms).await?,
-        released_now: ended == 1,
-    })
+        && account.manager_id.is_some()
+        && manager_pool > 0
 }
 
 /// A lease after a release request.
@@ -278,13 +192,21 @@ pub struct LeaseState {
 }
 
 async fn lease_state(db: &Db, lease_id: &str, now_ms: i64) -> Result<LeaseState, AdmissionError> {
-    let row = sqlx::query(
-        "SELECT id, account_id, expires_at_ms, released_at_ms FROM channel_leases WHERE id = $1",
-    )
+    let row = sqlx::query(&format!(
+        "SELECT {LEASE_COLUMNS} FROM channel_leases WHERE id = $1"
+    ))
     .bind(lease_id)
     .fetch_optional(&db.write)
     .await?
     .ok_or(AdmissionError::NotFound("lease"))?;
+    Ok(lease_from_row(&row, now_ms)?)
+}
+
+/// Columns of a lease read by [`lease_from_row`].
+const LEASE_COLUMNS: &str = "id, account_id, expires_at_ms, released_at_ms";
+
+/// A lease as it stands at `now_ms`, from a row of [`LEASE_COLUMNS`].
+fn lease_from_row(row: &sqlx::any::AnyRow, now_ms: i64) -> Result<LeaseState, sqlx::Error> {
     let released: Option<i64> = row.try_get("released_at_ms")?;
     let expires_at_ms: i64 = row.try_get("expires_at_ms")?;
     Ok(LeaseState {
@@ -305,4 +227,57 @@ pub async fn live_lease_count(db: &Db, now_ms: i64) -> Result<i64, sqlx::Error> 
     .bind(now_ms)
     .fetch_one(&db.read)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn managed(status: AccountStatus, channel_limit: i64) -> Account {
+        Account {
+            id: AccountId::generate(),
+            email: "caller@example.com".to_owned(),
+            organization_name: "Caller".to_owned(),
+            kind: AccountKind::Managed,
+            manager_id: Some(AccountId::generate()),
+            status,
+            managed_account_allow_custom_pricing: false,
+            rollup_billing: false,
+            max_managed_accounts: 0,
+            allocatable_channels: 0,
+            channel_limit,
+            has_password: false,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn the_rule_refuses_in_order_of_status_credit_and_channels() {
+        let active = managed(AccountStatus::Active, 2);
+        let voice = Product::VoiceOutbound;
+        assert_eq!(decide(&active, 10, 1, 0, voice), Ok(true));
+        assert_eq!(decide(&active, 10, 1, 1, voice), Ok(true));
+        assert_eq!(
+            decide(&active, 10, 1, 2, voice),
+            Err(Refusal::ChannelLimitReached)
+        );
+        // Without the manager's pool, channels are not counted.
+        assert_eq!(decide(&active, 0, 1, 2, voice), Ok(true));
+        // Inbound calls take a lease but no outbound channel; messages take neither.
+        assert_eq!(decide(&active, 10, 1, 2, Product::VoiceInbound), Ok(true));
+        assert_eq!(decide(&active, 10, 1, 2, Product::SmsOutbound), Ok(false));
+        assert_eq!(
+            decide(&active, 10, 0, 0, voice),
+            Err(Refusal::InsufficientCredit)
+        );
+        for (status, refusal) in [
+            (AccountStatus::Disabled, Refusal::AccountDisabled),
+            (AccountStatus::Cancelled, Refusal::AccountCancelled),
+            (AccountStatus::Blocked, Refusal::AccountBlocked),
+        ] {
+            // The status decides before credit and channels.
+            assert_eq!(decide(&managed(status, 2), 10, 0, 5, voice), Err(refusal));
+        }
+    }
 }

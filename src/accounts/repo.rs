@@ -1,5 +1,7 @@
 //! SQL for accounts. Functions take an executor or transaction, never a pool they open.
 
+use std::collections::HashMap;
+
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row};
 
@@ -166,6 +168,68 @@ pub async fn lock(conn: &mut AnyConnection, id: AccountId) -> Result<bool, sqlx:
         .execute(conn)
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// An account read under its row lock, with its manager's channel pool.
+#[derive(Debug, Clone)]
+pub struct Locked {
+    /// The account.
+    pub account: Account,
+    /// Its manager's allocatable channels (0 without a manager, or without a pool).
+    pub manager_pool: i64,
+}
+
+/// Takes the row locks of `ids` for the rest of the transaction, in id order (so that two
+/// transactions locking overlapping sets never wait on each other in a cycle), and reads
+/// each account with its manager's channel pool. Unknown ids are absent.
+pub async fn lock_many(
+    conn: &mut AnyConnection,
+    ids: &[AccountId],
+) -> Result<HashMap<AccountId, Locked>, sqlx::Error> {
+    let mut found = HashMap::with_capacity(ids.len());
+    if ids.is_empty() {
+        return Ok(found);
+    }
+    let mut sorted: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let list = crate::db::placeholders(1, sorted.len());
+    fn bind<'q>(
+        sql: &'q str,
+        ids: &'q [String],
+    ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+        let mut query = sqlx::query::<Any>(sql).persistent(false);
+        for id in ids {
+            query = query.bind(id.as_str());
+        }
+        query
+    }
+    let sqlite = conn.backend_name() == "SQLite";
+    if sqlite {
+        // SQLite has no row locks: the first write takes the database's write lock, before
+        // anything is read, so the reads below cannot go stale.
+        let sql = format!("UPDATE accounts SET updated_at_ms = updated_at_ms WHERE id IN ({list})");
+        bind(&sql, &sorted).execute(&mut *conn).await?;
+    }
+    // PostgreSQL locks the rows as they leave the sort, so in id order.
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS}, COALESCE(m.allocatable_channels, 0) AS manager_pool \
+         FROM accounts a LEFT JOIN accounts m ON m.id = a.manager_id WHERE a.id IN ({list}) \
+         ORDER BY a.id{}",
+        if sqlite { "" } else { " FOR UPDATE OF a" }
+    );
+    for row in bind(&sql, &sorted).fetch_all(&mut *conn).await? {
+        let account = account_from_row(&row)?;
+        let manager_pool = row.try_get("manager_pool")?;
+        found.insert(
+            account.id,
+            Locked {
+                account,
+                manager_pool,
+            },
+        );
+    }
+    Ok(found)
 }
 
 /// Like [`lock`], for a managed account of `manager_id` only (another's row is left alone).

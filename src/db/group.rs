@@ -65,9 +65,9 @@ where
     }
 }
 
-/// The same error for each write of a failed group (`sqlx::Error` is not `Clone`): pool
+/// The same error for each write a failed transaction undid (`sqlx::Error` is not `Clone`): pool
 /// exhaustion keeps its kind, which callers answer as "try again".
-fn replicate(error: &sqlx::Error) -> sqlx::Error {
+pub fn replicate(error: &sqlx::Error) -> sqlx::Error {
     match error {
         sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
         sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,

@@ -19,6 +19,8 @@ pub mod bulk;
 pub mod copy;
 mod group;
 
+pub use group::replicate;
+
 /// Connections in the PostgreSQL pool: enough to keep both cores busy while some wait on I/O.
 pub const POSTGRES_POOL_SIZE_MAX: u32 = 16;
 
@@ -326,6 +328,17 @@ pub fn insert_chunk_rows(conn: &sqlx::AnyConnection, columns: usize) -> usize {
     (budget / columns.max(1)).max(1)
 }
 
+/// `$first, $first+1, …`: `count` numbered parameters, for an `IN (…)` list. A short list
+/// of keys goes better this way than as JSON rows: PostgreSQL's planner then knows how many
+/// keys there are, where it takes a JSON function for 100 rows and may scan a whole table
+/// to join them.
+pub fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The SQL type of one column of rows passed as JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JsonColumn {
@@ -368,6 +381,12 @@ pub fn json_rows_select(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_from_the_first() {
+        assert_eq!(placeholders(2, 3), "$2, $3, $4");
+        assert_eq!(placeholders(1, 1), "$1");
+    }
 
     #[test]
     fn engine_sections_run_on_their_engine_only() {

@@ -92,6 +92,8 @@ pub struct App {
     pub reports_wake: std::sync::Arc<tokio::sync::Notify>,
     /// Card payments and their gateway.
     pub payments: crate::payments::Payments,
+    /// This server's admissions and lease releases, decided in batches.
+    pub admissions: crate::admission::Admissions,
 }
 
 /// The route table. Every route is listed here and nowhere else.
@@ -366,6 +368,7 @@ impl Application {
         let payments =
             crate::payments::Payments::new(db.clone(), clock.clone(), settings.payments.clone());
         payments.announce();
+        let admissions = crate::admission::Admissions::new(db.clone(), clock.clone());
         let state = AppState(std::sync::Arc::new(App {
             db: db.clone(),
             clock,
@@ -376,6 +379,7 @@ impl Application {
             signer: std::sync::Arc::new(signer),
             reports_wake: std::sync::Arc::default(),
             payments,
+            admissions,
         }));
         let metrics = match settings.metrics_listen {
             Some(address) => {

@@ -215,15 +215,15 @@ pub async fn admit(
         .pointer("/destination")
     })?;
     let ttl_s = ttl(body.ttl_s)?;
-    let decision = admission::admit(
-        &state.db,
-        &state.clock,
-        account_id,
-        product,
-        destination,
-        ttl_s,
-    )
-    .await?;
+    let decision = state
+        .admissions
+        .admit(admission::Request {
+            account_id,
+            product,
+            destination: destination.to_owned(),
+            ttl_s,
+        })
+        .await?;
     state.metrics.admission(match &decision {
         Decision::Admitted(_) => "admitted",
         Decision::Refused(refusal) => refusal.as_str(),
@@ -306,7 +306,7 @@ pub async fn release(
     PathParams(id): PathParams<String>,
     JsonBody(_body): JsonBody<EmptyBody>,
 ) -> Result<Json<Data<ChannelLease>>, ApiError> {
-    let released = admission::release(&state.db, &state.clock, &id).await?;
+    let released = state.admissions.release(&id).await?;
     let mut data = ChannelLease::from(released.lease);
     data.released_now = Some(released.released_now);
     Ok(Json(Data { data }))

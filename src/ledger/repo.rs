@@ -1,6 +1,6 @@
 //! SQL for the ledger: posting entries and reading balances.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use sqlx::{AnyConnection, Row};
 
@@ -136,6 +136,46 @@ pub async fn account_balance(
         }
     }
     Ok(balance)
+}
+
+/// [`account_balance`] of each of `accounts`, in one query (an account with no cached
+/// books yet is absent: zero and no credit).
+pub async fn account_balances(
+    conn: &mut AnyConnection,
+    accounts: &[AccountId],
+) -> Result<HashMap<AccountId, AccountBalance>, sqlx::Error> {
+    let mut balances: HashMap<AccountId, AccountBalance> = HashMap::new();
+    let mut books: HashMap<String, (AccountId, bool)> = HashMap::with_capacity(accounts.len() * 2);
+    for account in accounts {
+        books.insert(Book::Balance(*account).key(), (*account, true));
+        books.insert(Book::CreditLine(*account).key(), (*account, false));
+    }
+    if books.is_empty() {
+        return Ok(balances);
+    }
+    let sql = format!(
+        "SELECT book, balance_nanos FROM book_balances WHERE book IN ({})",
+        crate::db::placeholders(1, books.len())
+    );
+    let mut query = sqlx::query(&sql).persistent(false);
+    for key in books.keys() {
+        query = query.bind(key.as_str());
+    }
+    let rows = query.fetch_all(conn).await?;
+    for row in rows {
+        let book: String = row.try_get("book")?;
+        let Some((account, is_balance)) = books.get(&book) else {
+            continue;
+        };
+        let amount = Money::from_nanos(row.try_get("balance_nanos")?);
+        let figures = balances.entry(*account).or_default();
+        if *is_balance {
+            figures.balance = amount;
+        } else {
+            figures.credit_limit = amount;
+        }
+    }
+    Ok(balances)
 }
 
 /// Locks a book's cached balance row for the rest of the transaction (creating it at

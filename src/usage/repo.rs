@@ -212,11 +212,10 @@ pub async fn end_leases(
     let mut found: HashMap<String, (String, bool)> = HashMap::new();
     let chunk_rows = crate::db::insert_chunk_rows(conn, 1);
     for chunk in ids.chunks(chunk_rows) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|n| format!("${}", n + 2)).collect();
         let sql = format!(
             "SELECT id, account_id, CASE WHEN released_at_ms IS NULL AND expires_at_ms > $1 \
              THEN 1 ELSE 0 END AS live FROM channel_leases WHERE id IN ({})",
-            placeholders.join(",")
+            crate::db::placeholders(2, chunk.len())
         );
         let mut query = sqlx::query(&sql).bind(now_ms);
         for id in chunk {
@@ -246,10 +245,9 @@ pub async fn end_leases(
     // between the read above and this update.
     let mut released: HashSet<String> = HashSet::new();
     for chunk in to_release.chunks(chunk_rows) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|n| format!("${}", n + 2)).collect();
         let sql = format!(
             "UPDATE channel_leases SET released_at_ms = $1 WHERE released_at_ms IS NULL AND id IN ({}) RETURNING id",
-            placeholders.join(",")
+            crate::db::placeholders(2, chunk.len())
         );
         let mut query = sqlx::query_scalar::<_, String>(&sql).bind(now_ms);
         for id in chunk {

@@ -286,6 +286,88 @@ async fn the_channel_limit_holds_across_two_servers_on_one_database() {
     assert_eq!(admitted, 4);
 }
 
+#[tokio::test]
+async fn requests_decided_together_are_each_answered_on_their_own() {
+    let app = spawn_app().await; // the manager's pool is 10
+    let three = app.managed_of(&app.manager, "Three Co", json!({})).await;
+    let five = app.managed_of(&app.manager, "Five Co", json!({})).await;
+    let off = app.managed_of(&app.manager, "Off Co", json!({})).await;
+    for account in [&three, &five, &off] {
+        fund(&app, &account.id, "50.00").await;
+    }
+    app.set_channel_limit(&app.manager.key, &three.id, 3).await;
+    app.set_channel_limit(&app.manager.key, &five.id, 5).await;
+    app.post(
+        &format!("/v2/managed_accounts/{}/actions/disable", off.id),
+        &app.manager.key,
+        None,
+    )
+    .await
+    .assert_status(200);
+    let unknown = uuid::Uuid::new_v4().to_string();
+
+    // 40 requests at once, interleaved: the server decides them in a few shared batches.
+    let accounts = [&three.id, &five.id, &off.id, &unknown];
+    let replies = join_all((0..40).map(|n| app.admit(accounts[n % 4], "voice_outbound"))).await;
+    let mut leases: std::collections::HashMap<&str, Vec<String>> = Default::default();
+    for (n, reply) in replies.iter().enumerate() {
+        let account = accounts[n % 4];
+        if account == &unknown {
+            reply.assert_error(404, "10005", None);
+            continue;
+        }
+        reply.assert_status(200);
+        let data = &reply.body["data"];
+        if account == &off.id {
+            assert_eq!(data["reason"], "account_disabled", "{data:?}");
+        } else if data["admitted"] == true {
+            leases
+                .entry(account.as_str())
+                .or_default()
+                .push(data["lease_id"].as_str().unwrap().to_owned());
+        } else {
+            assert_eq!(data["reason"], "channel_limit_reached", "{data:?}");
+        }
+    }
+    assert_eq!(leases[three.id.as_str()].len(), 3);
+    assert_eq!(leases[five.id.as_str()].len(), 5);
+
+    // Releases beside new admissions, each lease released twice at once: exactly one of the
+    // two ends it, and every freed channel can be taken again.
+    let release = |lease: String| {
+        let app = &app;
+        async move {
+            app.post(
+                &format!("/v2/channel_leases/{lease}/actions/release"),
+                &app.ingest_key,
+                None,
+            )
+            .await
+        }
+    };
+    let all: Vec<String> = leases.values().flatten().cloned().collect();
+    let released = join_all(all.iter().chain(all.iter()).cloned().map(release)).await;
+    for lease in &all {
+        let ended: Vec<bool> = released
+            .iter()
+            .filter(|r| r.body["data"]["id"] == lease.as_str())
+            .map(|r| r.body["data"]["released_now"] == true)
+            .collect();
+        assert_eq!(ended.len(), 2);
+        assert_eq!(ended.iter().filter(|now| **now).count(), 1, "{lease}");
+    }
+    let again = join_all((0..16).map(|n| app.admit(accounts[n % 2], "voice_outbound"))).await;
+    let admitted = |account: &str| {
+        again
+            .iter()
+            .enumerate()
+            .filter(|(n, r)| accounts[n % 2] == account && r.body["data"]["admitted"] == true)
+            .count()
+    };
+    assert_eq!(admitted(&three.id), 3);
+    assert_eq!(admitted(&five.id), 5);
+}
+
 /// Admits one outbound call of `account` and returns its lease id.
 async fn lease_of(app: &crate::helpers::TestApp, account: &str) -> String {
     let admitted = app.admit(account, "voice_outbound").await;
