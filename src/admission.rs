@@ -19,7 +19,7 @@ use crate::pricing::Product;
 
 mod batch;
 
-pub use batch::Admissions;
+pub use batch::{Admissions, BatchObserver};
 
 /// Lease lifetime when the caller does not say.
 pub const LEASE_TTL_DEFAULT_S: u32 = 300;

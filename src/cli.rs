@@ -298,7 +298,7 @@ pub enum AdminCommand {
     CreateIngestKey,
     /// Mint a key for the operator API (`/admin/v1`).
     CreateOperatorKey,
-    /// Revoke an ingest or operator key (every server refuses it within a second).
+    /// Revoke an ingest or operator key (every server refuses it within 250 ms).
     RevokeServiceKey {
         /// The key's id (as `create-ingest-key` or `create-operator-key` printed it).
         #[arg(long)]

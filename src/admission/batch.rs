@@ -10,7 +10,7 @@
 //! and a lone request never waits for company: it finds the queue idle and runs at once.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use sqlx::{AnyConnection, Row};
 use tokio::sync::{mpsc, oneshot};
@@ -48,10 +48,14 @@ impl Queued {
     }
 }
 
+/// Told the number of requests of each batch decided (the server's metrics).
+pub type BatchObserver = Arc<dyn Fn(usize) + Send + Sync>;
+
 /// A server's admission queue (its batcher starts with the first request).
 pub struct Admissions {
     db: Db,
     clock: ClockHandle,
+    observer: Option<BatchObserver>,
     queue: OnceLock<mpsc::Sender<Queued>>,
 }
 
@@ -71,14 +75,26 @@ impl Admissions {
         Self {
             db,
             clock,
+            observer: None,
             queue: OnceLock::new(),
         }
+    }
+
+    /// Tells `observer` the size of each batch decided.
+    pub fn observed_by(mut self, observer: BatchObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     fn queue(&self) -> &mpsc::Sender<Queued> {
         self.queue.get_or_init(|| {
             let (sender, receiver) = mpsc::channel(QUEUE_REQUESTS_MAX);
-            tokio::spawn(run(self.db.clone(), self.clock.clone(), receiver));
+            let batcher = Batcher {
+                db: self.db.clone(),
+                clock: self.clock.clone(),
+                observer: self.observer.clone(),
+            };
+            tokio::spawn(batcher.run(receiver));
             sender
         })
     }
@@ -106,68 +122,81 @@ impl Admissions {
     }
 }
 
-/// The batcher: takes whatever has queued, decides it in one transaction, answers, again.
-/// One batch at a time: a second one beside it was measured slower on PostgreSQL (smaller
-/// batches, more commits, and two servers' batches waiting on each other's row locks). It
-/// ends when the server's queue is dropped.
-async fn run(db: Db, clock: ClockHandle, mut receiver: mpsc::Receiver<Queued>) {
-    let mut queued = Vec::with_capacity(BATCH_REQUESTS_MAX);
-    while receiver.recv_many(&mut queued, BATCH_REQUESTS_MAX).await > 0 {
-        decide_batch(&db, &clock, std::mem::take(&mut queued)).await;
-    }
+/// What the batcher works with.
+struct Batcher {
+    db: Db,
+    clock: ClockHandle,
+    observer: Option<BatchObserver>,
 }
 
-/// Decides one batch and answers each of its callers.
-async fn decide_batch(db: &Db, clock: &ClockHandle, queued: Vec<Queued>) {
-    let mut admits = Vec::new();
-    let mut admit_replies = Vec::new();
-    let mut releases = Vec::new();
-    let mut release_replies = Vec::new();
-    for request in queued.into_iter().filter(|q| !q.abandoned()) {
-        match request {
-            Queued::Admit(request, reply) => {
-                admits.push(request);
-                admit_replies.push(reply);
-            }
-            Queued::Release(lease_id, reply) => {
-                releases.push(lease_id);
-                release_replies.push(reply);
-            }
+impl Batcher {
+    /// Takes whatever has queued, decides it in one transaction, answers, again. One batch
+    /// at a time: a second one beside it was measured slower on PostgreSQL (smaller
+    /// batches, more commits, and two servers' batches waiting on each other's row locks).
+    /// It ends when the server's queue is dropped.
+    async fn run(self, mut receiver: mpsc::Receiver<Queued>) {
+        let mut queued = Vec::with_capacity(BATCH_REQUESTS_MAX);
+        while receiver.recv_many(&mut queued, BATCH_REQUESTS_MAX).await > 0 {
+            self.decide(std::mem::take(&mut queued)).await;
         }
     }
-    if admits.is_empty() && releases.is_empty() {
-        return;
-    }
-    let now_ms = to_epoch_ms(clock.now());
-    tracing::debug!(
-        admissions = admits.len(),
-        releases = releases.len(),
-        "deciding a batch"
-    );
-    let outcome = db
-        .write_grouped(move |conn| {
-            Box::pin(async move {
-                let released = release_in_tx(conn, &releases, now_ms).await?;
-                let decided = admit_in_tx(conn, &admits, now_ms).await?;
-                Ok((decided, released))
+
+    /// Decides one batch and answers each of its callers.
+    async fn decide(&self, queued: Vec<Queued>) {
+        let mut admits = Vec::new();
+        let mut admit_replies = Vec::new();
+        let mut releases = Vec::new();
+        let mut release_replies = Vec::new();
+        for request in queued.into_iter().filter(|q| !q.abandoned()) {
+            match request {
+                Queued::Admit(request, reply) => {
+                    admits.push(request);
+                    admit_replies.push(reply);
+                }
+                Queued::Release(lease_id, reply) => {
+                    releases.push(lease_id);
+                    release_replies.push(reply);
+                }
+            }
+        }
+        if admits.is_empty() && releases.is_empty() {
+            return;
+        }
+        if let Some(observer) = &self.observer {
+            observer(admits.len() + releases.len());
+        }
+        let now_ms = to_epoch_ms(self.clock.now());
+        tracing::debug!(
+            admissions = admits.len(),
+            releases = releases.len(),
+            "deciding a batch"
+        );
+        let outcome = self
+            .db
+            .write_grouped(move |conn| {
+                Box::pin(async move {
+                    let released = release_in_tx(conn, &releases, now_ms).await?;
+                    let decided = admit_in_tx(conn, &admits, now_ms).await?;
+                    Ok((decided, released))
+                })
             })
-        })
-        .await;
-    match outcome {
-        Ok((decided, released)) => {
-            for (reply, answer) in admit_replies.into_iter().zip(decided) {
-                let _ = reply.send(answer);
+            .await;
+        match outcome {
+            Ok((decided, released)) => {
+                for (reply, answer) in admit_replies.into_iter().zip(decided) {
+                    let _ = reply.send(answer);
+                }
+                for (reply, answer) in release_replies.into_iter().zip(released) {
+                    let _ = reply.send(answer);
+                }
             }
-            for (reply, answer) in release_replies.into_iter().zip(released) {
-                let _ = reply.send(answer);
-            }
-        }
-        Err(error) => {
-            for reply in admit_replies {
-                let _ = reply.send(Err(sqlx_error(&error)));
-            }
-            for reply in release_replies {
-                let _ = reply.send(Err(sqlx_error(&error)));
+            Err(error) => {
+                for reply in admit_replies {
+                    let _ = reply.send(Err(sqlx_error(&error)));
+                }
+                for reply in release_replies {
+                    let _ = reply.send(Err(sqlx_error(&error)));
+                }
             }
         }
     }

@@ -38,6 +38,9 @@ use crate::db::{Backend, Db};
 
 /// Upper bounds of the request latency buckets, in seconds: from a cached read (~1 ms) to
 /// the per-request time limit's order of magnitude.
+/// Requests per admission batch: 1, 2, 4 … 512 (the most a batch takes).
+const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
 const LATENCY_BUCKETS_S: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
@@ -98,6 +101,7 @@ pub struct Metrics {
     usage_events: Family<OutcomeLabels, Counter>,
     usage_charged_nanos: Counter<f64, std::sync::atomic::AtomicU64>,
     admissions: Family<OutcomeLabels, Counter>,
+    admission_batch: Histogram,
     pool_connections: Family<PoolLabels, Gauge>,
     pool_idle: Family<PoolLabels, Gauge>,
     pool_in_use: Family<PoolLabels, Gauge>,
@@ -159,6 +163,13 @@ impl Metrics {
             "Admission decisions: admitted, or the refusal reason",
             admissions.clone(),
         );
+        let admission_batch = Histogram::new(BATCH_BUCKETS);
+        registry.register(
+            "admission_batch_requests",
+            "Admissions and lease releases decided together in one transaction, per batch \
+             (`_count` is the number of batches)",
+            admission_batch.clone(),
+        );
         let pool = |registry: &mut Registry, name: &str, help: &str| {
             let family = Family::<PoolLabels, Gauge>::default();
             registry.register(name, help, family.clone());
@@ -211,6 +222,7 @@ impl Metrics {
             usage_events,
             usage_charged_nanos,
             admissions,
+            admission_batch,
             pool_connections,
             pool_idle,
             pool_in_use,
@@ -275,6 +287,12 @@ impl Metrics {
     }
 
     /// Counts one admission decision: `admitted` or the refusal reason.
+    /// Counts one admission batch of `requests` admissions and releases.
+    pub fn admission_batch(&self, requests: usize) {
+        self.admission_batch
+            .observe(f64::from(u32::try_from(requests).unwrap_or(u32::MAX)));
+    }
+
     pub fn admission(&self, outcome: &str) {
         self.admissions
             .get_or_create(&OutcomeLabels {

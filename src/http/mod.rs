@@ -368,14 +368,19 @@ impl Application {
         let payments =
             crate::payments::Payments::new(db.clone(), clock.clone(), settings.payments.clone());
         payments.announce();
-        let admissions = crate::admission::Admissions::new(db.clone(), clock.clone());
+        let metrics: std::sync::Arc<metrics::Metrics> = std::sync::Arc::default();
+        let admissions =
+            crate::admission::Admissions::new(db.clone(), clock.clone()).observed_by({
+                let metrics = std::sync::Arc::clone(&metrics);
+                std::sync::Arc::new(move |requests| metrics.admission_batch(requests))
+            });
         let state = AppState(std::sync::Arc::new(App {
             db: db.clone(),
             clock,
             pricing: std::sync::Arc::default(),
             request_timeout_ms: settings.request_timeout_ms,
             auth_throttle: std::sync::Arc::default(),
-            metrics: std::sync::Arc::default(),
+            metrics,
             signer: std::sync::Arc::new(signer),
             reports_wake: std::sync::Arc::default(),
             payments,

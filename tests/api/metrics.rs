@@ -119,6 +119,9 @@ async fn ingestion_and_admission_outcomes_and_charges_are_counted() {
         r#"steward_admissions_total{outcome="insufficient_credit"}"#,
         1.0,
     );
+    // The lone admission was decided in a batch of its own.
+    assert_sample(&text, "steward_admission_batch_requests_count", 1.0);
+    assert_sample(&text, "steward_admission_batch_requests_sum", 1.0);
 }
 
 #[tokio::test]
