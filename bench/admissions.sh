@@ -5,6 +5,9 @@
 #   STEWARD_BENCH_POSTGRES_URL=postgres://… bench/admissions.sh
 #   STEWARD_BENCH_POSTGRES_URL=sqlite:///tmp/admit.db?mode=rwc bench/admissions.sh
 #   STEWARD_BENCH_BIN=/path/to/steward bench/admissions.sh   (another build, for an A/B)
+#   STEWARD_BENCH_CONNECTIONS (per server, default 16), STEWARD_BENCH_DURATION_S (default 10),
+#   STEWARD_BENCH_LOG (the servers' RUST_LOG, default warn) and STEWARD_BENCH_KEEP_LOG (a
+#   file to keep their log in, e.g. with steward::admission=debug for batch sizes).
 #
 # 100 managed accounts of one manager (channel limit 10,000 each, funded); every admission
 # takes a lease of 1 s under the account's row lock. Load: one wrk per server, side by side.
