@@ -18,8 +18,10 @@ use crate::db::Db;
 use crate::pricing::Product;
 
 mod batch;
+mod retention;
 
 pub use batch::{Admissions, BatchObserver};
+pub use retention::{LEASE_RETENTION_MS, run_sweeper, sweep_ended_leases};
 
 /// Lease lifetime when the caller does not say.
 pub const LEASE_TTL_DEFAULT_S: u32 = 300;
@@ -138,6 +140,26 @@ fn counts_channels(account: &Account, manager_pool: i64, product: Product) -> bo
         && manager_pool > 0
 }
 
+/// A new lease's id: a UUIDv7 of `now_ms` on the server's clock, so that lease ids sort by
+/// when they were granted (the retention sweep reads old leases as a range of ids).
+fn lease_id(now_ms: i64) -> String {
+    let ms = u64::try_from(now_ms).unwrap_or(0);
+    let nanos = u32::try_from(ms % 1000).unwrap_or(0) * 1_000_000;
+    uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        ms / 1000,
+        nanos,
+    ))
+    .to_string()
+}
+
+/// Every lease id granted at `at_ms` or later sorts at or above this text, every earlier
+/// one below it (a UUIDv7's text begins with its 48-bit millisecond time in hex).
+fn lease_id_floor(at_ms: i64) -> String {
+    let ms = u64::try_from(at_ms).unwrap_or(0) & 0xffff_ffff_ffff;
+    format!("{:08x}-{:04x}-", ms >> 16, ms & 0xffff)
+}
+
 /// A lease after a release request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Released {
@@ -250,6 +272,17 @@ mod tests {
             created_at_ms: 0,
             updated_at_ms: 0,
         }
+    }
+
+    #[test]
+    fn lease_ids_sort_by_the_time_they_were_granted() {
+        let at_ms = 1_795_833_222_685;
+        let floor = lease_id_floor(at_ms);
+        assert!(lease_id(at_ms).starts_with(&floor));
+        assert!(lease_id(at_ms - 1) < floor);
+        assert!(floor <= lease_id(at_ms + 1));
+        assert!(lease_id(at_ms - 86_400_000) < lease_id(at_ms));
+        assert!(uuid::Uuid::parse_str(&lease_id(at_ms)).is_ok());
     }
 
     #[test]

@@ -271,7 +271,7 @@ async fn admit_in_tx(
                     *live += 1;
                 }
                 let lease = Lease {
-                    id: uuid::Uuid::now_v7().to_string(),
+                    id: super::lease_id(now_ms),
                     expires_at_ms: now_ms.saturating_add(i64::from(request.ttl_s) * 1000),
                 };
                 granted.push((request, lease.clone()));

@@ -460,6 +460,11 @@ impl Application {
                 self.state.db.clone(),
                 stop.subscribe(),
             )),
+            tokio::spawn(crate::admission::run_sweeper(
+                self.state.db.clone(),
+                std::sync::Arc::clone(&self.state.clock),
+                stop.subscribe(),
+            )),
         ];
         let payments = crate::payments::tasks::spawn(self.state.payments.clone(), stop.subscribe());
         let metrics = self.metrics.map(|(listener, router)| {

@@ -530,3 +530,67 @@ async fn ended_leases_cannot_be_renewed_and_a_second_release_says_so() {
         .await
         .assert_error(404, "10005", None);
 }
+
+#[tokio::test]
+async fn leases_ended_over_the_retention_are_deleted_and_late_usage_still_charged() {
+    let app = spawn_app().await;
+    app.import_prices(BASE_PRICES, "platform_default=true")
+        .await
+        .assert_status(200);
+    let child = app.managed_of(&app.manager, "Old Calls", json!({})).await;
+    fund(&app, &child.id, "20.00").await;
+    app.set_channel_limit(&app.manager.key, &child.id, 5).await;
+    let post = |path: String, body: Option<serde_json::Value>| {
+        let app = &app;
+        async move { app.post(&path, &app.ingest_key, body).await }
+    };
+    let release = |lease: &str| post(format!("/v2/channel_leases/{lease}/actions/release"), None);
+    let renew = |lease: &str| {
+        post(
+            format!("/v2/channel_leases/{lease}/actions/renew"),
+            Some(json!({"ttl_s": 14_400})),
+        )
+    };
+
+    let released = lease_of(&app, &child.id).await;
+    release(&released).await.assert_status(200);
+    let expired = lease_of(&app, &child.id).await;
+    let long_call = lease_of(&app, &child.id).await;
+    renew(&long_call).await.assert_status(200);
+    // Eight days pass; the long call renews its lease every three hours.
+    for _ in 0..64 {
+        app.clock.advance(TimeDelta::hours(3));
+        renew(&long_call).await.assert_status(200);
+    }
+    let ended_recently = lease_of(&app, &child.id).await;
+    release(&ended_recently).await.assert_status(200);
+
+    let clock: steward::clock::ClockHandle = std::sync::Arc::new(app.clock.clone());
+    let swept = steward::admission::sweep_ended_leases(&app.db, &clock)
+        .await
+        .unwrap();
+    assert_eq!(swept, 2);
+    for gone in [&released, &expired] {
+        release(gone).await.assert_error(404, "10005", None);
+    }
+    renew(&long_call).await.assert_status(200);
+    let kept = release(&ended_recently).await;
+    kept.assert_status(200);
+    assert_eq!(kept.body["data"]["released_now"], false);
+
+    // The old call's usage arrives late: it is charged, its lease now unknown.
+    let mut late =
+        crate::helpers::event("late-call", &child.id, "voice_outbound", "+14155550100", 60);
+    late["lease_id"] = json!(released);
+    let answer = app.ingest(json!([late])).await;
+    answer.assert_status(200);
+    assert_eq!(answer.body["data"][0]["status"], "accepted");
+    assert_eq!(answer.body["data"][0]["lease"], "unknown");
+    // A second sweep finds nothing more.
+    assert_eq!(
+        steward::admission::sweep_ended_leases(&app.db, &clock)
+            .await
+            .unwrap(),
+        0
+    );
+}
