@@ -334,19 +334,13 @@ async fn requests_decided_together_are_each_answered_on_their_own() {
 
     // Releases beside new admissions, each lease released twice at once: exactly one of the
     // two ends it, and every freed channel can be taken again.
-    let release = |lease: String| {
-        let app = &app;
-        async move {
-            app.post(
-                &format!("/v2/channel_leases/{lease}/actions/release"),
-                &app.ingest_key,
-                None,
-            )
-            .await
-        }
-    };
     let all: Vec<String> = leases.values().flatten().cloned().collect();
-    let released = join_all(all.iter().chain(all.iter()).cloned().map(release)).await;
+    let released = join_all(
+        all.iter()
+            .chain(all.iter())
+            .map(|lease| release(&app, lease)),
+    )
+    .await;
     for lease in &all {
         let ended: Vec<bool> = released
             .iter()
@@ -380,6 +374,26 @@ async fn lease_of(app: &crate::helpers::TestApp, account: &str) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+/// Ends `lease` with the ingest key.
+async fn release(app: &crate::helpers::TestApp, lease: &str) -> crate::helpers::Reply {
+    app.post(
+        &format!("/v2/channel_leases/{lease}/actions/release"),
+        &app.ingest_key,
+        None,
+    )
+    .await
+}
+
+/// Renews `lease` for `ttl_s` with the ingest key.
+async fn renew(app: &crate::helpers::TestApp, lease: &str, ttl_s: u32) -> crate::helpers::Reply {
+    app.post(
+        &format!("/v2/channel_leases/{lease}/actions/renew"),
+        &app.ingest_key,
+        Some(json!({ "ttl_s": ttl_s })),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -466,43 +480,21 @@ async fn ended_leases_cannot_be_renewed_and_a_second_release_says_so() {
     let child = app.managed_of(&app.manager, "Lease Co", json!({})).await;
     fund(&app, &child.id, "20.00").await;
     app.set_channel_limit(&app.manager.key, &child.id, 2).await;
-    let renew = |lease: String| {
-        let app = &app;
-        async move {
-            app.post(
-                &format!("/v2/channel_leases/{lease}/actions/renew"),
-                &app.ingest_key,
-                Some(json!({"ttl_s": 600})),
-            )
-            .await
-        }
-    };
-    let release = |lease: String| {
-        let app = &app;
-        async move {
-            app.post(
-                &format!("/v2/channel_leases/{lease}/actions/release"),
-                &app.ingest_key,
-                None,
-            )
-            .await
-        }
-    };
 
     let lease = lease_of(&app, &child.id).await;
-    let renewed = renew(lease.clone()).await;
+    let renewed = renew(&app, &lease, 600).await;
     renewed.assert_status(200);
     assert_eq!(renewed.body["data"]["live"], true);
 
-    let first = release(lease.clone()).await;
+    let first = release(&app, &lease).await;
     first.assert_status(200);
     assert_eq!(first.body["data"]["released_now"], true);
     assert_eq!(first.body["data"]["live"], false);
-    let second = release(lease.clone()).await;
+    let second = release(&app, &lease).await;
     second.assert_status(200);
     assert_eq!(second.body["data"]["released_now"], false);
     assert_eq!(second.body["data"]["live"], false);
-    let refused = renew(lease.clone()).await;
+    let refused = renew(&app, &lease, 600).await;
     refused.assert_error(422, "40004", None);
     assert!(
         refused.error()["detail"]
@@ -516,17 +508,17 @@ async fn ended_leases_cannot_be_renewed_and_a_second_release_says_so() {
     // An expired lease: not renewed back to life, and releasing it ends nothing.
     let expiring = lease_of(&app, &child.id).await;
     app.clock.advance(TimeDelta::seconds(301));
-    renew(expiring.clone())
+    renew(&app, &expiring, 600)
         .await
         .assert_error(422, "40004", None);
-    let late = release(expiring).await;
+    let late = release(&app, &expiring).await;
     late.assert_status(200);
     assert_eq!(late.body["data"]["released_now"], false);
 
-    release("no-such-lease".to_owned())
+    release(&app, "no-such-lease")
         .await
         .assert_error(404, "10005", None);
-    renew("no-such-lease".to_owned())
+    renew(&app, "no-such-lease", 600)
         .await
         .assert_error(404, "10005", None);
 }
@@ -540,30 +532,19 @@ async fn leases_ended_over_the_retention_are_deleted_and_late_usage_still_charge
     let child = app.managed_of(&app.manager, "Old Calls", json!({})).await;
     fund(&app, &child.id, "20.00").await;
     app.set_channel_limit(&app.manager.key, &child.id, 5).await;
-    let post = |path: String, body: Option<serde_json::Value>| {
-        let app = &app;
-        async move { app.post(&path, &app.ingest_key, body).await }
-    };
-    let release = |lease: &str| post(format!("/v2/channel_leases/{lease}/actions/release"), None);
-    let renew = |lease: &str| {
-        post(
-            format!("/v2/channel_leases/{lease}/actions/renew"),
-            Some(json!({"ttl_s": 14_400})),
-        )
-    };
 
     let released = lease_of(&app, &child.id).await;
-    release(&released).await.assert_status(200);
+    release(&app, &released).await.assert_status(200);
     let expired = lease_of(&app, &child.id).await;
     let long_call = lease_of(&app, &child.id).await;
-    renew(&long_call).await.assert_status(200);
+    renew(&app, &long_call, 14_400).await.assert_status(200);
     // Eight days pass; the long call renews its lease every three hours.
     for _ in 0..64 {
         app.clock.advance(TimeDelta::hours(3));
-        renew(&long_call).await.assert_status(200);
+        renew(&app, &long_call, 14_400).await.assert_status(200);
     }
     let ended_recently = lease_of(&app, &child.id).await;
-    release(&ended_recently).await.assert_status(200);
+    release(&app, &ended_recently).await.assert_status(200);
 
     let clock: steward::clock::ClockHandle = std::sync::Arc::new(app.clock.clone());
     let swept = steward::admission::sweep_ended_leases(&app.db, &clock)
@@ -571,10 +552,10 @@ async fn leases_ended_over_the_retention_are_deleted_and_late_usage_still_charge
         .unwrap();
     assert_eq!(swept, 2);
     for gone in [&released, &expired] {
-        release(gone).await.assert_error(404, "10005", None);
+        release(&app, gone).await.assert_error(404, "10005", None);
     }
-    renew(&long_call).await.assert_status(200);
-    let kept = release(&ended_recently).await;
+    renew(&app, &long_call, 14_400).await.assert_status(200);
+    let kept = release(&app, &ended_recently).await;
     kept.assert_status(200);
     assert_eq!(kept.body["data"]["released_now"], false);
 
