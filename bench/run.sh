@@ -6,6 +6,8 @@
 #                                      a database URL the run may fill)
 #   STEWARD_BENCH_ACCOUNTS=100000 bench/run.sh …   (managed accounts to seed; default 1000)
 #   STEWARD_BENCH_BIN=/path/to/steward bench/run.sh …   (another build, for an A/B)
+#   STEWARD_BENCH_DATABASE_URL=sqlite:///… bench/run.sh sqlite   (an existing database of the
+#                                      named engine, e.g. one that holds 10 M usage records)
 #
 # Seeds one manager with the managed accounts (its limit raised by the operator to fit): the
 # first 1000 over HTTP, any beyond with one SQL insert of the same account rows (no keys, no
@@ -39,8 +41,8 @@ cleanup() {
 trap cleanup EXIT
 
 case $backend in
-  sqlite) db="sqlite://$work/steward.db" ;;
-  postgres) db=${STEWARD_BENCH_POSTGRES_URL:?set STEWARD_BENCH_POSTGRES_URL} ;;
+  sqlite) db=${STEWARD_BENCH_DATABASE_URL:-"sqlite://$work/steward.db"} ;;
+  postgres) db=${STEWARD_BENCH_DATABASE_URL:-${STEWARD_BENCH_POSTGRES_URL:?set STEWARD_BENCH_POSTGRES_URL}} ;;
   *) echo "unknown backend $backend" >&2; exit 2 ;;
 esac
 
@@ -66,7 +68,7 @@ manager_id, status, created_at_ms, updated_at_ms"
   values="'filler-' || n || '@bench.example', 'filler-' || n || '@bench.example', \
 'Filler Account ' || n, 'filler account ' || n, 'managed', '$manager_id', 'active', n, n"
   case $backend in
-    sqlite) sqlite3 -cmd '.timeout 10000' "$work/steward.db" \
+    sqlite) sqlite_path=${db#sqlite://}; sqlite3 -cmd '.timeout 10000' "${sqlite_path%%\?*}" \
       "WITH RECURSIVE s(n) AS (SELECT $over_http UNION ALL SELECT n + 1 FROM s WHERE n < $accounts - 1)
        INSERT INTO accounts ($columns) SELECT lower(hex(randomblob(16))), $values FROM s;" ;;
     postgres) psql -q "$db" -c "INSERT INTO accounts ($columns) SELECT gen_random_uuid()::text, $values

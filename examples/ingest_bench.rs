@@ -6,6 +6,15 @@
 //! accounts (every other one rollup), a platform price list of 20,000 voice and SMS
 //! prefixes, an ingest key. Then `batches` batches of 1,000 events each are sent over
 //! `connections` concurrent HTTP connections.
+//!
+//! `--traffic realistic` (the default) sends what switches send: random (v4) event ids and
+//! `occurred_at` spread over the last 20 days. `--traffic friendly` sends near-sequential
+//! ids all at one instant, which keeps every index's working set small: the figure it gives
+//! is an upper bound, not a rate to plan with.
+//!
+//! With `--server-pid`, the physical cost of the HTTP phase is measured too: bytes the
+//! server (and, on a local PostgreSQL, the database's processes) wrote to disk, bytes the
+//! database grew by, and the server's peak resident memory.
 
 #![expect(
     clippy::indexing_slicing,
@@ -30,11 +39,19 @@ const MANAGED_PER_MANAGER: usize = 100;
 const PREFIXES: usize = 20_000;
 const BATCH_EVENTS: usize = 1_000;
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Traffic {
+    Realistic,
+    Friendly,
+}
+
 struct Args {
     database_url: String,
     server: String,
     batches: usize,
     connections: usize,
+    traffic: Traffic,
+    server_pid: Option<u32>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -44,6 +61,8 @@ fn args() -> anyhow::Result<Args> {
         server: String::new(),
         batches: 100,
         connections: 4,
+        traffic: Traffic::Realistic,
+        server_pid: None,
     };
     while let Some(flag) = args.next() {
         let value = args
@@ -54,6 +73,14 @@ fn args() -> anyhow::Result<Args> {
             "--server" => parsed.server = value,
             "--batches" => parsed.batches = value.parse()?,
             "--connections" => parsed.connections = value.parse()?,
+            "--traffic" => {
+                parsed.traffic = match value.as_str() {
+                    "realistic" => Traffic::Realistic,
+                    "friendly" => Traffic::Friendly,
+                    _ => anyhow::bail!("--traffic is realistic or friendly"),
+                }
+            }
+            "--server-pid" => parsed.server_pid = Some(value.parse()?),
             _ => anyhow::bail!("unknown flag {flag}"),
         }
     }
@@ -162,8 +189,13 @@ async fn set_up(db: &Db, clock: &ClockHandle, run: &str) -> anyhow::Result<Vec<S
     Ok(managed)
 }
 
+/// Realistic traffic spreads `occurred_at` over this many days before now.
+const SPREAD_DAYS: u64 = 20;
+
 fn batch(
     rng: &mut Lcg,
+    traffic: Traffic,
+    now_ms: i64,
     run: &str,
     number: usize,
     accounts: &[String],
@@ -174,21 +206,43 @@ fn batch(
             let account = &accounts[usize::try_from(rng.next()).unwrap_or(0) % accounts.len()];
             let prefix = &prefixes[usize::try_from(rng.next()).unwrap_or(0) % prefixes.len()];
             let voice = rng.next() % 10 < 6;
+            let (id, occurred_at) = match traffic {
+                Traffic::Friendly => (
+                    format!("{run}-{number}-{n}"),
+                    "2026-01-01T00:00:00Z".to_owned(),
+                ),
+                Traffic::Realistic => {
+                    let mut bytes = [0_u8; 16];
+                    for pair in bytes.chunks_mut(2) {
+                        pair.copy_from_slice(&(rng.next() as u16).to_le_bytes());
+                    }
+                    let back_ms =
+                        (rng.next() << 16 | rng.next() & 0xffff) % (SPREAD_DAYS * 86_400_000);
+                    let at = chrono::DateTime::from_timestamp_millis(now_ms - back_ms as i64)
+                        .unwrap_or_default();
+                    (
+                        uuid::Builder::from_random_bytes(bytes)
+                            .into_uuid()
+                            .to_string(),
+                        at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    )
+                }
+            };
             json!({
-                "id": format!("{run}-{number}-{n}"),
+                "id": id,
                 "account_id": account,
                 "product": if voice { "voice_outbound" } else { "sms_outbound" },
                 "destination": format!("+{prefix}{:06}", rng.next() % 1_000_000),
                 "quantity": if voice { i64::try_from(rng.next() % 600).unwrap_or(0) } else { 1 },
-                "occurred_at": "2026-01-01T00:00:00Z",
+                "occurred_at": occurred_at,
             })
         })
         .collect()
 }
 
-/// The baseline: the same rows inserted straight into a table shaped like `usage_records`
-/// (its columns, key and account/time index), in transactions of one batch, statements
-/// sized as the server sizes them, without rating or ledger.
+/// The baseline: the same rows (the events' ids and times) inserted straight into a table
+/// shaped like `usage_records` (its columns, key and account/time index), in transactions
+/// of one batch, statements sized as the server sizes them, without rating or ledger.
 async fn baseline(db: &Db, batches: &[Vec<Value>]) -> anyhow::Result<f64> {
     sqlx::query("DROP TABLE IF EXISTS bench_baseline_usage")
         .execute(&db.write)
@@ -236,7 +290,7 @@ async fn baseline(db: &Db, batches: &[Vec<Value>]) -> anyhow::Result<f64> {
                     .bind("")
                     .bind(0_i64)
                     .bind(0_i64)
-                    .bind(0_i64)
+                    .bind(occurred_at_ms(event))
                     .bind(None::<String>)
                     .bind("baseline")
                     .bind(0_i64);
@@ -250,6 +304,13 @@ async fn baseline(db: &Db, batches: &[Vec<Value>]) -> anyhow::Result<f64> {
         .execute(&db.write)
         .await?;
     Ok(count_events(batches) / elapsed)
+}
+
+fn occurred_at_ms(event: &Value) -> i64 {
+    event["occurred_at"]
+        .as_str()
+        .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+        .map_or(0, |at| at.timestamp_millis())
 }
 
 fn count_events(batches: &[Vec<Value>]) -> f64 {
@@ -307,6 +368,112 @@ async fn over_http(
     Ok((total / started.elapsed().as_secs_f64(), accepted))
 }
 
+/// What the HTTP phase cost the machine, measured around it.
+struct Physical {
+    /// Per process: bytes it has caused to be written to storage (`/proc/<pid>/io`).
+    written: std::collections::HashMap<u32, u64>,
+    stored_bytes: i64,
+}
+
+/// The processes whose writes are the database's: the server (whose SQLite writer commits
+/// and checkpoints), this process (its final checkpoint) and a local PostgreSQL's processes.
+fn writers(server_pid: u32) -> Vec<u32> {
+    let mut pids = vec![server_pid, std::process::id()];
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim_end() == "postgres" {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+fn proc_field(path: &str, field: &str) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+}
+
+/// Used pages only on SQLite (freed pages of the baseline's dropped table are reused); the
+/// database's files on PostgreSQL.
+async fn stored_bytes(db: &Db) -> anyhow::Result<i64> {
+    Ok(match db.backend {
+        steward::db::Backend::Sqlite => {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT (p.page_count - f.freelist_count) * s.page_size \
+                 FROM pragma_page_count() p, pragma_freelist_count() f, pragma_page_size() s",
+            )
+            .fetch_one(&db.write)
+            .await?
+        }
+        steward::db::Backend::Postgres => {
+            sqlx::query_scalar::<_, i64>("SELECT pg_database_size(current_database())")
+                .fetch_one(&db.write)
+                .await?
+        }
+    })
+}
+
+/// Flushes what the database holds only in memory or in its log, so the writes it owes are
+/// counted: a WAL checkpoint on SQLite, a `CHECKPOINT` on PostgreSQL.
+async fn flush(db: &Db) -> anyhow::Result<()> {
+    let sql = match db.backend {
+        steward::db::Backend::Sqlite => "PRAGMA wal_checkpoint(TRUNCATE)",
+        steward::db::Backend::Postgres => "CHECKPOINT",
+    };
+    sqlx::query(sql).execute(&db.write).await?;
+    Ok(())
+}
+
+async fn physical(db: &Db, server_pid: u32) -> anyhow::Result<Physical> {
+    flush(db).await?;
+    let written = writers(server_pid)
+        .into_iter()
+        .filter_map(|pid| Some((pid, proc_field(&format!("/proc/{pid}/io"), "write_bytes")?)))
+        .collect();
+    Ok(Physical {
+        written,
+        stored_bytes: stored_bytes(db).await?,
+    })
+}
+
+/// Bytes written to disk and bytes stored per accepted event, their ratio, and the server's
+/// peak resident memory. A process that started during the phase counts whole; one that
+/// ended during it (an autovacuum worker) is missed.
+fn physical_figures(before: &Physical, after: &Physical, events: usize, server_pid: u32) -> Value {
+    let written: u64 = after
+        .written
+        .iter()
+        .map(|(pid, bytes)| bytes.saturating_sub(before.written.get(pid).copied().unwrap_or(0)))
+        .sum();
+    let stored = after.stored_bytes - before.stored_bytes;
+    let per_event = |bytes: f64| (bytes / events.max(1) as f64).round();
+    json!({
+        "disk_bytes_written_per_event": per_event(written as f64),
+        "stored_bytes_per_event": per_event(stored as f64),
+        "write_amplification": if stored > 0 {
+            json!((written as f64 / stored as f64 * 100.0).round() / 100.0)
+        } else {
+            Value::Null
+        },
+        "server_peak_rss_mib": proc_field(&format!("/proc/{server_pid}/status"), "VmHWM")
+            .map(|kib| kib / 1024),
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = args()?;
@@ -320,12 +487,25 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     let prefixes = prefixes();
     let mut rng = Lcg(42);
+    let now_ms = clock.now().timestamp_millis();
     let batches: Vec<Vec<Value>> = (0..args.batches)
-        .map(|n| batch(&mut rng, &run, n, &accounts, &prefixes))
+        .map(|n| {
+            batch(
+                &mut rng,
+                args.traffic,
+                now_ms,
+                &run,
+                n,
+                &accounts,
+                &prefixes,
+            )
+        })
         .collect();
     // Warm up: one batch so the server has loaded its pricing index.
     let warm: Vec<Vec<Value>> = vec![batch(
         &mut rng,
+        args.traffic,
+        now_ms,
         &format!("{run}-warm"),
         0,
         &accounts,
@@ -333,15 +513,30 @@ async fn main() -> anyhow::Result<()> {
     )];
     over_http(&args.server, key.secret(), warm, 1).await?;
     let baseline_events_per_s = baseline(&db, &batches).await?;
+    let before = match args.server_pid {
+        Some(pid) => Some(physical(&db, pid).await?),
+        None => None,
+    };
     let (http_events_per_s, accepted) =
         over_http(&args.server, key.secret(), batches, args.connections).await?;
+    let physical = match (args.server_pid, before) {
+        (Some(pid), Some(before)) => {
+            physical_figures(&before, &physical(&db, pid).await?, accepted, pid)
+        }
+        _ => Value::Null,
+    };
     let verdict = steward::ledger::verify(&db).await?;
     println!(
         "{}",
         json!({
+            "traffic": match args.traffic {
+                Traffic::Realistic => "realistic",
+                Traffic::Friendly => "friendly",
+            },
             "events": args.batches * BATCH_EVENTS,
             "accepted": accepted,
             "connections": args.connections,
+            "physical": physical,
             "baseline_events_per_s": baseline_events_per_s.round(),
             "ingest_events_per_s": http_events_per_s.round(),
             "ratio_to_baseline": (http_events_per_s / baseline_events_per_s * 100.0).round() / 100.0,
