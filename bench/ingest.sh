@@ -11,6 +11,9 @@
 # STEWARD_BENCH_TRAFFIC=friendly sends near-sequential ids at one instant instead of what
 # switches send (random v4 ids, times spread over 20 days): an upper bound, labelled so.
 #
+# STEWARD_BENCH_VERIFY=false skips verify-ledger before and after (growth runs repeat on
+# a database whose verification takes minutes; they verify it once on their own).
+#
 # Besides events/s it prints the HTTP phase's physical cost: bytes written to disk per event
 # (the server's and, on a local PostgreSQL, the database processes' /proc/<pid>/io), bytes
 # the database grew by per event, their ratio (write amplification) and the server's peak
@@ -32,13 +35,16 @@ case $backend in
   *) echo "unknown backend $backend" >&2; exit 2 ;;
 esac
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-# Migrate before the server and the bench open the database side by side.
-target/release/steward admin verify-ledger --database-url "$db" >/dev/null
+# Verify the ledger (and migrate) before the server and the bench open the database side by
+# side. Without it the server still migrates before it listens, and the bench starts only
+# once the server answers.
+verify=${STEWARD_BENCH_VERIFY:-true}
+[ "$verify" = false ] || target/release/steward admin verify-ledger --database-url "$db" >/dev/null
 RUST_LOG=warn target/release/steward serve --listen "127.0.0.1:$port" --database-url "$db" 2>"$work/server.log" &
 server_pid=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/livez" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/livez" >/dev/null && break; sleep 0.1; done
 printf '{"backend":"%s","cores":%s,"result":' "$backend" "$(nproc)"
 target/release/examples/ingest_bench --database-url "$db" --server "http://127.0.0.1:$port" \
   --batches "$batches" --connections "$connections" --server-pid "$server_pid" \
-  --traffic "${STEWARD_BENCH_TRAFFIC:-realistic}" | tr -d '\n'
+  --traffic "${STEWARD_BENCH_TRAFFIC:-realistic}" --verify "$verify" | tr -d '\n'
 echo '}'
