@@ -55,6 +55,13 @@ pub struct ServeArgs {
     /// Any change to access reaches every server within 250 ms whatever the setting.
     #[arg(long, env = "STEWARD_AUTH_CACHE_ENTRIES", default_value_t = crate::accounts::access::DEFAULT_CACHE_ENTRIES)]
     pub auth_cache_entries: usize,
+    /// A reverse proxy or load balancer (an address or a network, e.g. 10.0.0.0/8) whose
+    /// `X-Forwarded-For` names the client: the bad-key throttle and the portal's sign-in
+    /// backoff then count clients, not the proxy. Repeat the flag, or separate with commas.
+    /// Without it the header is ignored (anyone can send it).
+    #[arg(long = "trusted-proxy", value_name = "NETWORK", env = "STEWARD_TRUSTED_PROXIES", value_delimiter = ',',
+          value_parser = crate::http::serve::forwarded::parse_network)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How often this server reconciles pending card payments and runs due auto-recharges,
     /// in milliseconds; 0 runs none (then run `steward admin reconcile-payments`).
     #[arg(long, env = "STEWARD_PAYMENT_TASKS_INTERVAL_MS", default_value_t = payments_config::DEFAULT_TASKS_INTERVAL_MS)]

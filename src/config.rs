@@ -103,6 +103,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// API keys kept authenticated in memory (0: every request reads its key).
     pub auth_cache_entries: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (none: the header is ignored).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Payment gateway and background payment work.
     pub payments: crate::payments::PaymentsConfig,
 }
@@ -120,6 +122,7 @@ impl Settings {
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             metrics_listen: None,
             auth_cache_entries: crate::accounts::access::DEFAULT_CACHE_ENTRIES,
+            trusted_proxies: Vec::new(),
             payments: crate::payments::PaymentsConfig::default(),
         }
     }

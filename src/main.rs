@@ -37,6 +37,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 shutdown_grace_ms: args.shutdown_grace_ms,
                 metrics_listen: args.metrics_listen,
                 auth_cache_entries: args.auth_cache_entries,
+                trusted_proxies: args.trusted_proxies,
                 payments: args
                     .payments
                     .config(args.payment_tasks_interval_ms)

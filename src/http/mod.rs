@@ -347,6 +347,7 @@ pub struct Application {
     metrics: Option<(TcpListener, Router)>,
     db: Db,
     limits: serve::ConnectionLimits,
+    proxies: std::sync::Arc<serve::TrustedProxies>,
     state: AppState,
 }
 
@@ -405,6 +406,9 @@ impl Application {
                 keep_alive_timeout_ms: settings.keep_alive_timeout_ms,
                 shutdown_grace_ms: settings.shutdown_grace_ms,
             },
+            proxies: std::sync::Arc::new(serve::TrustedProxies::new(
+                settings.trusted_proxies.clone(),
+            )),
             state,
         })
     }
@@ -468,17 +472,31 @@ impl Application {
         ];
         let payments = crate::payments::tasks::spawn(self.state.payments.clone(), stop.subscribe());
         let metrics = self.metrics.map(|(listener, router)| {
+            let proxies = std::sync::Arc::clone(&self.proxies);
             let mut stopped = stop.subscribe();
             let shutdown = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             };
-            tokio::spawn(serve::serve(listener, router, self.limits, shutdown))
+            tokio::spawn(serve::serve(
+                listener,
+                router,
+                self.limits,
+                proxies,
+                shutdown,
+            ))
         });
         let shutdown = async move {
             shutdown.await;
             let _ = stop.send(true);
         };
-        serve::serve(self.listener, self.router, self.limits, shutdown).await;
+        serve::serve(
+            self.listener,
+            self.router,
+            self.limits,
+            self.proxies,
+            shutdown,
+        )
+        .await;
         if let Some(metrics) = metrics {
             // A panic in the metrics loop is no reason to skip closing the database.
             let _ = metrics.await;

@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::json;
 use steward::http::auth_throttle::{BACKOFF_INITIAL_MS, FAILURES_PER_WINDOW_MAX};
 
-use crate::helpers::{Reply, TestApp, spawn_app};
+use crate::helpers::{Reply, TestApp, spawn_app, spawn_app_with};
 
 const BAD_KEY: &str = "KEY00000000000000000000000000000000_0000";
 
@@ -131,4 +131,55 @@ async fn requests_without_a_key_do_not_count() {
     app.get("/v2/balance", BAD_KEY)
         .await
         .assert_error(401, "10009", None);
+}
+
+/// A request as a reverse proxy forwards it: `forwarded` is its `X-Forwarded-For`.
+async fn get_forwarded(app: &TestApp, forwarded: &str, key: &str) -> Reply {
+    let response = app
+        .client
+        .get(format!("{}/v2/balance", app.address))
+        .bearer_auth(key)
+        .header("x-forwarded-for", forwarded)
+        .send()
+        .await
+        .unwrap();
+    TestApp::read(response).await
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_is_backed_off_on_its_own() {
+    let app = spawn_app_with(|settings| {
+        settings.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    for _ in 0..FAILURES_PER_WINDOW_MAX {
+        get_forwarded(&app, "203.0.113.9", BAD_KEY)
+            .await
+            .assert_error(401, "10009", None);
+    }
+
+    let same_client = get_forwarded(&app, "203.0.113.9", BAD_KEY).await;
+    // The proxy appends the address it saw; what the client wrote before it does not count.
+    let same_client_spoofing = get_forwarded(&app, "198.51.100.4, 203.0.113.9", BAD_KEY).await;
+    let other_client = get_forwarded(&app, "198.51.100.4", BAD_KEY).await;
+    let other_client_good_key = get_forwarded(&app, "198.51.100.4", &app.standard.key).await;
+
+    assert_backed_off(&same_client, BACKOFF_INITIAL_MS / 1000);
+    assert_backed_off(&same_client_spoofing, BACKOFF_INITIAL_MS / 1000);
+    other_client.assert_error(401, "10009", None);
+    other_client_good_key.assert_status(200);
+}
+
+#[tokio::test]
+async fn without_a_trusted_proxy_the_forwarded_address_is_ignored() {
+    let app = spawn_app().await;
+    for _ in 0..FAILURES_PER_WINDOW_MAX {
+        get_forwarded(&app, "203.0.113.9", BAD_KEY)
+            .await
+            .assert_error(401, "10009", None);
+    }
+
+    let claims_to_be_another = get_forwarded(&app, "198.51.100.4", BAD_KEY).await;
+
+    assert_backed_off(&claims_to_be_another, BACKOFF_INITIAL_MS / 1000);
 }

@@ -160,6 +160,7 @@ pub(super) async fn serve(
     peer: SocketAddr,
     router: Router,
     limits: ConnectionLimits,
+    proxies: Arc<super::TrustedProxies>,
     mut stopped: watch::Receiver<bool>,
 ) {
     // Responses go out in one write each; without this, Nagle's algorithm can hold the
@@ -169,7 +170,10 @@ pub(super) async fn serve(
     let io = TokioIo::new(EnvelopeIo::new(stream, Arc::clone(&activity)));
     let service_activity = Arc::clone(&activity);
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
+        let client = proxies.client(peer.ip(), request.headers());
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::new(client, peer.port())));
         let in_flight = InFlight::start(&service_activity);
         let response = router.clone().oneshot(request.map(axum::body::Body::new));
         async move {

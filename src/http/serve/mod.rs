@@ -7,7 +7,8 @@
 //! - each connection has a watchdog ([`connection`]) that closes it when a request head takes
 //!   longer than the header-read timeout or when it sits idle longer than the keep-alive
 //!   timeout;
-//! - the handlers see the peer address as `ConnectInfo<SocketAddr>`;
+//! - the handlers see the client's address as `ConnectInfo<SocketAddr>`: the peer's, or
+//!   behind a trusted reverse proxy the address it forwarded ([`forwarded`]);
 //! - hyper's own answers to unparsable heads are rewritten into the error envelope
 //!   ([`protocol_errors`]);
 //! - when the shutdown future resolves, the listener is dropped (new connections are
@@ -15,9 +16,11 @@
 //!   and whatever is still open after it is closed.
 
 mod connection;
+pub mod forwarded;
 mod protocol_errors;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -26,6 +29,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 pub use self::connection::ConnectionLimits;
+pub use self::forwarded::TrustedProxies;
 
 /// Pause after a failed `accept` (typically: out of file descriptors) before trying again,
 /// so the loop does not spin while the condition lasts.
@@ -36,6 +40,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    proxies: Arc<TrustedProxies>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let (stop, stopped) = watch::channel(false);
@@ -51,6 +56,7 @@ pub async fn serve(
                         peer,
                         router.clone(),
                         limits,
+                        Arc::clone(&proxies),
                         stopped.clone(),
                     ));
                 }
