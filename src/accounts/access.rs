@@ -20,6 +20,7 @@
 //! revoking one moves the counter too.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,18 @@ type Entry = Arc<(Account, String)>;
 pub struct KeyCache {
     capacity: usize,
     inner: RwLock<Inner>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// How often the cache answered a presented key, and how often the key had to be read from
+/// the database instead (not held, or the cache not fresh enough to answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLookups {
+    /// Answered from memory.
+    pub hits: u64,
+    /// Read from the database.
+    pub misses: u64,
 }
 
 #[derive(Debug, Default)]
@@ -94,7 +107,27 @@ impl KeyCache {
         Self {
             capacity,
             inner: RwLock::default(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
+    }
+
+    /// Lookups so far (none are counted when the cache holds nothing by setting).
+    pub fn lookups(&self) -> CacheLookups {
+        CacheLookups {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count<T>(&self, found: Option<T>) -> Option<T> {
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
     }
 
     /// The most keys it holds.
@@ -132,10 +165,8 @@ impl KeyCache {
         }
         let entry = {
             let inner = self.read();
-            if !inner.fresh() {
-                return None;
-            }
-            Arc::clone(inner.entries.get(digest)?)
+            let held = inner.entries.get(digest).filter(|_| inner.fresh());
+            self.count(held.map(Arc::clone))?
         };
         Some((entry.0.clone(), entry.1.clone()))
     }
@@ -168,10 +199,11 @@ impl KeyCache {
             return None;
         }
         let inner = self.read();
-        if !inner.fresh() {
-            return None;
-        }
-        inner.services.get(&(*digest, kind)).cloned()
+        let held = inner
+            .services
+            .get(&(*digest, kind))
+            .filter(|_| inner.fresh());
+        self.count(held.cloned())
     }
 
     /// [`KeyCache::insert`] for a service key of `kind` and its id.
@@ -367,6 +399,23 @@ mod tests {
         assert!(cache.get(&digest).is_some());
         cache.observe(8, Instant::now());
         assert!(cache.get(&digest).is_none());
+    }
+
+    #[test]
+    fn lookups_are_counted_as_hits_and_misses() {
+        let cache = KeyCache::new(4);
+        let digest = key_digest("k1");
+        cache.observe(7, Instant::now());
+        assert!(cache.get(&digest).is_none());
+        cache.insert(cache.epoch(), digest, found());
+        assert!(cache.get(&digest).is_some());
+        assert!(cache.get(&digest).is_some());
+        assert!(cache.get_service(&digest, ServiceKind::Ingest).is_none());
+        assert_eq!(cache.lookups(), CacheLookups { hits: 2, misses: 2 });
+
+        let off = KeyCache::new(0);
+        assert!(off.get(&digest).is_none());
+        assert_eq!(off.lookups(), CacheLookups { hits: 0, misses: 0 });
     }
 
     #[test]

@@ -16,16 +16,18 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use sqlx::AnyPool;
@@ -33,6 +35,7 @@ use sqlx::AnyPool;
 use super::AppState;
 use super::error::{ApiError, ErrorKind};
 use super::extract::OperatorCaller;
+use crate::accounts::access::KeyCache;
 use crate::clock::{ClockHandle, to_epoch_ms};
 use crate::db::{Backend, Db};
 
@@ -246,6 +249,12 @@ impl Metrics {
         metrics
     }
 
+    /// Serves the figures of this process's key cache (see `accounts::access`).
+    pub fn watch_key_cache(&mut self, cache: Arc<KeyCache>) {
+        self.registry
+            .register_collector(Box::new(KeyCacheFigures(cache)));
+    }
+
     /// Registers a gauge whose series are the rows of `query`, run at each scrape.
     pub fn add_scrape_gauge(&mut self, name: &'static str, help: &str, query: ScrapeQuery) {
         let family = Family::default();
@@ -352,6 +361,45 @@ impl Metrics {
         self.pool_acquire_probe
             .get_or_create(&labels)
             .set(started.elapsed().min(probe).as_secs_f64());
+    }
+}
+
+/// The key cache's counters, read at each scrape: they live in the cache itself, which knows
+/// nothing of metrics.
+#[derive(Debug)]
+struct KeyCacheFigures(Arc<KeyCache>);
+
+impl Collector for KeyCacheFigures {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let lookups = self.0.lookups();
+        for (name, help, value) in [
+            (
+                "auth_cache_hits",
+                "Presented keys answered from this process's key cache",
+                lookups.hits,
+            ),
+            (
+                "auth_cache_misses",
+                "Presented keys read from the database because the key cache did not hold them \
+                 or was not fresh enough to answer (not counted with the cache off)",
+                lookups.misses,
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let held = ConstGauge::new(i64::try_from(self.0.len()).unwrap_or(i64::MAX));
+        held.encode(encoder.encode_descriptor(
+            "auth_cache_keys",
+            "Keys held in this process's key cache now (at most --auth-cache-entries)",
+            None,
+            held.metric_type(),
+        )?)
     }
 }
 

@@ -369,7 +369,11 @@ impl Application {
         let payments =
             crate::payments::Payments::new(db.clone(), clock.clone(), settings.payments.clone());
         payments.announce();
-        let metrics: std::sync::Arc<metrics::Metrics> = std::sync::Arc::default();
+        let metrics = {
+            let mut metrics = metrics::Metrics::new();
+            metrics.watch_key_cache(std::sync::Arc::clone(&db.key_cache));
+            std::sync::Arc::new(metrics)
+        };
         let admissions =
             crate::admission::Admissions::new(db.clone(), clock.clone()).observed_by({
                 let metrics = std::sync::Arc::clone(&metrics);

@@ -302,3 +302,26 @@ async fn suspended_usage_is_counted_and_gauged_by_reason() {
         1.0,
     );
 }
+
+#[tokio::test]
+async fn the_key_cache_counts_each_lookup_once_as_a_hit_or_a_miss() {
+    let app = spawn_app().await;
+    let before = scrape(&app).await;
+    for _ in 0..3 {
+        app.get("/v2/balance", &app.manager.key)
+            .await
+            .assert_status(200);
+    }
+    let after = scrape(&app).await;
+
+    let delta = |series: &str| {
+        sample(&after, series).expect(series) - sample(&before, series).expect(series)
+    };
+    let hits = delta("steward_auth_cache_hits_total");
+    let misses = delta("steward_auth_cache_misses_total");
+    // Three balance reads and the second scrape's operator key.
+    assert_eq!(hits + misses, 4.0, "{after}");
+    // The manager's key was never presented before, so its first lookup read the database.
+    assert!(misses >= 1.0, "{after}");
+    assert!(sample(&after, "steward_auth_cache_keys").expect("keys") >= 2.0);
+}
