@@ -77,6 +77,8 @@ ingest() { # label url
   python3 - "$1" "$out" <<'PY'
 import json, sys
 r = json.loads(sys.argv[2])["result"]
+if r["accepted"] != r["events"]:
+    sys.exit(f"ingest {sys.argv[1]}: {r['accepted']} of {r['events']} events accepted")
 print(f"ingest {sys.argv[1]:<7} events/s {r['ingest_events_per_s']:>8.0f}"
       f"  peak MiB {r['physical']['server_peak_rss_mib']}")
 PY
@@ -90,7 +92,9 @@ done
 
 reads() { # label url
   echo "reads $1:"
-  STEWARD_BENCH_DATABASE_URL=$2 bench/run.sh "$backend" 2>/dev/null | grep -E '^(baseline|retrieve|balance|list) '
+  STEWARD_BENCH_DATABASE_URL=$2 bench/run.sh "$backend" 2>"$work/reads.log" >"$work/reads.out" \
+    || { cat "$work/reads.log" >&2; exit 1; }
+  grep -E '^(baseline|retrieve|balance|list) ' "$work/reads.out"
 }
 reads empty "$(empty_database)"
 reads seeded "$seeded"

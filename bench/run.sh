@@ -55,7 +55,7 @@ manager_id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<
 
 RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --database-url "$db" 2>"$work/server.log" &
 server_pid=$!
-for _ in $(seq 100); do curl -sf "$base/livez" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 600); do curl -sf "$base/livez" >/dev/null && break; sleep 0.1; done
 
 over_http=$(( accounts < 1000 ? accounts : 1000 ))
 echo "seeding $accounts managed accounts ($backend, $over_http over HTTP)…" >&2

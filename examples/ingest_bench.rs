@@ -216,18 +216,15 @@ fn batch(
                     "2026-01-01T00:00:00Z".to_owned(),
                 ),
                 Traffic::Realistic => {
-                    let mut bytes = [0_u8; 16];
-                    for pair in bytes.chunks_mut(2) {
-                        pair.copy_from_slice(&(rng.next() as u16).to_le_bytes());
-                    }
+                    // Fresh in every run: the seeded generator would repeat the last run's
+                    // ids, and a second run on the same database would send only duplicates.
+                    let id = uuid::Uuid::new_v4();
                     let back_ms =
                         (rng.next() << 16 | rng.next() & 0xffff) % (SPREAD_DAYS * 86_400_000);
                     let at = chrono::DateTime::from_timestamp_millis(now_ms - back_ms as i64)
                         .unwrap_or_default();
                     (
-                        uuid::Builder::from_random_bytes(bytes)
-                            .into_uuid()
-                            .to_string(),
+                        id.to_string(),
                         at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                     )
                 }
