@@ -26,17 +26,18 @@ work=$(mktemp -d /tmp/steward-growth.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 case $backend in
-  sqlite) seeded_default="sqlite://$(mktemp -d /tmp/steward-growth-db.XXXXXX)/steward.db" ;;
-  postgres)
-    seeded_default=${STEWARD_BENCH_POSTGRES_URL:-}
-    empty=${STEWARD_BENCH_POSTGRES_EMPTY_URL:?set STEWARD_BENCH_POSTGRES_EMPTY_URL} ;;
+  sqlite) ;;
+  postgres) empty=${STEWARD_BENCH_POSTGRES_EMPTY_URL:?set STEWARD_BENCH_POSTGRES_EMPTY_URL} ;;
   *) echo "unknown backend $backend" >&2; exit 2 ;;
 esac
 
 if [ -n "${STEWARD_BENCH_GROWTH_URL:-}" ]; then
   seeded=$STEWARD_BENCH_GROWTH_URL
 else
-  seeded=${seeded_default:?set STEWARD_BENCH_POSTGRES_URL}
+  case $backend in
+    sqlite) seeded="sqlite://$(mktemp -d /tmp/steward-growth-db.XXXXXX)/steward.db" ;;
+    postgres) seeded=${STEWARD_BENCH_POSTGRES_URL:?set STEWARD_BENCH_POSTGRES_URL} ;;
+  esac
   echo "seeding $records records into $seeded …" >&2
   STEWARD_REPORT_BENCH_STATE=$work/state.json target/release/examples/report_bench \
     --database-url "$seeded" --events "$records" --phase seed >"$work/seed.json"
