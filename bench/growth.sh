@@ -6,12 +6,13 @@
 #
 # Seeds the records with the report benchmark's seeding (rating, ledger and rollups, 1,000
 # accounts, one month), prints the stored bytes per record, then alternates
-# `bench/ingest.sh` on an empty database and on the seeded one, `rounds` times, and runs
-# `bench/run.sh` (the reads) once on each.
+# `bench/ingest.sh` on an empty database and on the seeded one, `rounds` times (a round
+# fails unless every event was accepted), runs `bench/run.sh` (the reads) once on each, and
+# verifies the seeded ledger at the end.
 #
 # STEWARD_BENCH_GROWTH_URL names an already seeded database to use instead of seeding one:
-# 50 million records take 35 minutes to seed on PostgreSQL and 75 on SQLite here. Else
-# sqlite seeds a file under /tmp (kept: its path is printed; 468 bytes per record) and
+# 50 million records took 35 minutes to seed on PostgreSQL and 83 on SQLite here. Else
+# sqlite seeds a file under /tmp (kept: its path is printed; ~465 bytes per record) and
 # postgres seeds STEWARD_BENCH_POSTGRES_URL (an empty database the run may fill).
 # postgres also needs STEWARD_BENCH_POSTGRES_EMPTY_URL: a scratch database that each empty
 # round wipes (its schema `public` is dropped and made again).
