@@ -8,7 +8,8 @@
 //! commit, so nothing is acknowledged before it is durable. On PostgreSQL, whose connections commit
 //! side by side and already share log flushes, each write is its own transaction.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
 use sqlx::{AnyConnection, AnyPool};
@@ -79,6 +80,23 @@ pub fn replicate(error: &sqlx::Error) -> sqlx::Error {
 #[derive(Default)]
 pub struct GroupCommit {
     sender: Mutex<Option<mpsc::UnboundedSender<Box<dyn Job>>>>,
+    tally: Arc<Tally>,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    transactions: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// Shared transactions the writer has run (committed or not) and the writes they held: the
+/// second divided by the first is the mean group size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GroupCounts {
+    /// Transactions run.
+    pub transactions: u64,
+    /// Writes they held.
+    pub writes: u64,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -111,6 +129,14 @@ impl GroupCommit {
             .map_err(|_| sqlx::Error::Protocol("the database writer stopped".to_owned()))?
     }
 
+    /// What the writer has done so far.
+    pub fn counts(&self) -> GroupCounts {
+        GroupCounts {
+            transactions: self.tally.transactions.load(Ordering::Relaxed),
+            writes: self.tally.writes.load(Ordering::Relaxed),
+        }
+    }
+
     fn submit(&self, pool: &AnyPool, job: Box<dyn Job>) {
         let mut sender = self
             .sender
@@ -126,7 +152,7 @@ impl GroupCommit {
             None => job,
         };
         let (send, receive) = mpsc::unbounded_channel();
-        tokio::spawn(writer(pool.clone(), receive));
+        tokio::spawn(writer(pool.clone(), receive, Arc::clone(&self.tally)));
         // Just made, its receiver alive: the send cannot fail; if it did, the job is
         // dropped and its caller told that the writer stopped.
         let _ = send.send(job);
@@ -135,7 +161,7 @@ impl GroupCommit {
 }
 
 /// Takes what has queued (up to [`GROUP_WRITES_MAX`]) and writes it in one transaction.
-async fn writer(pool: AnyPool, mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>>) {
+async fn writer(pool: AnyPool, mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>>, tally: Arc<Tally>) {
     while let Some(first) = jobs.recv().await {
         let mut group = vec![first];
         while group.len() < GROUP_WRITES_MAX {
@@ -144,6 +170,9 @@ async fn writer(pool: AnyPool, mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>>) 
                 Err(_) => break,
             }
         }
+        tally.transactions.fetch_add(1, Ordering::Relaxed);
+        let writes = u64::try_from(group.len()).unwrap_or(u64::MAX);
+        tally.writes.fetch_add(writes, Ordering::Relaxed);
         write_group(&pool, group).await;
     }
 }
@@ -213,6 +242,7 @@ mod tests {
 
     use sqlx::AnyConnection;
 
+    use super::GroupCounts;
     use crate::config::DatabaseUrl;
     use crate::db::Db;
 
@@ -336,6 +366,14 @@ mod tests {
             .map(|row| row.get("writer"))
             .collect();
         assert_eq!(writers, ["holder", "first", "last"]);
+        // The holder alone, then the three that queued behind it together.
+        assert_eq!(
+            db.group_commits(),
+            GroupCounts {
+                transactions: 2,
+                writes: 4
+            }
+        );
     }
 
     /// A write whose caller stopped waiting still commits or not as a whole, and the

@@ -19,7 +19,7 @@ pub mod bulk;
 pub mod copy;
 mod group;
 
-pub use group::replicate;
+pub use group::{GroupCounts, replicate};
 
 /// Connections in the PostgreSQL pool: enough to keep both cores busy while some wait on I/O.
 pub const POSTGRES_POOL_SIZE_MAX: u32 = 16;
@@ -192,6 +192,12 @@ impl Db {
             key_cache: Arc::new(KeyCache::new(entries)),
             ..self
         }
+    }
+
+    /// What [`Db::write_grouped`]'s shared transactions have held so far (nothing on
+    /// PostgreSQL, where writes are not grouped).
+    pub fn group_commits(&self) -> GroupCounts {
+        self.group.counts()
     }
 
     /// Runs `work` in a write transaction and returns its output once committed. On SQLite,

@@ -255,6 +255,12 @@ impl Metrics {
             .register_collector(Box::new(KeyCacheFigures(cache)));
     }
 
+    /// Serves the counts of SQLite's shared write transactions (see `db::group`).
+    pub fn watch_group_commit(&mut self, db: Db) {
+        self.registry
+            .register_collector(Box::new(GroupCommitFigures(db)));
+    }
+
     /// Registers a gauge whose series are the rows of `query`, run at each scrape.
     pub fn add_scrape_gauge(&mut self, name: &'static str, help: &str, query: ScrapeQuery) {
         let family = Family::default();
@@ -400,6 +406,39 @@ impl Collector for KeyCacheFigures {
             None,
             held.metric_type(),
         )?)
+    }
+}
+
+/// SQLite's group commit, read at each scrape from the database handle.
+#[derive(Debug)]
+struct GroupCommitFigures(Db);
+
+impl Collector for GroupCommitFigures {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let counts = self.0.group_commits();
+        for (name, help, value) in [
+            (
+                "db_group_transactions",
+                "Shared write transactions SQLite's writer ran (committed or not); none on \
+                 PostgreSQL, where writes are not grouped",
+                counts.transactions,
+            ),
+            (
+                "db_group_writes",
+                "Writes those shared transactions held (ingestion batches): divided by the \
+                 transactions, the mean group size",
+                counts.writes,
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        Ok(())
     }
 }
 

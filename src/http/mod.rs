@@ -372,6 +372,7 @@ impl Application {
         let metrics = {
             let mut metrics = metrics::Metrics::new();
             metrics.watch_key_cache(std::sync::Arc::clone(&db.key_cache));
+            metrics.watch_group_commit(db.clone());
             std::sync::Arc::new(metrics)
         };
         let admissions =

@@ -325,3 +325,33 @@ async fn the_key_cache_counts_each_lookup_once_as_a_hit_or_a_miss() {
     assert!(misses >= 1.0, "{after}");
     assert!(sample(&after, "steward_auth_cache_keys").expect("keys") >= 2.0);
 }
+
+#[tokio::test]
+async fn sqlite_counts_its_shared_write_transactions_and_postgres_has_none() {
+    let app = spawn_app().await;
+    app.import_prices(BASE_PRICES, "platform_default=true")
+        .await
+        .assert_status(200);
+    let account = app.managed_of(&app.manager, "Grouped", json!({})).await;
+    let sms = |id: &str| event(id, &account.id, "sms_outbound", "+14155550100", 1);
+    let before = scrape(&app).await;
+
+    app.ingest(json!([sms("g-1")])).await.assert_status(200);
+    app.ingest(json!([sms("g-2"), sms("g-3")]))
+        .await
+        .assert_status(200);
+    let after = scrape(&app).await;
+
+    let delta = |series: &str| {
+        sample(&after, series).expect(series) - sample(&before, series).expect(series)
+    };
+    let writes = delta("steward_db_group_writes_total");
+    let transactions = delta("steward_db_group_transactions_total");
+    if backend_is_postgres() {
+        assert_eq!((writes, transactions), (0.0, 0.0), "{after}");
+    } else {
+        // One write per ingested batch, in one or two transactions.
+        assert_eq!(writes, 2.0, "{after}");
+        assert!((1.0..=2.0).contains(&transactions), "{after}");
+    }
+}
