@@ -370,6 +370,18 @@ impl Metrics {
     }
 }
 
+/// Encodes counters read at scrape time, each a `(name, help, value)`.
+fn encode_counters<const N: usize>(
+    encoder: &mut DescriptorEncoder<'_>,
+    counters: [(&str, &str, u64); N],
+) -> Result<(), std::fmt::Error> {
+    for (name, help, value) in counters {
+        let counter = ConstCounter::new(value);
+        counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+    }
+    Ok(())
+}
+
 /// The key cache's counters, read at each scrape: they live in the cache itself, which knows
 /// nothing of metrics.
 #[derive(Debug)]
@@ -378,27 +390,22 @@ struct KeyCacheFigures(Arc<KeyCache>);
 impl Collector for KeyCacheFigures {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let lookups = self.0.lookups();
-        for (name, help, value) in [
-            (
-                "auth_cache_hits",
-                "Presented keys answered from this process's key cache",
-                lookups.hits,
-            ),
-            (
-                "auth_cache_misses",
-                "Presented keys read from the database because the key cache did not hold them \
-                 or was not fresh enough to answer (not counted with the cache off)",
-                lookups.misses,
-            ),
-        ] {
-            let counter = ConstCounter::new(value);
-            counter.encode(encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                counter.metric_type(),
-            )?)?;
-        }
+        encode_counters(
+            &mut encoder,
+            [
+                (
+                    "auth_cache_hits",
+                    "Presented keys answered from this process's key cache",
+                    lookups.hits,
+                ),
+                (
+                    "auth_cache_misses",
+                    "Presented keys read from the database because the key cache did not hold them \
+                     or was not fresh enough to answer (not counted with the cache off)",
+                    lookups.misses,
+                ),
+            ],
+        )?;
         let held = ConstGauge::new(i64::try_from(self.0.len()).unwrap_or(i64::MAX));
         held.encode(encoder.encode_descriptor(
             "auth_cache_keys",
@@ -416,29 +423,23 @@ struct GroupCommitFigures(Db);
 impl Collector for GroupCommitFigures {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let counts = self.0.group_commits();
-        for (name, help, value) in [
-            (
-                "db_group_transactions",
-                "Shared write transactions SQLite's writer ran (committed or not); none on \
-                 PostgreSQL, where writes are not grouped",
-                counts.transactions,
-            ),
-            (
-                "db_group_writes",
-                "Writes those shared transactions held (ingestion batches): divided by the \
-                 transactions, the mean group size",
-                counts.writes,
-            ),
-        ] {
-            let counter = ConstCounter::new(value);
-            counter.encode(encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                counter.metric_type(),
-            )?)?;
-        }
-        Ok(())
+        encode_counters(
+            &mut encoder,
+            [
+                (
+                    "db_group_transactions",
+                    "Shared write transactions SQLite's writer ran (committed or not); none on \
+                     PostgreSQL, where writes are not grouped",
+                    counts.transactions,
+                ),
+                (
+                    "db_group_writes",
+                    "Writes those shared transactions held (ingestion batches): divided by the \
+                     transactions, the mean group size",
+                    counts.writes,
+                ),
+            ],
+        )
     }
 }
 

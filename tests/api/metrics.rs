@@ -31,6 +31,12 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
         .map(|value| value.parse().unwrap())
 }
 
+/// How much the sample named `series` moved between two scrapes.
+#[track_caller]
+fn delta(before: &str, after: &str, series: &str) -> f64 {
+    sample(after, series).expect(series) - sample(before, series).expect(series)
+}
+
 #[track_caller]
 fn assert_sample(text: &str, series: &str, expected: f64) {
     assert_eq!(sample(text, series), Some(expected), "{series} in:\n{text}");
@@ -314,9 +320,7 @@ async fn the_key_cache_counts_each_lookup_once_as_a_hit_or_a_miss() {
     }
     let after = scrape(&app).await;
 
-    let delta = |series: &str| {
-        sample(&after, series).expect(series) - sample(&before, series).expect(series)
-    };
+    let delta = |series: &str| delta(&before, &after, series);
     let hits = delta("steward_auth_cache_hits_total");
     let misses = delta("steward_auth_cache_misses_total");
     // Three balance reads and the second scrape's operator key.
@@ -342,9 +346,7 @@ async fn sqlite_counts_its_shared_write_transactions_and_postgres_has_none() {
         .assert_status(200);
     let after = scrape(&app).await;
 
-    let delta = |series: &str| {
-        sample(&after, series).expect(series) - sample(&before, series).expect(series)
-    };
+    let delta = |series: &str| delta(&before, &after, series);
     let writes = delta("steward_db_group_writes_total");
     let transactions = delta("steward_db_group_transactions_total");
     if backend_is_postgres() {
