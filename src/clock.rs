@@ -64,6 +64,31 @@ pub fn from_epoch_ms(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
+/// Milliseconds in a UTC day (UTC days have no leap seconds in epoch time).
+pub const DAY_MS: i64 = 86_400_000;
+
+/// The first instant of the UTC day holding `at_ms`.
+pub fn day_start(at_ms: i64) -> i64 {
+    at_ms.div_euclid(DAY_MS) * DAY_MS
+}
+
+/// The first instant of the UTC calendar month holding `at_ms`.
+pub fn month_start(at_ms: i64) -> i64 {
+    use chrono::Datelike;
+    let day = from_epoch_ms(at_ms).date_naive();
+    day.with_day(1)
+        .and_then(|first| first.and_hms_opt(0, 0, 0))
+        .map_or(at_ms, |first| first.and_utc().timestamp_millis())
+}
+
+/// The first instant of the UTC calendar month after the one holding `at_ms`.
+pub fn next_month_start(at_ms: i64) -> i64 {
+    let start = from_epoch_ms(month_start(at_ms));
+    start
+        .checked_add_months(chrono::Months::new(1))
+        .map_or(at_ms, |next| next.timestamp_millis())
+}
+
 /// ISO 8601 in UTC with milliseconds and a `Z`, as the Telnyx API writes timestamps.
 pub fn to_wire(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

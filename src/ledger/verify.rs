@@ -3,11 +3,13 @@
 //!
 //! Linear in the size of the ledger: the postings and the usage records are each read once,
 //! unsorted, in bulk (see [`crate::db::bulk`]), and summed in this process: each entry's
-//! balance, each book's sum (compared with the cached balances), and the usage checks (see
-//! [`read_ledger`]). No check runs a query per entry or per record. All checks read one
-//! snapshot (one transaction, repeatable read on PostgreSQL).
+//! balance, each book's sum (compared with the cached balances), the usage checks (see
+//! [`read_ledger`]) and the records' sums per rollup key, which the daily and monthly usage
+//! rollups must hold exactly (see [`rollups`]). No check runs a query per entry or per
+//! record. All checks read one snapshot (one transaction, repeatable read on PostgreSQL).
 //!
-//! Sums are exact whatever their size: in this process they are 128-bit; in SQL
+//! Sums are exact whatever their size (but the rollups', compared as the 64-bit sums the
+//! rollups hold): in this process they are 128-bit; in SQL
 //! ([`platform_totals`]) each amount is split into whole units and the nano-unit rest,
 //! summed separately (neither sum can overflow a 64-bit integer before ~9 × 10^18 units, or
 //! a billion billion postings) and recombined in `i128`.
@@ -94,6 +96,20 @@ pub enum Violation {
         book: String,
         /// Its balance.
         nanos: i64,
+    },
+    /// A rollup row that differs from the sums of the charged usage records it stands for
+    /// (usage reports read the rollups), or a group of records missing from the rollups.
+    #[error("{table} holds {rolled_up} for {key} but the usage records sum to {recorded}")]
+    RollupMismatch {
+        /// `usage_rollups_daily` or `usage_rollups_monthly`.
+        table: String,
+        /// The bucket (UTC day or month, epoch milliseconds), account, product, country
+        /// and number type.
+        key: String,
+        /// What the rollup row holds (`nothing` when there is no row).
+        rolled_up: String,
+        /// What the records sum to (`nothing` when there are none).
+        recorded: String,
     },
     /// A closed invoice that no longer ties out to the ledger, or a gap in its numbering.
     #[error(transparent)]
@@ -215,6 +231,9 @@ async fn check(
         None => {}
     }
     if let Some(violation) = books.negative_credit_line {
+        return Ok(Err(violation));
+    }
+    if let Some(violation) = rollups(conn, reader, ledger.record_sums).await? {
         return Ok(Err(violation));
     }
     if let Some(violation) = crate::invoices::verify(conn).await? {
@@ -400,6 +419,8 @@ struct Ledger {
     /// The least usage violation.
     usage: Option<Candidate>,
     usage_records: i64,
+    /// The records' sums per rollup key, for [`rollups`].
+    record_sums: RecordSums,
 }
 
 /// Reads the postings and the usage records once each, unsorted, in stored order, and sums
@@ -475,6 +496,7 @@ async fn read_ledger(
         book_nanos: FastMap::default(),
         usage: None,
         usage_records: 0,
+        record_sums: RecordSums::default(),
     };
     let mut unbalanced: Option<(String, i128)> = None;
     for (low, high) in bounds.iter().zip(bounds.iter().skip(1)) {
@@ -490,6 +512,7 @@ async fn read_ledger(
             &mut accounts,
             &expected_payer,
             &mut ledger.book_nanos,
+            &mut ledger.record_sums,
         )
         .await?;
         ledger.usage_records += found.records;
@@ -504,6 +527,7 @@ async fn read_ledger(
     }
     ledger.unbalanced =
         unbalanced.map(|(entry, sum_nanos)| Violation::UnbalancedEntry { entry, sum_nanos });
+    ledger.record_sums.accounts = accounts;
     Ok(ledger)
 }
 
@@ -540,6 +564,7 @@ async fn ledger_pass<'r>(
     accounts: &mut Interner,
     expected_payer: &[Option<u32>],
     book_nanos: &mut FastMap<String, i128>,
+    record_sums: &mut RecordSums,
 ) -> Result<LedgerPass, sqlx::Error> {
     let mut entries = Interner::default();
     // By interned entry id.
@@ -565,7 +590,18 @@ async fn ledger_pass<'r>(
         range: Some(range("entry_id")),
         ..BulkQuery::new(
             "usage_records",
-            &["entry_id", "account_id", "payer_account_id", "cost_nanos"],
+            &[
+                "entry_id",
+                "account_id",
+                "payer_account_id",
+                "cost_nanos",
+                "occurred_at_ms",
+                "product",
+                "country_code",
+                "number_type",
+                "quantity",
+                "billable_quantity",
+            ],
         )
     };
     reader
@@ -598,6 +634,12 @@ async fn ledger_pass<'r>(
                 account
             };
             *groups.entry((entry, payer, spender)).or_default() += cost;
+            record_sums.add(
+                crate::clock::day_start(integer(row, 4)?),
+                account,
+                [text(row, 5)?, text(row, 6)?, text(row, 7)?],
+                [1, integer(row, 8)?, integer(row, 9)?, integer(row, 3)?],
+            );
             Ok(())
         })
         .await?;
@@ -714,6 +756,153 @@ async fn ledger_pass<'r>(
         first,
         unbalanced,
     })
+}
+
+/// A rollup key: (bucket, account, product, country, number type), the texts interned.
+type RollupKey = (i64, [u32; 4]);
+
+/// Events, quantity, billable quantity and cost. The rollups hold 64-bit sums, so a sum
+/// past that range cannot be what a rollup holds: saturating keeps the mismatch visible.
+type RollupSums = [i64; 4];
+
+/// The usage records' sums per UTC day, account, product, country and number type: what
+/// the daily rollups must hold (about 60 bytes of memory per key).
+#[derive(Default)]
+struct RecordSums {
+    /// The accounts' ids, interned as the usage check interned them.
+    accounts: Interner,
+    /// Products, countries and number types: a few dozen names.
+    names: Interner,
+    days: FastMap<RollupKey, RollupSums>,
+}
+
+impl RecordSums {
+    /// Adds a record of interned `account` with the other texts of its key.
+    fn add(&mut self, day_ms: i64, account: u32, texts: [&str; 3], sums: RollupSums) {
+        let [product, country, number_type] = texts.map(|text| self.names.id(text));
+        let key = (day_ms, [account, product, country, number_type]);
+        add_sums(self.days.entry(key).or_default(), sums);
+    }
+}
+
+fn add_sums(total: &mut RollupSums, sums: RollupSums) {
+    for (total, value) in total.iter_mut().zip(sums) {
+        *total = total.saturating_add(value);
+    }
+}
+
+/// The rollups against the records: every daily and monthly rollup row must hold exactly
+/// the sums of the records of its key, and every key with records must have its row. The
+/// first mismatch reported is the least (table, bucket, key texts).
+async fn rollups(
+    conn: &mut AnyConnection,
+    reader: &mut BulkReader,
+    records: RecordSums,
+) -> Result<Option<Violation>, sqlx::Error> {
+    let RecordSums {
+        mut accounts,
+        mut names,
+        days,
+    } = records;
+    let mut months: FastMap<RollupKey, RollupSums> = FastMap::default();
+    for (&(day_ms, texts), sums) in &days {
+        add_sums(
+            months
+                .entry((crate::clock::month_start(day_ms), texts))
+                .or_default(),
+            *sums,
+        );
+    }
+    for (table, mut expected) in [
+        ("usage_rollups_daily", days),
+        ("usage_rollups_monthly", months),
+    ] {
+        // (bucket, texts) → (rolled up, recorded), for the least mismatch.
+        let mut least: Option<((i64, [String; 4]), String, String)> = None;
+        let mut offer = |bucket: i64, texts: [&str; 4], rolled_up: String, recorded: String| {
+            let key = (bucket, texts.map(str::to_owned));
+            if least.as_ref().is_none_or(|(current, ..)| key < *current) {
+                least = Some((key, rolled_up, recorded));
+            }
+        };
+        let query = BulkQuery::new(
+            table,
+            &[
+                "bucket_ms",
+                "account_id",
+                "product",
+                "country_code",
+                "number_type",
+                "event_count",
+                "quantity",
+                "billable_quantity",
+                "cost_nanos",
+            ],
+        );
+        reader
+            .scan(conn, &query, |row| {
+                let bucket = integer(row, 0)?;
+                let texts = [text(row, 1)?, text(row, 2)?, text(row, 3)?, text(row, 4)?];
+                let held = [
+                    integer(row, 5)?,
+                    integer(row, 6)?,
+                    integer(row, 7)?,
+                    integer(row, 8)?,
+                ];
+                let [account, product, country, number_type] = texts;
+                let ids = [
+                    accounts.get(account),
+                    names.get(product),
+                    names.get(country),
+                    names.get(number_type),
+                ];
+                let recorded = match ids {
+                    [Some(a), Some(p), Some(c), Some(n)] => {
+                        expected.remove(&(bucket, [a, p, c, n]))
+                    }
+                    _ => None,
+                };
+                if recorded != Some(held) {
+                    offer(bucket, texts, sums_text(Some(held)), sums_text(recorded));
+                }
+                Ok(())
+            })
+            .await?;
+        for ((bucket, [account, product, country, number_type]), recorded) in expected {
+            let texts = [
+                accounts.name(account),
+                names.name(product),
+                names.name(country),
+                names.name(number_type),
+            ];
+            offer(bucket, texts, sums_text(None), sums_text(Some(recorded)));
+        }
+        if let Some(((bucket, [account, product, country, number_type]), rolled_up, recorded)) =
+            least
+        {
+            return Ok(Some(Violation::RollupMismatch {
+                table: table.to_owned(),
+                key: format!(
+                    "bucket {bucket}, account {account}, product {product}, \
+                     country '{country}', number type {number_type}"
+                ),
+                rolled_up,
+                recorded,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Sums as a violation names them.
+fn sums_text(sums: Option<RollupSums>) -> String {
+    match sums {
+        Some([events, quantity, billable, cost]) => format!(
+            "{events} events, quantity {quantity}, billable quantity {billable}, \
+             cost {cost} nano-units"
+        ),
+        None => "nothing".to_owned(),
+    }
 }
 
 /// A sum as the 64-bit figure a violation reports (saturated: only a corrupt ledger gets

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sqlx::AnyConnection;
 
 use super::RatedRecord;
+pub use crate::clock::{DAY_MS, month_start, next_month_start};
 use crate::db::JsonColumn::{BigInt, Text};
 
 /// Whether charging maintains the rollups. Always on: reports read the rollups, so with it
@@ -26,9 +27,6 @@ static MAINTAINED: AtomicBool = AtomicBool::new(true);
 pub fn maintain_for_benchmark(on: bool) {
     MAINTAINED.store(on, Ordering::Relaxed);
 }
-
-/// Milliseconds in a UTC day (UTC days have no leap seconds in epoch time).
-pub const DAY_MS: i64 = 86_400_000;
 
 /// The rollup tables and their buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,27 +52,10 @@ impl Granularity {
     /// The start of the bucket holding `at_ms`.
     pub fn bucket(self, at_ms: i64) -> i64 {
         match self {
-            Self::Day => at_ms.div_euclid(DAY_MS) * DAY_MS,
+            Self::Day => crate::clock::day_start(at_ms),
             Self::Month => month_start(at_ms),
         }
     }
-}
-
-/// The first instant of the UTC calendar month holding `at_ms`.
-pub fn month_start(at_ms: i64) -> i64 {
-    use chrono::Datelike;
-    let day = crate::clock::from_epoch_ms(at_ms).date_naive();
-    day.with_day(1)
-        .and_then(|first| first.and_hms_opt(0, 0, 0))
-        .map_or(at_ms, |first| first.and_utc().timestamp_millis())
-}
-
-/// The first instant of the UTC calendar month after the one holding `at_ms`.
-pub fn next_month_start(at_ms: i64) -> i64 {
-    let start = crate::clock::from_epoch_ms(month_start(at_ms));
-    start
-        .checked_add_months(chrono::Months::new(1))
-        .map_or(at_ms, |next| next.timestamp_millis())
 }
 
 /// (bucket, account, product, country, number type).
@@ -225,11 +206,13 @@ pub async fn upgrade_stored_records(
         sqlx::query(&sql).bind(json).execute(&mut *conn).await?;
         classified += u64::try_from(rows.len()).unwrap_or(0);
     }
-    // The table is new with this upgrade: nothing was rolled up before it.
+    // The table is new with this upgrade: nothing was rolled up before it. Days are
+    // floored as `Granularity::Day` floors them, before 1970 too.
     let sql = format!(
         "INSERT INTO usage_rollups_daily (bucket_ms, account_id, product, country_code, \
          number_type, event_count, quantity, billable_quantity, cost_nanos) \
-         SELECT (occurred_at_ms / {DAY_MS}) * {DAY_MS}, account_id, product, country_code, \
+         SELECT occurred_at_ms - ((occurred_at_ms % {DAY_MS}) + {DAY_MS}) % {DAY_MS}, \
+         account_id, product, country_code, \
          number_type, COUNT(*), CAST(SUM(quantity) AS BIGINT), \
          CAST(SUM(billable_quantity) AS BIGINT), CAST(SUM(cost_nanos) AS BIGINT) \
          FROM usage_records GROUP BY 1, 2, 3, 4, 5"

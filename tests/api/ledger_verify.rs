@@ -504,3 +504,72 @@ async fn bulk_reads_see_their_transactions_snapshot_not_later_commits() {
     );
     reader.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn verify_names_a_usage_rollup_that_differs_from_its_records() {
+    let app = spawn_app().await;
+    let own = charged(&app).await;
+    let day = "bucket 1767225600000";
+    app.tamper(
+        "UPDATE usage_rollups_daily SET quantity = quantity + 2",
+        &[],
+    )
+    .await;
+    let found = violation(&app).await;
+    assert!(
+        found.starts_with(&format!(
+            "usage_rollups_daily holds 1 events, quantity 3, billable quantity 1, cost 4000000 \
+             nano-units for {day}, account {}, product sms_outbound",
+            own.id
+        )),
+        "{found}"
+    );
+    assert!(
+        found.ends_with(
+            "but the usage records sum to 1 events, quantity 1, billable quantity 1, \
+             cost 4000000 nano-units"
+        ),
+        "{found}"
+    );
+    app.tamper(
+        "UPDATE usage_rollups_daily SET quantity = quantity - 2",
+        &[],
+    )
+    .await;
+    app.assert_ledger_clean().await;
+
+    // A month's row missing: the records' group is named with what it sums to.
+    app.tamper("DELETE FROM usage_rollups_monthly", &[]).await;
+    let found = violation(&app).await;
+    assert!(
+        found.starts_with(&format!(
+            "usage_rollups_monthly holds nothing for {day}, account {}",
+            own.id
+        )),
+        "{found}"
+    );
+    assert!(found.ends_with("cost 4000000 nano-units"), "{found}");
+}
+
+#[tokio::test]
+async fn verify_names_a_usage_rollup_row_no_record_stands_for() {
+    let app = spawn_app().await;
+    let own = charged(&app).await;
+    app.tamper(
+        "INSERT INTO usage_rollups_daily (bucket_ms, account_id, product, country_code, \
+         number_type, event_count, quantity, billable_quantity, cost_nanos) \
+         VALUES (0, $1, 'sms_outbound', 'US', 'mobile', 1, 1, 1, 1)",
+        &[&own.id],
+    )
+    .await;
+    let found = violation(&app).await;
+    assert_eq!(
+        found,
+        format!(
+            "usage_rollups_daily holds 1 events, quantity 1, billable quantity 1, cost 1 \
+             nano-units for bucket 0, account {}, product sms_outbound, country 'US', number \
+             type mobile but the usage records sum to nothing",
+            own.id
+        )
+    );
+}
