@@ -8,9 +8,10 @@
 #   bench/reports.sh sqlite|postgres [events] [reports] [ab-events] [ab-order]
 #
 # Then what the rollups cost ingestion: on a second, empty database, ab-events (default
-# 2,000,000) are seeded in rounds with rollup maintenance on and off, alternated; ab-order
-# is `spread` (default: every batch over the whole month) or `arrival` (each batch the last
-# minutes, a few events late).
+# 2,000,000) are seeded in five pairs of rounds, one with rollup maintenance and one
+# without; ab-order is `spread` (default: every batch over the whole month), `arrival`
+# (each batch the last minutes, a few events late, the month passing in one round) or
+# `live` (each batch the last minutes on the wall clock, as a platform ingests).
 #
 # postgres uses STEWARD_BENCH_POSTGRES_URL (an empty database the run may fill) and, for the
 # A/B, STEWARD_BENCH_POSTGRES_AB_URL (another).
