@@ -81,7 +81,8 @@ enum Order {
     /// As switches send them while it happens: each event ended up to ten minutes before
     /// its batch is sent (one in fifty up to two days), on the wall clock, so the
     /// benchmark's own rate sets how many events share a day (a platform's traffic as it is
-    /// ingested, rather than a month's backfill).
+    /// ingested, rather than a month's backfill). For `--phase ab`: the reports measured
+    /// cover a month that has ended.
     Live,
 }
 
