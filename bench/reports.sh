@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Usage-report benchmark: one manager, 1,000 managed accounts, N events (default 10,000,000)
-# over the latest 31-day calendar month, seeded through rating, the ledger and the rollups;
-# then the manager's per-account report over the month (monthly rollups) and over 31 days
-# that are not a month (daily rollups), timed through HTTP, beside the same aggregation over
-# the raw records.
+# over the latest 31-day calendar month, seeded through rating, the ledger and the rollups,
+# and the month's days closed (added to the monthly rollups, as a server does as each day
+# ends; timed apart); then the manager's per-account report over the month (monthly
+# rollups) and over 31 days that are not a month (daily rollups), timed through HTTP,
+# beside the same aggregation over the raw records.
 #
 #   bench/reports.sh sqlite|postgres [events] [reports] [ab-events] [ab-order]
 #
@@ -11,7 +12,9 @@
 # 2,000,000) are seeded in five pairs of rounds, one with rollup maintenance and one
 # without; ab-order is `spread` (default: every batch over the whole month), `arrival`
 # (each batch the last minutes, a few events late, the month passing in one round) or
-# `live` (each batch the last minutes on the wall clock, as a platform ingests).
+# `live` (each batch the last minutes on the wall clock, as a platform ingests). The days
+# before today are closed first, as a running server keeps them: `live` usage of today goes
+# to the daily rollups only, the past month of `spread` and `arrival` to both.
 #
 # postgres uses STEWARD_BENCH_POSTGRES_URL (an empty database the run may fill) and, for the
 # A/B, STEWARD_BENCH_POSTGRES_AB_URL (another).

@@ -1,11 +1,11 @@
 //! Usage-report benchmark (`bench/reports.sh`): seeds one manager with 1,000 managed
 //! accounts and N events spread over the latest 31-day calendar month through the ingestion
-//! code itself (rating, ledger, rollups — everything but HTTP), then times the manager's
-//! per-account report through HTTP against a running `steward serve`: over the month (read
-//! from the monthly rollups) and over 31 days that are not a month (read as the month less
-//! its first day plus the next month's first day, the days from the daily rollups), beside
-//! the same aggregation over the raw records (the query the rollups spare).
-//! Prints one JSON object.
+//! code itself (rating, ledger, rollups — everything but HTTP), closes the month's days as
+//! a server does as they end (timed), then times the manager's per-account report through
+//! HTTP against a running `steward serve`: over the month (read from the monthly rollups)
+//! and over 31 days that are not a month (read as the month less its first day plus the
+//! next month's first day, the days from the daily rollups), beside the same aggregation
+//! over the raw records (the query the rollups spare). Prints one JSON object.
 //!
 //! `--phase ab` measures what the rollups cost the write path, on its own empty database:
 //! `--pairs` pairs of seeding rounds, one with rollup maintenance and one without, the
@@ -341,6 +341,9 @@ async fn rollups_ab(
 ) -> anyhow::Result<serde_json::Value> {
     let run = format!("ab{:x}", clock.now().timestamp_millis());
     let (_, _, managed) = set_up(db, clock, &run).await?;
+    // The days before today closed, as a running server keeps them: `live` traffic's
+    // events of today then go to the daily rollups only, those of earlier days to both.
+    steward::usage::rollups::close_days(db, clock.now().timestamp_millis()).await?;
     let managed = Arc::new(managed);
     let rounds = pairs * 2;
     let per_round = (events / rounds).max(BATCH_EVENTS);
@@ -548,6 +551,11 @@ async fn main() -> anyhow::Result<()> {
         let seconds = seed(&db, &clock, &run, Arc::new(managed), timeline).await?;
         out["seed_seconds"] = seconds.into();
         out["seed_events_per_second"] = (args.events as f64 / seconds).round().into();
+        // What a server's closer does as each day ends, for the whole month at once.
+        let started = Instant::now();
+        let days = steward::usage::rollups::close_days(&db, clock.now().timestamp_millis()).await?;
+        out["closed_days"] = days.into();
+        out["close_days_seconds"] = started.elapsed().as_secs_f64().into();
         let rollups: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_rollups_daily")
             .fetch_one(&db.read)
             .await?;

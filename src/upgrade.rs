@@ -11,6 +11,8 @@ use crate::db::Db;
 pub async fn run(db: &Db, clock: &ClockHandle) -> anyhow::Result<()> {
     crate::accounts::upgrade_stored_emails(db, clock).await?;
     let mut tx = db.write.begin().await?;
+    // The rollups are rebuilt with no day closing beside it.
+    crate::usage::rollups::hold_closed_days(&mut tx, true).await?;
     let classified =
         crate::usage::rollups::upgrade_stored_records(&mut tx, to_epoch_ms(clock.now()))
             .await

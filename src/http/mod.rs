@@ -474,6 +474,11 @@ impl Application {
                 std::sync::Arc::clone(&self.state.clock),
                 stop.subscribe(),
             )),
+            tokio::spawn(crate::usage::rollups::run_closer(
+                self.state.db.clone(),
+                std::sync::Arc::clone(&self.state.clock),
+                stop.subscribe(),
+            )),
         ];
         let payments = crate::payments::tasks::spawn(self.state.payments.clone(), stop.subscribe());
         let metrics = self.metrics.map(|(listener, router)| {

@@ -791,9 +791,10 @@ fn add_sums(total: &mut RollupSums, sums: RollupSums) {
     }
 }
 
-/// The rollups against the records: every daily and monthly rollup row must hold exactly
-/// the sums of the records of its key, and every key with records must have its row. The
-/// first mismatch reported is the least (table, bucket, key texts).
+/// The rollups against the records: every daily rollup row, and every monthly one of the
+/// closed days, must hold exactly the sums of the records of its key, and every key with
+/// records must have its row. The first mismatch reported is the least (table, bucket, key
+/// texts).
 async fn rollups(
     conn: &mut AnyConnection,
     reader: &mut BulkReader,
@@ -804,8 +805,13 @@ async fn rollups(
         mut names,
         days,
     } = records;
+    // The monthly rollups hold the closed days only (see `usage::rollups`).
+    let closed_until_ms = crate::usage::rollups::closed_until(conn).await?;
     let mut months: FastMap<RollupKey, RollupSums> = FastMap::default();
-    for (&(day_ms, texts), sums) in &days {
+    for (&(day_ms, texts), sums) in days
+        .iter()
+        .filter(|((day_ms, _), _)| *day_ms < closed_until_ms)
+    {
         add_sums(
             months
                 .entry((crate::clock::month_start(day_ms), texts))

@@ -241,9 +241,19 @@ pub async fn run(
     // A month's rows know no day: a report by date reads days at most.
     let by_date = report.dimensions.contains(&Dimension::Date);
     let segments_read = range.segments(!by_date);
+    // Read apart, only to leave out what cannot be there: the mark only moves forward, so a
+    // month closed now is closed when the report's statement reads it.
+    let closed_until_ms = if segments_read
+        .iter()
+        .any(|s| s.granularity == Granularity::Month)
+    {
+        crate::usage::rollups::closed_until(conn).await?
+    } else {
+        i64::MIN
+    };
     let segments: Vec<String> = segments_read
         .iter()
-        .map(|s| segment(s, &conditions, &mut bind))
+        .map(|s| segment(s, closed_until_ms, &conditions, &mut bind))
         .collect();
     let sqlite = conn.backend_name() == "SQLite";
     // On PostgreSQL the groups are formed from rows sorted by their keys in byte order
@@ -455,9 +465,13 @@ enum Bind {
     Int(i64),
 }
 
-/// One segment's rows, as the columns the report reads, its sums signed.
+/// One segment's rows, as the columns the report reads, its sums signed. A month holds its
+/// closed days; those not closed by `closed_until_ms` as the report began are read from the
+/// daily rollups beside it, from the mark as the statement reads it (a closing that
+/// commits in between moves days from one table to the other, never into both or neither).
 fn segment(
     segment: &Segment,
+    closed_until_ms: i64,
     conditions: &[String],
     bind: &mut impl FnMut(Bind) -> String,
 ) -> String {
@@ -483,15 +497,38 @@ fn segment(
         })
         .collect();
     let sign = if segment.sign < 0 { "-" } else { "" };
-    format!(
-        "SELECT account_id, product, country_code, number_type, bucket_ms AS day_ms, \
-         {sign}event_count AS event_count, {sign}quantity AS quantity, \
-         {sign}billable_quantity AS billable_quantity, {sign}cost_nanos AS cost_nanos \
-         FROM {table} WHERE ({buckets}) AND {conditions}",
-        table = segment.granularity.table(),
-        buckets = buckets.join(" OR "),
-        conditions = conditions.join(" AND "),
-    )
+    let rows = |table: &str, buckets: &str| {
+        format!(
+            "SELECT account_id, product, country_code, number_type, bucket_ms AS day_ms, \
+             {sign}event_count AS event_count, {sign}quantity AS quantity, \
+             {sign}billable_quantity AS billable_quantity, {sign}cost_nanos AS cost_nanos \
+             FROM {table} WHERE ({buckets}) AND {conditions}",
+            conditions = conditions.join(" AND "),
+        )
+    };
+    let mut sql = rows(segment.granularity.table(), &buckets.join(" OR "));
+    if segment.granularity == Granularity::Month {
+        let open: Vec<String> = segment
+            .spans
+            .iter()
+            .filter(|&&(_, until)| until > closed_until_ms)
+            .map(|&(from, until)| {
+                format!(
+                    "(bucket_ms >= {} AND bucket_ms < {})",
+                    bind(Bind::Int(from)),
+                    bind(Bind::Int(until))
+                )
+            })
+            .collect();
+        if !open.is_empty() {
+            let days = format!(
+                "({}) AND bucket_ms >= (SELECT closed_until_ms FROM usage_rollups_closed)",
+                open.join(" OR ")
+            );
+            sql = format!("{sql} UNION ALL {}", rows(Granularity::Day.table(), &days));
+        }
+    }
+    sql
 }
 
 /// The rated products left after product, direction and message-type filters.

@@ -510,6 +510,8 @@ async fn charge_in_tx(
     let inserted = if records.is_empty() {
         HashSet::new()
     } else {
+        // First, before any row lock: which days are closed stays put until this commits.
+        rollups::hold_closed_days(&mut *tx, false).await?;
         repo::insert_records(&mut *tx, records, &entry_id, now_ms).await?
     };
     let new: Vec<&RatedRecord> = records

@@ -1,6 +1,7 @@
 //! The platform's counter-books are unbounded, and `verify-ledger` reports every kind of
 //! damage it checks for.
 
+use chrono::TimeDelta;
 use serde_json::{Value, json};
 
 use crate::helpers::{BASE_PRICES, TestApp, event, spawn_app};
@@ -538,7 +539,34 @@ async fn verify_names_a_usage_rollup_that_differs_from_its_records() {
     .await;
     app.assert_ledger_clean().await;
 
-    // A month's row missing: the records' group is named with what it sums to.
+    // The day is not closed yet: its month may not hold it.
+    app.tamper(
+        "INSERT INTO usage_rollups_monthly SELECT * FROM usage_rollups_daily",
+        &[],
+    )
+    .await;
+    let found = violation(&app).await;
+    assert!(
+        found.starts_with(&format!(
+            "usage_rollups_monthly holds 1 events, quantity 1, billable quantity 1, \
+             cost 4000000 nano-units for {day}, account {}",
+            own.id
+        )),
+        "{found}"
+    );
+    app.tamper("DELETE FROM usage_rollups_monthly", &[]).await;
+    app.assert_ledger_clean().await;
+
+    // Once the day is closed, a month's row missing: the records' group is named with what
+    // it sums to.
+    app.clock.advance(TimeDelta::days(1));
+    {
+        use steward::clock::Clock;
+        steward::usage::rollups::close_days(&app.db, app.clock.now().timestamp_millis())
+            .await
+            .unwrap();
+    }
+    app.assert_ledger_clean().await;
     app.tamper("DELETE FROM usage_rollups_monthly", &[]).await;
     let found = violation(&app).await;
     assert!(

@@ -905,6 +905,9 @@ async fn a_report_over_a_calendar_month_reads_the_monthly_rollups_and_agrees_wit
         )])
         .collect();
     app.ingest(json!(events)).await.assert_status(200);
+    // January has ended: closed, it is read from its monthly rows alone.
+    close_days(&app).await;
+    assert_eq!(closed_until(&app).await, "2026-02-01T00:00:00.000Z");
     let january = "start_date=2026-01-01T00:00:00Z&end_date=2026-02-01T00:00:00Z";
     let whole = report(
         &app,
@@ -942,6 +945,240 @@ async fn a_report_over_a_calendar_month_reads_the_monthly_rollups_and_agrees_wit
     )
     .await;
     assert_eq!(rebuilt["data"], whole["data"]);
+}
+
+/// Closes the days that ended before the test clock's today, as a server's closer does.
+async fn close_days(app: &TestApp) -> i64 {
+    use steward::clock::Clock;
+    steward::usage::rollups::close_days(&app.db, app.clock.now().timestamp_millis())
+        .await
+        .unwrap()
+}
+
+/// The mark of closed days, as an RFC 3339 instant.
+async fn closed_until(app: &TestApp) -> String {
+    let mut conn = app.db.read.acquire().await.unwrap();
+    let ms = steward::usage::rollups::closed_until(&mut conn)
+        .await
+        .unwrap();
+    steward::clock::to_wire(steward::clock::from_epoch_ms(ms))
+}
+
+#[tokio::test]
+async fn closing_days_moves_them_into_their_months_and_changes_no_report() {
+    let app = spawn_app().await;
+    app.import_prices(
+        BASE_PRICES,
+        "platform_default=true&effective_from=2025-12-01T00:00:00Z",
+    )
+    .await
+    .assert_status(200);
+    let north = app.managed_of(&app.manager, "North Co", json!({})).await;
+    let south = app
+        .managed_of(&app.manager, "South Co", json!({"rollup_billing": true}))
+        .await;
+    // Today is 20 January.
+    app.clock.advance(TimeDelta::days(19));
+    // (account, destination, parts, when): SMS at 0.004 a part.
+    let send = |batch: &[(&Actor, &str, i64, &str)], first: usize| -> Value {
+        json!(
+            batch
+                .iter()
+                .enumerate()
+                .map(|(n, (account, to, parts, when))| at(
+                    &format!("c{}", first + n),
+                    &account.id,
+                    "sms_outbound",
+                    to,
+                    *parts,
+                    when
+                ))
+                .collect::<Vec<_>>()
+        )
+    };
+    // Usage of days that have ended: last month's last second, this month, yesterday. The
+    // days close, as a server's closer leaves them.
+    let mut sent = vec![
+        (&north, "+447400123456", 2, "2025-12-31T23:59:59Z"),
+        (&north, "+447400123456", 3, "2026-01-05T10:00:00Z"),
+        (&south, "+14155550100", 4, "2026-01-19T23:59:59Z"),
+    ];
+    let reply = app.ingest(send(&sent, 0)).await;
+    assert_eq!(reply.statuses(), ["accepted"; 3], "{}", reply.body);
+    close_days(&app).await;
+    assert_eq!(closed_until(&app).await, "2026-01-20T00:00:00.000Z");
+    // Today's usage, in the daily rollups only, and usage arriving late for a closed day,
+    // in both.
+    let more = [
+        (&south, "+447400123456", 5, "2026-01-20T00:00:00Z"),
+        (&north, "+14155550100", 6, "2026-01-20T11:00:00Z"),
+        (&south, "+447400123456", 1, "2026-01-10T09:00:00Z"),
+    ];
+    let reply = app.ingest(send(&more, 3)).await;
+    assert_eq!(reply.statuses(), ["accepted"; 3], "{}", reply.body);
+    sent.extend(more);
+    // (verify-ledger holds each month to exactly its closed days' usage.)
+    app.assert_ledger_clean().await;
+
+    // A month read whole, months in part from either side, a 31-day window that is a
+    // month less a day plus a day, days by date, and today alone.
+    let ranges = [
+        ("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"),
+        ("2025-12-20T00:00:00Z", "2026-01-20T00:00:00Z"),
+        ("2025-12-31T00:00:00Z", "2026-01-31T00:00:00Z"),
+        ("2026-01-02T00:00:00Z", "2026-02-02T00:00:00Z"),
+        ("2026-01-20T00:00:00Z", "2026-01-21T00:00:00Z"),
+    ];
+    let queries: Vec<String> = ranges
+        .iter()
+        .flat_map(|(from, until)| {
+            [
+                format!(
+                    "product=messaging&dimensions=country_code&metrics=count,parts,cost\
+                     &managed_accounts=true&start_date={from}&end_date={until}"
+                ),
+                format!(
+                    "product=messaging&dimensions=date,country_code&metrics=count,parts\
+                     &managed_accounts=true&start_date={from}&end_date={until}"
+                ),
+            ]
+        })
+        .collect();
+    // Each report's rows from the events sent: (user, country) → (count, parts).
+    let expected = |sent: &[(&Actor, &str, i64, &str)], (from, until): (&str, &str)| {
+        let mut sums: std::collections::BTreeMap<(String, &str), (i64, i64)> =
+            std::collections::BTreeMap::new();
+        for (account, to, parts, when) in sent {
+            if *when >= from && *when < until {
+                let country = if to.starts_with("+44") { "GB" } else { "US" };
+                let slot = sums.entry((account.id.clone(), country)).or_default();
+                slot.0 += 1;
+                slot.1 += parts;
+            }
+        }
+        sums.into_iter()
+            .map(|((user, country), (count, parts))| {
+                json!({"user_id": user, "country_code": country, "count": count,
+                       "parts": parts, "cost": decimal(parts * 4_000_000)})
+            })
+            .collect::<Vec<Value>>()
+    };
+    let cost_as_text = |body: &Value| -> Vec<Value> {
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                let mut row = row.clone();
+                row["cost"] = json!(row["cost"].to_string());
+                row
+            })
+            .collect()
+    };
+    let mut before = Vec::new();
+    for query in &queries {
+        before.push(report(&app, &app.manager.key, query).await);
+    }
+    for (n, range) in ranges.iter().enumerate() {
+        assert_eq!(
+            cost_as_text(&before[2 * n]),
+            expected(&sent, *range),
+            "{range:?}"
+        );
+    }
+
+    // 3 February: the rest of January and two days of February close, in a step per month.
+    app.clock.advance(TimeDelta::days(14));
+    close_days(&app).await;
+    assert_eq!(closed_until(&app).await, "2026-02-03T00:00:00.000Z");
+    assert_eq!(close_days(&app).await, 0, "nothing left to close");
+    for (query, earlier) in queries.iter().zip(&before) {
+        assert_eq!(
+            &report(&app, &app.manager.key, query).await,
+            earlier,
+            "{query}"
+        );
+    }
+    app.assert_ledger_clean().await;
+
+    // Usage that arrives for a closed day goes to its month as it is charged.
+    let late = [(&north, "+447400123456", 7, "2026-01-25T08:00:00Z")];
+    let reply = app.ingest(send(&late, 6)).await;
+    assert_eq!(reply.statuses(), ["accepted"], "{}", reply.body);
+    sent.extend(late);
+    for (n, range) in ranges.iter().enumerate() {
+        let body = report(&app, &app.manager.key, &queries[2 * n]).await;
+        assert_eq!(cost_as_text(&body), expected(&sent, *range), "{range:?}");
+    }
+    app.assert_ledger_clean().await;
+}
+
+#[tokio::test]
+async fn days_close_beside_charging_and_each_event_is_in_its_month_once() {
+    let app = spawn_app().await;
+    app.import_prices(
+        BASE_PRICES,
+        "platform_default=true&effective_from=2025-12-01T00:00:00Z",
+    )
+    .await
+    .assert_status(200);
+    let managed = app.managed_of(&app.manager, "Busy Co", json!({})).await;
+    close_days(&app).await;
+    // Two senders charge usage of 1 January while the day ends and is closed, again and
+    // again, beside them: a batch that charged the day before the closing read it must be
+    // in its month after it, and no batch in it twice.
+    let (batches, per_batch) = (12, 25);
+    let sender = |name: &'static str| {
+        let app = &app;
+        let account = managed.id.clone();
+        async move {
+            for b in 0..batches {
+                let events: Vec<Value> = (0..per_batch)
+                    .map(|n| {
+                        at(
+                            &format!("{name}-{b}-{n}"),
+                            &account,
+                            "sms_outbound",
+                            "+447400123456",
+                            1,
+                            "2026-01-01T11:59:59Z",
+                        )
+                    })
+                    .collect();
+                let reply = app.ingest(json!(events)).await;
+                assert_eq!(
+                    reply.statuses(),
+                    vec!["accepted"; per_batch],
+                    "{}",
+                    reply.body
+                );
+            }
+        }
+    };
+    let closer = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        app.clock.advance(TimeDelta::days(1));
+        for _ in 0..batches {
+            close_days(&app).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::join!(sender("a"), sender("b"), closer);
+    close_days(&app).await;
+    assert_eq!(closed_until(&app).await, "2026-01-02T00:00:00.000Z");
+    app.assert_ledger_clean().await;
+    let body = report(
+        &app,
+        &managed.key,
+        "product=messaging&dimensions=country_code&metrics=count,parts\
+         &start_date=2026-01-01T00:00:00Z&end_date=2026-02-01T00:00:00Z",
+    )
+    .await;
+    let total = i64::try_from(2 * batches * per_batch).unwrap();
+    assert_eq!(
+        body["data"],
+        json!([{"country_code": "GB", "count": total, "parts": total}])
+    );
 }
 
 /// `nanos` as the API writes an amount: a decimal without trailing zeros.
@@ -999,7 +1236,7 @@ async fn a_31_day_window_from_the_2nd_is_a_month_less_a_day_plus_a_day_and_sums_
     assert_eq!(reply.statuses(), ["accepted"; 10], "{}", reply.body);
 
     // The expected rows from the events sent, in the report's order (account, country).
-    let (from, until) = ("2026-01-02T00:00:00Z", "2026-02-02T00:00:00Z");
+    let (from, until) = ("2026-01-02T00:00:00Z", "2026-02-02T00:00:00.000Z");
     let mut expected: std::collections::BTreeMap<(String, &str), (i64, i64)> =
         std::collections::BTreeMap::new();
     for (account, to, parts, when) in &sent {
