@@ -48,9 +48,6 @@ pub enum Granularity {
 }
 
 impl Granularity {
-    /// Every table, finest first.
-    pub const ALL: [Granularity; 2] = [Self::Day, Self::Month];
-
     /// Table name (fixed here, never from input).
     pub fn table(self) -> &'static str {
         match self {
