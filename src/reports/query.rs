@@ -513,9 +513,11 @@ fn segment(
             .iter()
             .filter(|&&(_, until)| until > closed_until_ms)
             .map(|&(from, until)| {
+                // From the mark as read before (it can only have moved on since): the
+                // range the index is searched by starts there, not at the month's start.
                 format!(
                     "(bucket_ms >= {} AND bucket_ms < {})",
-                    bind(Bind::Int(from)),
+                    bind(Bind::Int(from.max(closed_until_ms))),
                     bind(Bind::Int(until))
                 )
             })
