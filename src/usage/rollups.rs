@@ -416,7 +416,6 @@ pub async fn upgrade_monthly_rollups(
     conn: &mut AnyConnection,
     now_ms: i64,
 ) -> Result<bool, sqlx::Error> {
-    use sqlx::Row;
     let claimed = sqlx::query(
         "INSERT INTO maintenance_runs (name, ran_at_ms) VALUES ('usage_rollups_monthly_v1', $1) \
          ON CONFLICT (name) DO NOTHING",
@@ -429,66 +428,13 @@ pub async fn upgrade_monthly_rollups(
     if !claimed {
         return Ok(false);
     }
-    let rows = sqlx::query(
-        "SELECT bucket_ms, account_id, product, country_code, number_type, event_count, \
-         quantity, billable_quantity, cost_nanos FROM usage_rollups_daily \
-         WHERE bucket_ms < (SELECT closed_until_ms FROM usage_rollups_closed)",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut months: BTreeMap<(i64, String, String, String, String), Sums> = BTreeMap::new();
-    for row in rows {
-        let key = (
-            month_start(row.try_get("bucket_ms")?),
-            row.try_get("account_id")?,
-            row.try_get("product")?,
-            row.try_get("country_code")?,
-            row.try_get("number_type")?,
-        );
-        let slot = months.entry(key).or_default();
-        slot.events = slot.events.saturating_add(row.try_get("event_count")?);
-        slot.quantity = slot.quantity.saturating_add(row.try_get("quantity")?);
-        slot.billable_quantity = slot
-            .billable_quantity
-            .saturating_add(row.try_get("billable_quantity")?);
-        slot.cost_nanos = slot.cost_nanos.saturating_add(row.try_get("cost_nanos")?);
-    }
-    let rows: Vec<_> = months
-        .into_iter()
-        .map(|((bucket, account, product, country, kind), s)| {
-            (
-                bucket,
-                account,
-                product,
-                country,
-                kind,
-                s.events,
-                s.quantity,
-                s.billable_quantity,
-                s.cost_nanos,
-            )
-        })
-        .collect();
-    for chunk in rows.chunks(
-        UPGRADE_CHUNK_RECORDS
-            .unsigned_abs()
-            .try_into()
-            .unwrap_or(5_000),
-    ) {
-        let json = serde_json::to_string(chunk)
-            .map_err(|e| sqlx::Error::Protocol(format!("Failed to encode rollups: {e}")))?;
-        let select = crate::db::json_rows_select(
-            conn,
-            1,
-            &[
-                BigInt, Text, Text, Text, Text, BigInt, BigInt, BigInt, BigInt,
-            ],
-        );
-        let sql = format!(
-            "INSERT INTO usage_rollups_monthly (bucket_ms, account_id, product, country_code, \
-             number_type, event_count, quantity, billable_quantity, cost_nanos) {select}"
-        );
-        sqlx::query(&sql).bind(json).execute(&mut *conn).await?;
+    // Month by month, as a closing adds days to their month.
+    let closed_until_ms = closed_until(conn).await?;
+    let mut next_day = first_day_held(conn, i64::MIN, closed_until_ms).await?;
+    while let Some(day_ms) = next_day {
+        let until_ms = next_month_start(day_ms).min(closed_until_ms);
+        add_days_to_month(conn, month_start(day_ms), day_ms, until_ms).await?;
+        next_day = first_day_held(conn, until_ms, closed_until_ms).await?;
     }
     Ok(true)
 }
