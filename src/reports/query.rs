@@ -251,9 +251,9 @@ pub async fn run(
     } else {
         i64::MIN
     };
-    let segments: Vec<String> = segments_read
+    let arms: Vec<String> = segments_read
         .iter()
-        .map(|s| segment(s, closed_until_ms, &conditions, &mut bind))
+        .flat_map(|s| segment(s, closed_until_ms, &conditions, &mut bind))
         .collect();
     let sqlite = conn.backend_name() == "SQLite";
     // On PostgreSQL the groups are formed from rows sorted by their keys in byte order
@@ -295,7 +295,7 @@ pub async fn run(
             format!("GROUP BY {}{having}", positions.join(", "))
         }
     };
-    let union = segments.join(" UNION ALL ");
+    let union = arms.join(" UNION ALL ");
     let rows_sql = if presorted {
         let keys: Vec<String> = report
             .dimensions
@@ -330,7 +330,11 @@ pub async fn run(
         limit = report.page.size(),
         offset = report.page.offset(),
     );
-    let (rows, counted) = if sqlite {
+    let (rows, counted) = if sqlite && arms.len() > 1 {
+        let grouped = format!("SELECT {columns} {rows_sql}");
+        let (rows, total) = sqlite_page_of_groups(conn, report, &grouped, &order, &binds).await?;
+        (rows, Some(total))
+    } else if sqlite {
         (
             sqlite_page(conn, report, &columns, &page, &order, &binds).await?,
             None,
@@ -413,6 +417,42 @@ async fn sqlite_page(
     }
 }
 
+/// The page from SQLite when rows of several sources (a month and its open days, days
+/// added or taken away) make each group: SQLite then groups through a temporary B-tree
+/// rather than streaming one table in key order, so the groups are formed once, kept for
+/// the statement, and both the page and their number are read from them (grouping again
+/// to count took as long as the page).
+async fn sqlite_page_of_groups(
+    conn: &mut AnyConnection,
+    report: &UsageReport,
+    grouped: &str,
+    order: &str,
+    binds: &[Bind],
+) -> Result<(PageValues, u64), sqlx::Error> {
+    let aliases: Vec<String> = (0..report.dimensions.len())
+        .map(|i| format!("d{i}"))
+        .chain((0..report.metrics.len()).map(|i| format!("m{i}")))
+        .collect();
+    let sql = format!(
+        "WITH groups AS MATERIALIZED ({grouped}) \
+         SELECT (SELECT json_group_array(json_array({aliases}) ORDER BY {order}) \
+         FROM (SELECT * FROM groups ORDER BY {order} LIMIT {limit} OFFSET {offset})) AS document, \
+         (SELECT COUNT(*) FROM groups) AS total_rows",
+        aliases = aliases.join(", "),
+        limit = report.page.size(),
+        offset = report.page.offset(),
+    );
+    let row = bound(&sql, binds).fetch_one(&mut *conn).await?;
+    let document: Option<String> = row.try_get("document")?;
+    let total = crate::db::non_negative(row.try_get("total_rows")?);
+    let values = match document {
+        Some(document) => serde_json::from_str(&document)
+            .map_err(|e| sqlx::Error::Decode(format!("report page: {e}").into()))?,
+        None => Vec::new(),
+    };
+    Ok((values, total))
+}
+
 /// The page from PostgreSQL, row by row, with the number of groups in all when the page
 /// has a row to carry it.
 async fn postgres_page(
@@ -465,16 +505,17 @@ enum Bind {
     Int(i64),
 }
 
-/// One segment's rows, as the columns the report reads, its sums signed. A month holds its
-/// closed days; those not closed by `closed_until_ms` as the report began are read from the
-/// daily rollups beside it, from the mark as the statement reads it (a closing that
-/// commits in between moves days from one table to the other, never into both or neither).
+/// One segment's rows (one `SELECT` per table read), as the columns the report reads, its
+/// sums signed. A month holds its closed days; those not closed by `closed_until_ms` as the
+/// report began are read from the daily rollups beside it, from the mark as the statement
+/// reads it (a closing that commits in between moves days from one table to the other,
+/// never into both or neither).
 fn segment(
     segment: &Segment,
     closed_until_ms: i64,
     conditions: &[String],
     bind: &mut impl FnMut(Bind) -> String,
-) -> String {
+) -> Vec<String> {
     let buckets: Vec<String> = segment
         .spans
         .iter()
@@ -506,7 +547,7 @@ fn segment(
             conditions = conditions.join(" AND "),
         )
     };
-    let mut sql = rows(segment.granularity.table(), &buckets.join(" OR "));
+    let mut arms = vec![rows(segment.granularity.table(), &buckets.join(" OR "))];
     if segment.granularity == Granularity::Month {
         let open: Vec<String> = segment
             .spans
@@ -527,10 +568,10 @@ fn segment(
                 "({}) AND bucket_ms >= (SELECT closed_until_ms FROM usage_rollups_closed)",
                 open.join(" OR ")
             );
-            sql = format!("{sql} UNION ALL {}", rows(Granularity::Day.table(), &days));
+            arms.push(rows(Granularity::Day.table(), &days));
         }
     }
-    sql
+    arms
 }
 
 /// The rated products left after product, direction and message-type filters.
