@@ -2,9 +2,10 @@
 # Usage-report benchmark: one manager, 1,000 managed accounts, N events (default 10,000,000)
 # over the latest 31-day calendar month, seeded through rating, the ledger and the rollups,
 # and the month's days closed (added to the monthly rollups, as a server does as each day
-# ends; timed apart), and on PostgreSQL the tables analyzed (as autovacuum does later); then the manager's per-account report over the month (monthly
-# rollups) and over 31 days that are not a month (daily rollups), timed through HTTP,
-# beside the same aggregation over the raw records.
+# ends; timed apart), and on PostgreSQL the tables analyzed (as autovacuum does later);
+# then the manager's per-account report over the month (monthly rollups) and over 31 days
+# that are not a month (daily rollups), timed through HTTP, beside the same aggregation
+# over the raw records.
 #
 #   bench/reports.sh sqlite|postgres [events] [reports] [ab-events] [ab-order]
 #
@@ -13,11 +14,12 @@
 # without, after a warm-up round that is not counted; each pair gives a ratio of rates and
 # one of the machine's busy CPU time per event (`rollups_ab.cpu`, from /proc/stat, which
 # counts the local PostgreSQL server too). `report_bench --phase aa` runs the same with
-# neither side maintaining rollups: both ratios should then be 1. ab-order is `spread` (default: every batch over the whole month), `arrival`
-# (each batch the last minutes, a few events late, the month passing in one round) or
-# `live` (each batch the last minutes on the wall clock, as a platform ingests). The days
-# before today are closed first, as a running server keeps them: `live` usage of today goes
-# to the daily rollups only, the past month of `spread` and `arrival` to both.
+# neither side maintaining rollups: both ratios should then be 1. ab-order is `spread`
+# (default: every batch over the whole month), `arrival` (each batch the last minutes, a
+# few events late, the month passing in one round) or `live` (each batch the last minutes
+# on the wall clock, as a platform ingests). The days before today are closed first, as a
+# running server keeps them: `live` usage of today goes to the daily rollups only, the past
+# month of `spread` and `arrival` to both.
 #
 # postgres uses STEWARD_BENCH_POSTGRES_URL (an empty database the run may fill) and, for the
 # A/B, STEWARD_BENCH_POSTGRES_AB_URL (another).

@@ -318,7 +318,9 @@ pub async fn run(
     };
     // On SQLite no window count over every group: with the default order a single segment
     // streams its groups in key order and stops at the page's end, and the total, when the
-    // page does not tell it, is counted on its own. PostgreSQL forms every group anyway
+    // page does not tell it, is counted on its own (rows of several tables, which SQLite
+    // groups through a temporary B-tree anyway, are grouped once and counted from those
+    // groups: `sqlite_page_of_groups`). PostgreSQL forms every group anyway
     // (from the sorted rows above): it counts them in the page's statement (see
     // `PageValues`).
     let columns = [dimension_columns.clone(), metric_columns]
