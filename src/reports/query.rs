@@ -399,19 +399,32 @@ async fn sqlite_page(
     order: &str,
     binds: &[Bind],
 ) -> Result<PageValues, sqlx::Error> {
-    let aliases: Vec<String> = (0..report.dimensions.len())
-        .map(|i| format!("d{i}"))
-        .chain((0..report.metrics.len()).map(|i| format!("m{i}")))
-        .collect();
     let sql = format!(
-        "SELECT json_group_array(json_array({aliases}) ORDER BY {order}) AS document \
-         FROM (SELECT {columns} {page}) page",
-        aliases = aliases.join(", "),
+        "SELECT {} AS document FROM (SELECT {columns} {page}) page",
+        page_document(report, order)
     );
     let document: Option<String> = bound(&sql, binds)
         .fetch_one(&mut *conn)
         .await?
         .try_get("document")?;
+    page_values(document)
+}
+
+/// The aggregate that builds a page's JSON document from the rows of its subquery (columns
+/// `d0…`, `m0…`), in the page's order.
+fn page_document(report: &UsageReport, order: &str) -> String {
+    let aliases: Vec<String> = (0..report.dimensions.len())
+        .map(|i| format!("d{i}"))
+        .chain((0..report.metrics.len()).map(|i| format!("m{i}")))
+        .collect();
+    format!(
+        "json_group_array(json_array({}) ORDER BY {order})",
+        aliases.join(", ")
+    )
+}
+
+/// A page's values from its document (`None`: no rows).
+fn page_values(document: Option<String>) -> Result<PageValues, sqlx::Error> {
     match document {
         Some(document) => serde_json::from_str(&document)
             .map_err(|e| sqlx::Error::Decode(format!("report page: {e}").into())),
@@ -431,28 +444,18 @@ async fn sqlite_page_of_groups(
     order: &str,
     binds: &[Bind],
 ) -> Result<(PageValues, u64), sqlx::Error> {
-    let aliases: Vec<String> = (0..report.dimensions.len())
-        .map(|i| format!("d{i}"))
-        .chain((0..report.metrics.len()).map(|i| format!("m{i}")))
-        .collect();
     let sql = format!(
         "WITH groups AS MATERIALIZED ({grouped}) \
-         SELECT (SELECT json_group_array(json_array({aliases}) ORDER BY {order}) \
+         SELECT (SELECT {document} \
          FROM (SELECT * FROM groups ORDER BY {order} LIMIT {limit} OFFSET {offset})) AS document, \
          (SELECT COUNT(*) FROM groups) AS total_rows",
-        aliases = aliases.join(", "),
+        document = page_document(report, order),
         limit = report.page.size(),
         offset = report.page.offset(),
     );
     let row = bound(&sql, binds).fetch_one(&mut *conn).await?;
-    let document: Option<String> = row.try_get("document")?;
     let total = crate::db::non_negative(row.try_get("total_rows")?);
-    let values = match document {
-        Some(document) => serde_json::from_str(&document)
-            .map_err(|e| sqlx::Error::Decode(format!("report page: {e}").into()))?,
-        None => Vec::new(),
-    };
-    Ok((values, total))
+    Ok((page_values(row.try_get("document")?)?, total))
 }
 
 /// The page from PostgreSQL, row by row, with the number of groups in all when the page

@@ -1279,33 +1279,21 @@ async fn a_31_day_window_from_the_2nd_is_a_month_less_a_day_plus_a_day_and_sums_
     assert_eq!(rows, expected, "{body}");
     assert_eq!(body["meta"]["total_results"], 3);
     // Paged: the total counts the groups left after subtracting, not those read.
-    for (number, row) in expected.iter().enumerate() {
-        let page = report(
-            &app,
-            &app.manager.key,
-            &format!(
-                "product=messaging&dimensions=country_code&metrics=count\
-                 &managed_accounts=true&start_date={from}&end_date={until}\
-                 &page%5Bsize%5D=1&page%5Bnumber%5D={}",
-                number + 1
-            ),
+    let paged = |number: usize| {
+        format!(
+            "product=messaging&dimensions=country_code&metrics=count\
+             &managed_accounts=true&start_date={from}&end_date={until}\
+             &page%5Bsize%5D=1&page%5Bnumber%5D={number}"
         )
-        .await;
+    };
+    for (number, row) in expected.iter().enumerate() {
+        let page = report(&app, &app.manager.key, &paged(number + 1)).await;
         assert_eq!(page["meta"]["total_results"], 3, "{page}");
         assert_eq!(page["data"][0]["user_id"], row["user_id"], "{page}");
         assert_eq!(page["data"][0]["count"], row["count"], "{page}");
     }
     // Past the last page: no rows, the same total.
-    let beyond = report(
-        &app,
-        &app.manager.key,
-        &format!(
-            "product=messaging&dimensions=country_code&metrics=count\
-             &managed_accounts=true&start_date={from}&end_date={until}\
-             &page%5Bsize%5D=1&page%5Bnumber%5D=4"
-        ),
-    )
-    .await;
+    let beyond = report(&app, &app.manager.key, &paged(4)).await;
     assert_eq!(
         (&beyond["data"], &beyond["meta"]["total_results"]),
         (&json!([]), &json!(3)),
