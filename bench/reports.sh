@@ -7,7 +7,7 @@
 # that are not a month (daily rollups), timed through HTTP, beside the same aggregation
 # over the raw records.
 #
-#   bench/reports.sh sqlite|postgres [events] [reports] [ab-events] [ab-order]
+#   bench/reports.sh sqlite|postgres [events] [reports] [ab-events] [ab-order] [ab-ingest]
 #
 # Then what the rollups cost ingestion: on a second, empty database, ab-events (default
 # 2,000,000) are seeded in five pairs of rounds, one with rollup maintenance and one
@@ -19,7 +19,9 @@
 # few events late, the month passing in one round) or `live` (each batch the last minutes
 # on the wall clock, as a platform ingests). The days before today are closed first, as a
 # running server keeps them: `live` usage of today goes to the daily rollups only, the past
-# month of `spread` and `arrival` to both.
+# month of `spread` and `arrival` to both. ab-ingest is `library` (default: ingestion's code
+# called directly) or `http` (`POST /v2/usage_events` batches to a server the benchmark runs
+# in its own process on the A/B's database, so that it can turn that server's rollups off).
 #
 # postgres uses STEWARD_BENCH_POSTGRES_URL (an empty database the run may fill) and, for the
 # A/B, STEWARD_BENCH_POSTGRES_AB_URL (another).
@@ -30,6 +32,7 @@ events=${2:-10000000}
 reports=${3:-100}
 ab_events=${4:-2000000}
 ab_order=${5:-spread}
+ab_ingest=${6:-library}
 
 cargo build --release --locked -q --bin steward --example report_bench
 work=$(mktemp -d /tmp/steward-reports.XXXXXX)
@@ -54,7 +57,7 @@ target/release/examples/report_bench --database-url "$db" --server "http://127.0
   --events "$events" --reports "$reports" --phase measure >"$work/measure.json"
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
 target/release/examples/report_bench --database-url "$ab_db" --events "$ab_events" --phase ab \
-  --order "$ab_order" >"$work/ab.json"
+  --order "$ab_order" --ingest "$ab_ingest" >"$work/ab.json"
 python3 - "$backend" "$(nproc)" "$work/seed.json" "$work/measure.json" "$work/ab.json" <<'PY'
 import json, sys
 backend, cores, seed, measure, ab = sys.argv[1], int(sys.argv[2]), *sys.argv[3:6]

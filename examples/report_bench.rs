@@ -15,6 +15,10 @@
 //! of each round (`/proc/stat`, so the database server's too when it runs here) gives a
 //! second ratio, which the host's other guests move less. `--phase aa` runs the same with
 //! both sides of every pair without rollups, to show the measure's own bias and noise.
+//! `--ingest http` sends the A/B's events as a network element does, in `POST
+//! /v2/usage_events` batches over HTTP to a server this process runs on the same database
+//! (so one switch turns its rollups off and on); `library` (the default) calls ingestion's
+//! code directly, without HTTP.
 //!
 //! Traffic is shaped like a reseller's customers: each account calls and texts a small
 //! book of contacts, mostly in its home country; products are mostly calls and SMS.
@@ -71,6 +75,20 @@ struct Args {
     order: Order,
     /// Pairs of A/B rounds (one with rollups, one without).
     pairs: usize,
+    /// Whether the A/B's events reach ingestion over HTTP (`--ingest http`).
+    ingest_over_http: bool,
+}
+
+/// Where seeding sends its batches.
+enum Sink {
+    /// `steward::usage::ingest`, called directly.
+    Library,
+    /// `POST /v2/usage_events` to a server in this process.
+    Http {
+        client: reqwest::Client,
+        url: String,
+        key: String,
+    },
 }
 
 /// When the seeded events happened, in the order they are sent.
@@ -100,6 +118,7 @@ fn args() -> anyhow::Result<Args> {
         phase: "all".into(),
         order: Order::Spread,
         pairs: 5,
+        ingest_over_http: false,
     };
     while let Some(flag) = args.next() {
         let value = args
@@ -112,6 +131,13 @@ fn args() -> anyhow::Result<Args> {
             "--reports" => parsed.reports = value.parse()?,
             "--phase" => parsed.phase = value,
             "--pairs" => parsed.pairs = value.parse::<usize>()?.max(1),
+            "--ingest" => {
+                parsed.ingest_over_http = match value.as_str() {
+                    "library" => false,
+                    "http" => true,
+                    _ => anyhow::bail!("--ingest is library or http"),
+                }
+            }
             "--order" => {
                 parsed.order = match value.as_str() {
                     "spread" => Order::Spread,
@@ -260,9 +286,41 @@ fn batch(
         .collect()
 }
 
+/// An event as a network element sends it.
+fn wire_event(event: &RawEvent) -> serde_json::Value {
+    serde_json::json!({
+        "id": event.id,
+        "account_id": event.account_id,
+        "product": event.product,
+        "destination": event.destination,
+        "quantity": event.quantity,
+        "occurred_at": event.occurred_at,
+    })
+}
+
+/// A server on `url`'s database, run by this process on a port of its own (its background
+/// tasks too, but for card payments, as `bench/reports.sh` runs one), and an ingest key.
+async fn http_sink(db: &Db, clock: &ClockHandle, url: DatabaseUrl) -> anyhow::Result<Sink> {
+    let mut settings = steward::config::Settings::new(([127, 0, 0, 1], 0).into(), url);
+    settings.payments.tasks_interval_ms = 0;
+    let app = steward::http::Application::build(&settings, Arc::clone(clock)).await?;
+    let address = app.local_addr()?;
+    tokio::spawn(app.run_until(std::future::pending()));
+    let key = steward::keys::service::mint(db, clock, steward::keys::service::ServiceKind::Ingest)
+        .await?
+        .secret()
+        .to_owned();
+    Ok(Sink::Http {
+        client: reqwest::Client::new(),
+        url: format!("http://{address}/v2/usage_events"),
+        key,
+    })
+}
+
 async fn seed(
     db: &Db,
     clock: &ClockHandle,
+    sink: &Arc<Sink>,
     run: &str,
     accounts: Arc<Vec<String>>,
     timeline: Timeline,
@@ -291,9 +349,10 @@ async fn seed(
     let batches = events.div_ceil(BATCH_EVENTS);
     let mut tasks = Vec::new();
     for task in 0..SEED_TASKS {
-        let (db, clock, pricing, books, accounts) = (
+        let (db, clock, sink, pricing, books, accounts) = (
             db.clone(),
             Arc::clone(clock),
+            Arc::clone(sink),
             Arc::clone(&pricing),
             Arc::clone(&books),
             Arc::clone(&accounts),
@@ -318,11 +377,38 @@ async fn seed(
                 // idempotent, and a loaded machine can hold the one SQLite writer longer
                 // than the acquire timeout.
                 let mut attempts = 0;
-                loop {
-                    match steward::usage::ingest(&db, &pricing, &clock, &raw, "bench").await {
-                        Ok(_) => break,
-                        Err(sqlx::Error::PoolTimedOut) if attempts < 10 => attempts += 1,
-                        Err(e) => return Err(e).context("Failed to ingest a seed batch"),
+                match &*sink {
+                    Sink::Library => loop {
+                        match steward::usage::ingest(&db, &pricing, &clock, &raw, "bench").await {
+                            Ok(_) => break,
+                            Err(sqlx::Error::PoolTimedOut) if attempts < 10 => attempts += 1,
+                            Err(e) => return Err(e).context("Failed to ingest a seed batch"),
+                        }
+                    },
+                    Sink::Http { client, url, key } => {
+                        let events: Vec<serde_json::Value> =
+                            raw.iter().flatten().map(wire_event).collect();
+                        let body = serde_json::json!({ "events": events });
+                        loop {
+                            let response =
+                                client.post(url).bearer_auth(key).json(&body).send().await?;
+                            let status = response.status();
+                            if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && attempts < 10 {
+                                attempts += 1;
+                                continue;
+                            }
+                            anyhow::ensure!(status.is_success(), "ingestion answered {status}");
+                            let answer: serde_json::Value = response.json().await?;
+                            let accepted = answer["data"].as_array().map_or(0, |events| {
+                                events.iter().filter(|e| e["status"] == "accepted").count()
+                            });
+                            anyhow::ensure!(
+                                accepted == events.len(),
+                                "ingestion accepted {accepted} of {} events",
+                                events.len()
+                            );
+                            break;
+                        }
                     }
                 }
             }
@@ -366,12 +452,13 @@ struct Round {
 async fn timed_round(
     db: &Db,
     clock: &ClockHandle,
+    sink: &Arc<Sink>,
     run: &str,
     managed: &Arc<Vec<String>>,
     timeline: Timeline,
 ) -> anyhow::Result<Round> {
     let before = cpu_jiffies();
-    let seconds = seed(db, clock, run, Arc::clone(managed), timeline).await?;
+    let seconds = seed(db, clock, sink, run, Arc::clone(managed), timeline).await?;
     let cpu_seconds = match (before, cpu_jiffies()) {
         (Some((busy0, all0, cores)), Some((busy1, all1, _))) if all1 > all0 => {
             // Busy share of all the cores' time over the round, times that time.
@@ -403,12 +490,12 @@ fn thousandths(value: f64) -> f64 {
 async fn rollups_ab(
     db: &Db,
     clock: &ClockHandle,
-    events: usize,
+    sink: &Arc<Sink>,
+    args: &Args,
     start_ms: i64,
-    order: Order,
-    pairs: usize,
-    a_a: bool,
 ) -> anyhow::Result<serde_json::Value> {
+    let (events, order, pairs) = (args.events, args.order, args.pairs);
+    let a_a = args.phase == "aa";
     let run = format!("ab{:x}", clock.now().timestamp_millis());
     let (_, _, managed) = set_up(db, clock, &run).await?;
     // The days before today closed, as a running server keeps them: `live` traffic's
@@ -428,7 +515,7 @@ async fn rollups_ab(
     // creates the day's rollup keys, which a platform does once a day and later rounds
     // only update. Not counted; its rate is reported apart.
     steward::usage::rollups::maintain_for_benchmark(true);
-    let warm_up = timed_round(db, clock, &format!("{run}-w"), &managed, timeline).await?;
+    let warm_up = timed_round(db, clock, sink, &format!("{run}-w"), &managed, timeline).await?;
     let (mut on, mut off, mut pair_ratios) = (Vec::new(), Vec::new(), Vec::new());
     let mut cpu_pair_ratios = Vec::new();
     let (mut cpu_on, mut cpu_off) = (Vec::new(), Vec::new());
@@ -448,6 +535,7 @@ async fn rollups_ab(
             let round = timed_round(
                 db,
                 clock,
+                sink,
                 &format!("{run}-{pair}-{side}"),
                 &managed,
                 timeline,
@@ -495,6 +583,10 @@ async fn rollups_ab(
             Order::Spread => "spread",
             Order::Arrival => "arrival",
             Order::Live => "live",
+        },
+        "ingest": match &**sink {
+            Sink::Library => "library",
+            Sink::Http { .. } => "http",
         },
         "events_per_round": per_round,
         "warm_up_events_per_second": (per_round as f64 / warm_up.seconds).round(),
@@ -637,17 +729,11 @@ async fn main() -> anyhow::Result<()> {
     .to_path_buf();
     let mut out = serde_json::json!({"events": args.events});
     if args.phase == "ab" || args.phase == "aa" {
-        let a_a = args.phase == "aa";
-        out["rollups_ab"] = rollups_ab(
-            &db,
-            &clock,
-            args.events,
-            start_ms,
-            args.order,
-            args.pairs,
-            a_a,
-        )
-        .await?;
+        let sink = Arc::new(match args.ingest_over_http {
+            false => Sink::Library,
+            true => http_sink(&db, &clock, url.clone()).await?,
+        });
+        out["rollups_ab"] = rollups_ab(&db, &clock, &sink, &args, start_ms).await?;
         db.close().await;
         println!("{out}");
         return Ok(());
@@ -660,7 +746,8 @@ async fn main() -> anyhow::Result<()> {
             events: args.events,
             order: args.order,
         };
-        let seconds = seed(&db, &clock, &run, Arc::new(managed), timeline).await?;
+        let sink = Arc::new(Sink::Library);
+        let seconds = seed(&db, &clock, &sink, &run, Arc::new(managed), timeline).await?;
         out["seed_seconds"] = seconds.into();
         out["seed_events_per_second"] = (args.events as f64 / seconds).round().into();
         // What a server's closer does as each day ends, for the whole month at once.
