@@ -762,7 +762,7 @@ async fn main() -> anyhow::Result<()> {
         // PostgreSQL's autovacuum gathers statistics for tables that changed this much, but
         // only some time later: a report timed at once would be planned without them.
         // (SQLite keeps none unless asked, and Steward does not ask.)
-        if args.database_url.starts_with("postgres") {
+        if url.is_postgres() {
             sqlx::query("ANALYZE").execute(&db.write).await?;
         }
         std::fs::write(
