@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # What one batch's daily-rollup write costs PostgreSQL, by the shape of the rollup rows,
 # measured alone in `psql` (no Steward process): the statement the charging transaction
-# runs today, against rows that pack a day's keys per account (or per account and product)
-# into one JSON map, merged by the same upsert. Packing writes fewer rows per batch; this
-# measures whether it writes them for less.
+# runs today; the same statement handed the batch as one typed array per column instead of
+# one JSON document; and rows that pack a day's keys per account (or per account and
+# product) into one JSON map, merged by the same upsert. Packing writes fewer rows per
+# batch; this measures whether it writes them for less.
 #
 #   bench/rollup_shapes.sh [rounds]
 #
@@ -56,22 +57,39 @@ SELECT 0, account_id, product, jsonb_object_agg(country_code || '|' || number_ty
     jsonb_build_array(1, 60, 60, 1000))
 FROM shape_keys GROUP BY account_id, product;
 -- Each batch as the JSON document each shape's upsert is handed.
-CREATE TABLE shape_batches (n INT, flat TEXT, account TEXT, product TEXT);
+CREATE TABLE shape_batches (n INT, flat TEXT, account TEXT, product TEXT, c_bucket TEXT,
+    c_account TEXT, c_product TEXT, c_country TEXT, c_type TEXT, c_sum TEXT);
 DO $$
 BEGIN
   FOR b IN 1..30 LOOP
     CREATE TEMP TABLE pick AS SELECT * FROM shape_keys ORDER BY random() LIMIT 3140;
-    INSERT INTO shape_batches SELECT b,
+    -- In key order, as charging hands its rows over.
+    INSERT INTO shape_batches (n, flat, account, product) SELECT b,
       (SELECT jsonb_agg(jsonb_build_array(0, account_id, product, country_code, number_type,
-          2, 120, 120, 2000))::text FROM pick),
-      (SELECT jsonb_agg(jsonb_build_array(0, account_id, s))::text FROM
+          2, 120, 120, 2000) ORDER BY account_id, product, country_code, number_type)::text
+       FROM pick),
+      (SELECT jsonb_agg(jsonb_build_array(0, account_id, s) ORDER BY account_id)::text FROM
          (SELECT account_id, jsonb_object_agg(product || '|' || country_code || '|' ||
              number_type, jsonb_build_array(2, 120, 120, 2000)) AS s
           FROM pick GROUP BY account_id) AS g),
-      (SELECT jsonb_agg(jsonb_build_array(0, account_id, product, s))::text FROM
+      (SELECT jsonb_agg(jsonb_build_array(0, account_id, product, s)
+          ORDER BY account_id, product)::text FROM
          (SELECT account_id, product, jsonb_object_agg(country_code || '|' || number_type,
              jsonb_build_array(2, 120, 120, 2000)) AS s
           FROM pick GROUP BY account_id, product) AS g);
+    -- Array literals with every text element quoted, as a client would write them.
+    UPDATE shape_batches SET
+      c_bucket = (SELECT '{' || string_agg('0', ',') || '}' FROM pick),
+      c_account = (SELECT '{' || string_agg('"' || account_id || '"', ','
+          ORDER BY account_id, product, country_code, number_type) || '}' FROM pick),
+      c_product = (SELECT '{' || string_agg('"' || product || '"', ','
+          ORDER BY account_id, product, country_code, number_type) || '}' FROM pick),
+      c_country = (SELECT '{' || string_agg('"' || country_code || '"', ','
+          ORDER BY account_id, product, country_code, number_type) || '}' FROM pick),
+      c_type = (SELECT '{' || string_agg('"' || number_type || '"', ','
+          ORDER BY account_id, product, country_code, number_type) || '}' FROM pick),
+      c_sum = (SELECT '{' || string_agg('120', ',') || '}' FROM pick)
+    WHERE n = b;
     DROP TABLE pick;
   END LOOP;
 END $$;
@@ -110,6 +128,17 @@ ON CONFLICT (bucket_ms, account_id, product, country_code, number_type) DO UPDAT
     quantity = shape_flat.quantity + excluded.quantity,
     billable_quantity = shape_flat.billable_quantity + excluded.billable_quantity,
     cost_nanos = shape_flat.cost_nanos + excluded.cost_nanos;
+PREPARE arrays(text, text, text, text, text, text) AS
+INSERT INTO shape_flat (bucket_ms, account_id, product, country_code, number_type,
+    event_count, quantity, billable_quantity, cost_nanos)
+SELECT * FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]),
+    CAST($4 AS TEXT[]), CAST($5 AS TEXT[]), CAST($6 AS BIGINT[]), CAST($6 AS BIGINT[]),
+    CAST($6 AS BIGINT[]), CAST($6 AS BIGINT[])) AS rows WHERE true ORDER BY 1, 2, 3, 4, 5
+ON CONFLICT (bucket_ms, account_id, product, country_code, number_type) DO UPDATE SET
+    event_count = shape_flat.event_count + excluded.event_count,
+    quantity = shape_flat.quantity + excluded.quantity,
+    billable_quantity = shape_flat.billable_quantity + excluded.billable_quantity,
+    cost_nanos = shape_flat.cost_nanos + excluded.cost_nanos;
 PREPARE account(text) AS
 INSERT INTO shape_account AS t (bucket_ms, account_id, sums)
 SELECT CAST(value ->> 0 AS BIGINT), (value ->> 1), (value -> 2)
@@ -126,10 +155,15 @@ EOF
   echo '\timing on'
   for _ in $(seq "$rounds"); do
     for n in $(seq 30); do
-      echo "SELECT flat, account, product FROM shape_batches WHERE n = $n \\gset"
-      for shape in flat account product; do
+      echo "SELECT flat, account, product, c_bucket, c_account, c_product, c_country," \
+        "c_type, c_sum FROM shape_batches WHERE n = $n \\gset"
+      for shape in flat arrays account product; do
         echo "\\echo shape $shape"
-        echo "EXECUTE $shape(:'$shape');"
+        if [ "$shape" = arrays ]; then
+          echo "EXECUTE arrays(:'c_bucket', :'c_account', :'c_product', :'c_country', :'c_type', :'c_sum');"
+        else
+          echo "EXECUTE $shape(:'$shape');"
+        fi
       done
     done
   done
@@ -151,6 +185,7 @@ for line in open(sys.argv[1]):
         times.setdefault(shape, []).append(float(m.group(1)))
         shape = None
 rows = dict(zip(["flat", "account", "product"], map(float, sys.argv[2].split("|"))))
+rows["arrays"] = rows["flat"]
 for name, ms in times.items():
     p50 = statistics.median(ms)
     print(f"{name:8} statements {len(ms):3}  rows {rows[name]:7.1f}  p50 {p50:6.1f} ms  "
