@@ -265,7 +265,7 @@ async fn baseline(db: &Db, batches: &[Vec<Value>]) -> anyhow::Result<f64> {
     .await?;
     let started = Instant::now();
     for events in batches {
-        let mut tx = db.write.begin().await?;
+        let mut tx = db.begin_write().await?;
         let chunk_rows = steward::db::insert_chunk_rows(&tx, 15);
         for chunk in events.chunks(chunk_rows) {
             let mut sql = String::from("INSERT INTO bench_baseline_usage VALUES ");

@@ -10,7 +10,7 @@ use crate::db::Db;
 /// Runs every upgrade not yet run on this database.
 pub async fn run(db: &Db, clock: &ClockHandle) -> anyhow::Result<()> {
     crate::accounts::upgrade_stored_emails(db, clock).await?;
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     // The rollups are rebuilt with no day closing beside it.
     crate::usage::rollups::hold_closed_days(&mut tx, true).await?;
     let classified =

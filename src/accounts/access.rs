@@ -309,7 +309,7 @@ pub async fn authenticate_service(
 /// Revokes the service key `key_id` (an ingest or operator key) and moves the counter, so
 /// that every server refuses it within the bound. False if there is no such live key.
 pub async fn revoke_service_key(db: &Db, key_id: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     let revoked = crate::keys::service::revoke(&mut tx, key_id, now_ms).await?;
     commit(db, tx, revoked).await?;
     Ok(revoked)

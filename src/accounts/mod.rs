@@ -129,7 +129,7 @@ async fn hash_password(password: Option<Password>) -> Result<Option<String>, Acc
 /// [`repo::rekey_legacy_emails`]). Accounts that could not be re-keyed are logged for the
 /// operator: two accounts then hold two spellings of one mailbox.
 pub async fn upgrade_stored_emails(db: &Db, clock: &ClockHandle) -> anyhow::Result<()> {
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     let conflicts = repo::rekey_legacy_emails(&mut tx, to_epoch_ms(clock.now()))
         .await
         .context("Failed to re-key stored emails")?;
@@ -157,7 +157,7 @@ pub async fn create_account(
     let password_hash = hash_password(new.password).await?;
     let id = AccountId::generate();
     let now_ms = to_epoch_ms(clock.now());
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     let row = NewAccountRow {
         id,
         email: new.email.as_ref(),
@@ -215,7 +215,7 @@ pub async fn create_managed_account(
             Some(email) => email.clone(),
             None => generated_email(manager, id)?,
         };
-        let mut tx = db.write.begin().await?;
+        let mut tx = db.begin_write().await?;
         let current = lock_manager(&mut tx, manager.id).await?;
         let live = repo::count_live_managed(&mut tx, manager.id).await?;
         if live >= current.max_managed_accounts {
@@ -398,7 +398,7 @@ async fn begin_managed(
     id: AccountId,
 ) -> Result<(sqlx::Transaction<'static, sqlx::Any>, Account), AccountError> {
     ensure_manager(manager)?;
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     // Lock the row before reading its status, so that a cancellation committed meanwhile
     // is seen (and cannot be overwritten by an enable that read the old status).
     repo::lock_managed(&mut tx, manager.id, id).await?;
@@ -542,7 +542,7 @@ pub async fn update_profile(
     actor: &Actor,
 ) -> Result<Account, AccountError> {
     let now_ms = to_epoch_ms(clock.now());
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     let account = lock_changeable(&mut tx, id).await?;
     let changes = set_profile(&mut tx, &account, email, business_name, now_ms).await?;
     let changed = !changes.is_empty();
@@ -576,7 +576,7 @@ pub async fn set_password(
 ) -> Result<Account, AccountError> {
     let hash = hash_password(Some(password)).await?;
     let now_ms = to_epoch_ms(clock.now());
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     let account = lock_changeable(&mut tx, id).await?;
     repo::set_password_hash(&mut tx, id, hash.as_deref(), now_ms).await?;
     let change = Change::new("password_set", account.has_password, true);
@@ -686,7 +686,7 @@ pub async fn set_channel_limit(
 ) -> Result<Account, AccountError> {
     ensure_manager(manager)?;
     let requested = i64::from(channel_limit);
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     let current = lock_manager(&mut tx, manager.id).await?;
     // Manager first, then the managed row (the order cancellation takes them in).
     repo::lock_managed(&mut tx, manager.id, id).await?;

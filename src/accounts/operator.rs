@@ -68,7 +68,7 @@ async fn set_kind(
     actor: &Actor,
 ) -> Result<Account, AccountError> {
     let now_ms = to_epoch_ms(clock.now());
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     let account = find_manageable(&mut tx, id).await?;
     let changed = account.kind != kind;
     if changed {
@@ -124,7 +124,7 @@ async fn set_manager_number(
         ));
     }
     let now_ms = to_epoch_ms(clock.now());
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     let account = find_manageable(&mut tx, id).await?;
     let (field, change_type, current) = match column {
         Column::AllocatableChannels => (
@@ -170,7 +170,7 @@ pub async fn cancel_account(
     actor: &Actor,
 ) -> Result<Account, AccountError> {
     let now_ms = to_epoch_ms(clock.now());
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     let account = find_for_update(&mut tx, id).await?;
     let live = repo::live_managed_ids(&mut tx, id).await?;
     if !live.is_empty() && !include_managed {
@@ -235,7 +235,7 @@ pub async fn release_email(
     actor: &Actor,
 ) -> Result<Account, AccountError> {
     let now_ms = to_epoch_ms(clock.now());
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     let account = find_for_update(&mut tx, id).await?;
     if account.status != AccountStatus::Cancelled {
         return Err(AccountError::NotAllowed(

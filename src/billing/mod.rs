@@ -259,7 +259,7 @@ async fn move_money(
         .as_bytes(),
     ));
     let now_ms = to_epoch_ms(clock.now());
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     let claimed = sqlx::query(
         "INSERT INTO idempotency_keys (scope, idempotency_key, request_sha256, response, created_at_ms) \
          VALUES ('ledger', $1, $2, '', $3) ON CONFLICT (scope, idempotency_key) DO NOTHING",
@@ -360,7 +360,7 @@ pub async fn set_credit_limit(
         ));
     }
     let now_ms = to_epoch_ms(clock.now());
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     let account = own_balance_account(&mut tx, account_id).await?;
     ledger::repo::lock_book(&mut tx, Book::CreditLine(account.id), now_ms).await?;
     let current = ledger::repo::book_balance(&mut tx, Book::CreditLine(account.id)).await?;

@@ -303,7 +303,7 @@ pub async fn copy_database(source: &Db, target: &Db) -> anyhow::Result<CopyRepor
     // One snapshot of the source for the whole copy.
     let begin = super::snapshot_begin(&read);
     let mut snapshot = read.begin_with(begin).await?;
-    let mut write = target.write.begin().await?;
+    let mut write = target.begin_write().await?;
     ensure_empty(&mut write).await?;
     // What the target's migrations and first start wrote (singleton rows, one-time upgrade
     // marks, its own secrets) gives way to the source's.

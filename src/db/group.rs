@@ -179,7 +179,7 @@ async fn writer(pool: AnyPool, mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>>, 
 
 async fn write_group(pool: &AnyPool, mut group: Vec<Box<dyn Job>>) {
     tracing::debug!(writes = group.len(), "shared write transaction");
-    let mut tx = match pool.begin().await {
+    let mut tx = match pool.begin_with(super::SQLITE_BEGIN_WRITE).await {
         Ok(tx) => tx,
         Err(e) => {
             for job in group {

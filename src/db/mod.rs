@@ -76,6 +76,9 @@ pub struct Db {
     postgres_options: Option<Arc<sqlx::postgres::PgConnectOptions>>,
 }
 
+/// How a SQLite write transaction begins (see [`Db::begin_write`]).
+const SQLITE_BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Marks the start of lines one engine runs alone, in a migration file.
@@ -194,6 +197,23 @@ impl Db {
         }
     }
 
+    /// Begins a transaction that changes data, on the write pool. On SQLite it takes the
+    /// database's write lock at once (`BEGIN IMMEDIATE`): a deferred transaction that reads
+    /// first pins a snapshot, and its first write then fails at once with `SQLITE_BUSY` if
+    /// another process (a CLI verb beside the server) committed meanwhile, whereas a writer
+    /// that finds the lock taken waits for it (`busy_timeout`). PostgreSQL locks rows as a
+    /// transaction goes.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.write.begin_with(SQLITE_BEGIN_WRITE).await,
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the one place a write transaction begins as a pool begins it"
+            )]
+            Backend::Postgres => self.write.begin().await,
+        }
+    }
+
     /// What [`Db::write_grouped`]'s shared transactions have held so far (nothing on
     /// PostgreSQL, where writes are not grouped).
     pub fn group_commits(&self) -> GroupCounts {
@@ -218,7 +238,7 @@ impl Db {
         match self.backend {
             Backend::Sqlite => self.group.write(&self.write, work).await,
             Backend::Postgres => {
-                let mut tx = self.write.begin().await?;
+                let mut tx = self.begin_write().await?;
                 let output = work(&mut tx).await?;
                 tx.commit().await?;
                 Ok(output)
@@ -427,6 +447,58 @@ mod tests {
             assert_eq!(u64::try_from(limit).ok(), Some(SQLITE_WAL_KEPT_BYTES));
         }
         db.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_write_transaction_holds_the_write_lock_from_its_start() {
+        // Two handles on one file, as a server and a CLI verb beside it are.
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let url =
+            DatabaseUrl::parse(&format!("sqlite://{}/lock.db", dir.path().display())).expect("url");
+        let server = Db::connect(&url).await.expect("database");
+        let beside = Db::connect(&url).await.expect("second handle");
+        sqlx::query("CREATE TABLE t (n BIGINT)")
+            .execute(&server.write)
+            .await
+            .expect("table");
+        let mut other = beside.write.acquire().await.expect("connection");
+        // Refused at once rather than after the usual wait, to see the lock held.
+        sqlx::query("PRAGMA busy_timeout = 0")
+            .execute(&mut *other)
+            .await
+            .expect("pragma");
+
+        let mut tx = server.begin_write().await.expect("begin");
+        // A read first pins the transaction's snapshot.
+        let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&mut *tx)
+            .await
+            .expect("read");
+        assert_eq!(before, 0);
+        // The other process cannot commit in between (deferred, it could, and this
+        // transaction's write below would then fail with SQLITE_BUSY).
+        let refused = sqlx::query("INSERT INTO t VALUES (2)")
+            .execute(&mut *other)
+            .await;
+        assert!(refused.is_err(), "{refused:?}");
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut *tx)
+            .await
+            .expect("the write after the read");
+        tx.commit().await.expect("commit");
+        // Once it has committed, the other writer gets through.
+        sqlx::query("INSERT INTO t VALUES (2)")
+            .execute(&mut *other)
+            .await
+            .expect("the other write");
+        let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&server.read)
+            .await
+            .expect("count");
+        assert_eq!(after, 2);
+        drop(other);
+        server.close().await;
+        beside.close().await;
     }
 
     #[test]

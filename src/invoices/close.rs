@@ -86,7 +86,7 @@ pub async fn close_period(
         let statement = statement::derive(&mut conn, &payer, period).await?;
         (payer, statement)
     };
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     let number = repo::take_number(&mut tx).await?;
     if let Some(invoice) = repo::find_by_period(&mut tx, account, period).await? {
         tx.rollback().await?;

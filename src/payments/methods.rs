@@ -170,7 +170,7 @@ impl Payments {
     ) -> Result<PaymentMethod, PaymentError> {
         let card = self.card_of(token).await?;
         let now_ms = self.now_ms();
-        let mut tx = self.db.write.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let payer = lock_payer(&mut tx, account).await?;
         let settings = settings::load(&mut tx).await?;
         let subjects = Subjects::new(&card.fingerprint, account, tree_of(&payer));
@@ -259,7 +259,7 @@ impl Payments {
         actor: &Actor,
     ) -> Result<PaymentMethod, PaymentError> {
         let now_ms = self.now_ms();
-        let mut tx = self.db.write.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         lock_payer(&mut tx, account).await?;
         let mut method = chargeable(&mut tx, account, Some(id)).await?.method;
         sqlx::query("UPDATE payment_methods SET deleted_at_ms = $1, is_default = 0 WHERE id = $2")
@@ -293,7 +293,7 @@ impl Payments {
         actor: &Actor,
     ) -> Result<PaymentMethod, PaymentError> {
         let now_ms = self.now_ms();
-        let mut tx = self.db.write.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         lock_payer(&mut tx, account).await?;
         let mut method = chargeable(&mut tx, account, Some(id)).await?.method;
         if !method.is_default {

@@ -58,7 +58,7 @@ impl Payments {
             });
         }
         let now_ms = self.now_ms();
-        let mut tx = self.db.write.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         // Locks the payment: refunds of one payment are decided one at a time.
         sqlx::query("UPDATE payment_attempts SET refunded_nanos = refunded_nanos WHERE id = $1")
             .bind(payment_id)
@@ -138,7 +138,7 @@ impl Payments {
         actor: &Actor,
     ) -> Result<(), PaymentError> {
         let now_ms = self.now_ms();
-        let mut tx = self.db.write.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         // The payment first, then balances: the order a payment's settlement takes them in.
         sqlx::query("UPDATE payment_attempts SET refunded_nanos = refunded_nanos WHERE id = $1")
             .bind(&pending.attempt_id)

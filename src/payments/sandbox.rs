@@ -334,7 +334,7 @@ impl SandboxGateway {
                 "a refund must be a positive amount".to_owned(),
             ));
         }
-        let mut tx = self.db.write.begin().await.map_err(database)?;
+        let mut tx = self.db.begin_write().await.map_err(database)?;
         let existing: Option<String> =
             sqlx::query_scalar("SELECT refund_id FROM sandbox_refunds WHERE idempotency_key = $1")
                 .bind(&request.idempotency_key)

@@ -321,10 +321,9 @@ pub async fn set(
     let setting = setting(name).ok_or_else(|| SettingError::Unknown(name.to_owned()))?;
     let value = parse_value(setting, text.trim())?;
     let now_ms = to_epoch_ms(clock.now());
-    let mut tx = db.write.begin().await?;
-    // A write first, so that on SQLite the transaction holds the write lock before it reads
-    // (a read first pins a snapshot, and the later write fails at once with SQLITE_BUSY if
-    // another connection committed meanwhile); on PostgreSQL it locks the setting's row.
+    let mut tx = db.begin_write().await?;
+    // A write first, so that on PostgreSQL the setting's row is locked before it is read
+    // (on SQLite the transaction holds the database's write lock from its start).
     sqlx::query("UPDATE payment_settings SET value = value WHERE name = $1")
         .bind(setting.name)
         .execute(&mut *tx)

@@ -127,7 +127,7 @@ impl Payments {
             auto_recharge: false,
             actor: &request.actor,
         };
-        let mut tx = self.db.write.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let admitted = self.admit_in_tx(&mut tx, &admission).await?;
         tx.commit().await?;
         match admitted {
@@ -272,7 +272,7 @@ impl Payments {
         outcome: ChargeOutcome,
     ) -> Result<(), PaymentError> {
         let now_ms = self.now_ms();
-        let mut tx = self.db.write.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         // Lock the attempt first: a settling transaction takes the attempt, then either the
         // carding guards (a decline) or balances (a success), never both.
         sqlx::query("UPDATE payment_attempts SET status = status WHERE id = $1")

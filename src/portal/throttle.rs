@@ -136,7 +136,7 @@ pub async fn backoff_remaining_ms(
 /// Counts a failed sign-in against every subject, each under its row lock (concurrent
 /// failures on several servers each count).
 pub async fn record_failure(db: &Db, subjects: &[Subject], now_ms: i64) -> Result<(), sqlx::Error> {
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     for subject in subjects {
         sqlx::query(
             "INSERT INTO portal_sign_in_failures (subject, window_started_ms, failures_in_window, \

@@ -151,7 +151,7 @@ pub async fn import(
     }
     let id = uuid::Uuid::now_v7().to_string();
     let now_ms = to_epoch_ms(clock.now());
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     repo::insert_list(
         &mut tx,
         &id,
@@ -234,7 +234,7 @@ pub async fn assign(
     actor: &audit::Actor,
 ) -> Result<(), PricingError> {
     let now_ms = to_epoch_ms(clock.now());
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     repo::find_list(&mut tx, price_list_id)
         .await?
         .ok_or(PricingError::NotFound("price list"))?;

@@ -372,7 +372,7 @@ pub async fn delete(
     kind: JobKind,
     id: &str,
 ) -> Result<Job, JobError> {
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     let job = find(&mut tx, owner, kind, id)
         .await?
         .ok_or(JobError::NotFound("report"))?;

@@ -625,7 +625,7 @@ pub async fn rerate_suspended(
         suspense::charged_leftovers(&mut conn, filter).await?
     };
     if !leftovers.is_empty() {
-        let mut tx = db.write.begin().await?;
+        let mut tx = db.begin_write().await?;
         let ids: Vec<&str> = leftovers.iter().map(String::as_str).collect();
         suspense::remove(&mut tx, &ids).await?;
         tx.commit().await?;

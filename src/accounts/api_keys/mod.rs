@@ -80,7 +80,7 @@ pub async fn mint(
     actor: &Actor,
 ) -> Result<MintedKey, AccountError> {
     let now_ms = to_epoch_ms(clock.now());
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     lock_changeable(&mut tx, account_id).await?;
     if repo::count_live(&mut tx, account_id).await? >= ACTIVE_KEYS_PER_ACCOUNT_MAX {
         return Err(AccountError::NotAllowed(format!(
@@ -129,7 +129,7 @@ pub async fn revoke(
     actor: &Actor,
 ) -> Result<KeyRecord, AccountError> {
     let now_ms = to_epoch_ms(clock.now());
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     lock_changeable(&mut tx, account_id).await?;
     let revoked = repo::revoke(&mut tx, account_id, key_id, now_ms).await?;
     if revoked {

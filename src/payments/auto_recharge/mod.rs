@@ -159,7 +159,7 @@ impl Payments {
                     Some(code) => format!("declined ({code})"),
                     None => "the payment processor failed".to_owned(),
                 };
-                let mut tx = self.db.write.begin().await?;
+                let mut tx = self.db.begin_write().await?;
                 let claimed = sqlx::query(
                     "UPDATE auto_recharge_triggers SET attempt_id = NULL WHERE account_id = $1 AND attempt_id = $2",
                 )
@@ -182,7 +182,7 @@ impl Payments {
     /// Claims a due trigger without an attempt and makes its attempt.
     async fn start_recharge(&self, account: AccountId) -> Result<Handled, PaymentError> {
         let now_ms = self.now_ms();
-        let mut tx = self.db.write.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let claimed = sqlx::query(
             "UPDATE auto_recharge_triggers SET next_attempt_at_ms = next_attempt_at_ms \
              WHERE account_id = $1 AND attempt_id IS NULL AND next_attempt_at_ms <= $2",

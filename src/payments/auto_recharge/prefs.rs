@@ -99,7 +99,7 @@ impl Payments {
     ) -> Result<AutoRechargePref, PaymentError> {
         check_preference(update.preference.as_deref())?;
         let now_ms = self.now_ms();
-        let mut tx = self.db.write.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         lock_payer(&mut tx, account).await?;
         let settings = settings::load(&mut tx).await?;
         let before = find_pref(&mut tx, account).await?;

@@ -97,7 +97,7 @@ pub async fn lift_block(
     actor: &audit::Actor,
 ) -> Result<Block, PaymentError> {
     let now_ms = to_epoch_ms(clock.now());
-    let mut tx = db.write.begin().await?;
+    let mut tx = db.begin_write().await?;
     let found = sqlx::query(
         "UPDATE payment_blocks SET lifted_at_ms = $1, lifted_by = $2 \
          WHERE id = $3 AND lifted_at_ms IS NULL AND expires_at_ms > $1 RETURNING subject, account_id",

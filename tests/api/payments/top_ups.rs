@@ -453,7 +453,7 @@ async fn verification_finds_a_card_payment_posted_twice() {
 
     // A second entry for the same payment, balanced, as a double posting would leave it.
     let book = format!("balance:{}", account.id);
-    let mut tx = app.db.write.begin().await.unwrap();
+    let mut tx = app.db.begin_write().await.unwrap();
     sqlx::query("INSERT INTO journal_entries (id, kind, account_id, reason, created_by, created_at_ms) VALUES ('dup', 'card_payment', $1, 'dup', 'test', 0)")
         .bind(&account.id)
         .execute(&mut *tx)
