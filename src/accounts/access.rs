@@ -101,6 +101,12 @@ impl Inner {
     }
 }
 
+impl crate::db::AccessObserver for KeyCache {
+    fn access_changed(&self) {
+        self.drop_all();
+    }
+}
+
 impl KeyCache {
     /// A cache of at most `capacity` keys; 0 caches nothing.
     pub fn new(capacity: usize) -> Self {
@@ -278,7 +284,7 @@ pub async fn commit(
     }
     tx.commit().await?;
     if changed {
-        db.key_cache.drop_all();
+        db.access_changed();
     }
     Ok(())
 }
@@ -287,6 +293,7 @@ pub async fn commit(
 /// cache (see the module's rule); `None` for an unknown, revoked or wrong-kind key.
 pub async fn authenticate_service(
     db: &Db,
+    cache: &KeyCache,
     presented: &str,
     kind: ServiceKind,
 ) -> Result<Option<String>, sqlx::Error> {
@@ -294,14 +301,14 @@ pub async fn authenticate_service(
         return Ok(None);
     }
     let digest = key_digest(presented);
-    if let Some(id) = db.key_cache.get_service(&digest, kind) {
+    if let Some(id) = cache.get_service(&digest, kind) {
         return Ok(Some(id));
     }
     // Read before the lookup: a drop while it runs keeps what it found out of the cache.
-    let epoch = db.key_cache.epoch();
+    let epoch = cache.epoch();
     let found = crate::keys::service::authenticate(db, presented, kind).await?;
     if let Some(id) = &found {
-        db.key_cache.insert_service(epoch, digest, kind, id.clone());
+        cache.insert_service(epoch, digest, kind, id.clone());
     }
     Ok(found)
 }
@@ -323,10 +330,10 @@ async fn read_generation(db: &Db) -> Result<i64, sqlx::Error> {
         .await
 }
 
-/// Reads the counter every [`GENERATION_POLL_MS`] until `stop`, dropping `db`'s cache when it
+/// Reads the counter every [`GENERATION_POLL_MS`] until `stop`, dropping `cache` when it
 /// moved. Does nothing for a cache of no entries.
-pub async fn watch(db: Db, mut stop: tokio::sync::watch::Receiver<bool>) {
-    if db.key_cache.capacity() == 0 {
+pub async fn watch(db: Db, cache: Arc<KeyCache>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    if cache.capacity() == 0 {
         return;
     }
     let mut interval = tokio::time::interval(Duration::from_millis(GENERATION_POLL_MS));
@@ -340,7 +347,7 @@ pub async fn watch(db: Db, mut stop: tokio::sync::watch::Receiver<bool>) {
         let started = Instant::now();
         match read_generation(&db).await {
             Ok(generation) => {
-                db.key_cache.observe(generation, started);
+                cache.observe(generation, started);
                 failing = false;
             }
             Err(error) => {

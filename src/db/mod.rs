@@ -12,7 +12,6 @@ use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-use crate::accounts::access::KeyCache;
 use crate::config::DatabaseUrl;
 
 pub mod bulk;
@@ -66,14 +65,21 @@ pub struct Db {
     pub read: AnyPool,
     /// The engine.
     pub backend: Backend,
-    /// This process's authenticated API keys, dropped by every change to access made through
-    /// this handle (see `accounts::access`); caches nothing unless [`Db::with_key_cache`].
-    pub key_cache: Arc<KeyCache>,
+    /// What this process must forget once it has committed a change to access (see
+    /// [`Db::on_access_changed`]).
+    access_observer: Option<Arc<dyn AccessObserver>>,
     /// SQLite's queue of writes that share a transaction (see [`Db::write_grouped`]).
     group: Arc<group::GroupCommit>,
     /// Where a native PostgreSQL connection connects, for bulk reads ([`bulk`]); `None` on
     /// SQLite. Shared, as the handle is cloned often and the options hold several strings.
     postgres_options: Option<Arc<sqlx::postgres::PgConnectOptions>>,
+}
+
+/// Something in this process that holds what a change to access (a key, an account's
+/// status) makes stale, told of each such change its own process commits.
+pub trait AccessObserver: Send + Sync + std::fmt::Debug {
+    /// A change to access has just committed.
+    fn access_changed(&self);
 }
 
 /// How a SQLite write transaction begins (see [`Db::begin_write`]).
@@ -151,7 +157,7 @@ impl Db {
                 write: pool.clone(),
                 read: pool,
                 backend: Backend::Postgres,
-                key_cache: Arc::default(),
+                access_observer: None,
                 group: Arc::default(),
                 postgres_options: Some(Arc::new(
                     url.expose()
@@ -175,7 +181,7 @@ impl Db {
                 write,
                 read,
                 backend: Backend::Sqlite,
-                key_cache: Arc::default(),
+                access_observer: None,
                 group: Arc::default(),
                 postgres_options: None,
             }
@@ -188,12 +194,20 @@ impl Db {
         Ok(db)
     }
 
-    /// The same pools with a cache of up to `entries` authenticated keys (0: none); a server
-    /// keeps it fresh with `accounts::access::watch`.
-    pub fn with_key_cache(self, entries: usize) -> Self {
+    /// The same pools, telling `observer` of every change to access committed through this
+    /// handle or its clones (a server's cache of authenticated keys, which must be dropped
+    /// at once; see `accounts::access::commit`). A handle without one tells nobody.
+    pub fn on_access_changed(self, observer: Arc<dyn AccessObserver>) -> Self {
         Self {
-            key_cache: Arc::new(KeyCache::new(entries)),
+            access_observer: Some(observer),
             ..self
+        }
+    }
+
+    /// Tells this handle's observer that a change to access has just committed.
+    pub fn access_changed(&self) {
+        if let Some(observer) = &self.access_observer {
+            observer.access_changed();
         }
     }
 

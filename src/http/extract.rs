@@ -190,7 +190,7 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .ok_or_else(|| unauthenticated("The Authorization header must be 'Bearer <key>'."))?;
         let (account, key_id) = throttled(parts, state, presented, || {
-            crate::accounts::api_keys::authenticate(&state.db, presented)
+            crate::accounts::api_keys::authenticate(&state.db, &state.key_cache, presented)
         })
         .await?
         .ok_or_else(|| unauthenticated("The API key is not valid or has been revoked."))?;
@@ -263,7 +263,7 @@ async fn service_caller(
 ) -> Result<String, ApiError> {
     let presented = bearer(parts)?;
     throttled(parts, state, presented, || {
-        crate::accounts::access::authenticate_service(&state.db, presented, kind)
+        crate::accounts::access::authenticate_service(&state.db, &state.key_cache, presented, kind)
     })
     .await?
     .ok_or_else(|| {

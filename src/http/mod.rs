@@ -75,6 +75,9 @@ impl std::ops::Deref for AppState {
 pub struct App {
     /// The database.
     pub db: Db,
+    /// This process's authenticated API keys (see `accounts::access`), dropped by every
+    /// change to access `db` commits.
+    pub key_cache: std::sync::Arc<crate::accounts::access::KeyCache>,
     /// The clock.
     pub clock: ClockHandle,
     /// This process's copy of the pricing index.
@@ -355,9 +358,12 @@ impl Application {
     /// Connects the database (applying migrations) and binds the listener, so that the
     /// real port is known before serving (tests bind port 0).
     pub async fn build(settings: &Settings, clock: ClockHandle) -> anyhow::Result<Self> {
+        let key_cache = std::sync::Arc::new(crate::accounts::access::KeyCache::new(
+            settings.auth_cache_entries,
+        ));
         let db = Db::connect(&settings.database_url)
             .await?
-            .with_key_cache(settings.auth_cache_entries);
+            .on_access_changed(key_cache.clone());
         crate::upgrade::run(&db, &clock).await?;
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -371,7 +377,7 @@ impl Application {
         payments.announce();
         let metrics = {
             let mut metrics = metrics::Metrics::new();
-            metrics.watch_key_cache(std::sync::Arc::clone(&db.key_cache));
+            metrics.watch_key_cache(std::sync::Arc::clone(&key_cache));
             metrics.watch_group_commit(db.clone());
             std::sync::Arc::new(metrics)
         };
@@ -382,6 +388,7 @@ impl Application {
             });
         let state = AppState(std::sync::Arc::new(App {
             db: db.clone(),
+            key_cache,
             clock,
             pricing: std::sync::Arc::default(),
             request_timeout_ms: settings.request_timeout_ms,
@@ -425,10 +432,11 @@ impl Application {
             .context("Failed to read the bound address")
     }
 
-    /// This server's cache of authenticated keys: a handle that shares it (another `Db` on
-    /// the same database, as tests hold) drops it at once with every change it makes.
+    /// This server's cache of authenticated keys. Another `Db` on the same database (as
+    /// tests hold) drops it at once with every change it makes when told of it
+    /// (`Db::on_access_changed`).
     pub fn key_cache(&self) -> std::sync::Arc<crate::accounts::access::KeyCache> {
-        std::sync::Arc::clone(&self.db.key_cache)
+        std::sync::Arc::clone(&self.state.key_cache)
     }
 
     /// The address of the separate metrics listener, if there is one.
@@ -467,6 +475,7 @@ impl Application {
             )),
             tokio::spawn(crate::accounts::access::watch(
                 self.state.db.clone(),
+                std::sync::Arc::clone(&self.state.key_cache),
                 stop.subscribe(),
             )),
             tokio::spawn(crate::admission::run_sweeper(

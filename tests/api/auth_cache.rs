@@ -65,7 +65,7 @@ async fn warm(app: &TestApp, second: &str, key: &str) {
         assert_eq!(balance_status(app, address, key).await, 200);
         assert_eq!(balance_status(app, address, key).await, 200);
     }
-    assert!(!app.db.key_cache.is_empty(), "the first server caches keys");
+    assert!(!app.key_cache.is_empty(), "the first server caches keys");
 }
 
 async fn own_key_id(app: &TestApp, key: &str) -> String {
@@ -231,7 +231,7 @@ async fn with_the_cache_off_every_request_reads_its_key() {
     for _ in 0..3 {
         assert_eq!(balance_status(&app, &app.address, &account.key).await, 200);
     }
-    assert!(app.db.key_cache.is_empty());
+    assert!(app.key_cache.is_empty());
     // Even a change that moves no counter (made behind Steward's back) is seen at once.
     sqlx::query("UPDATE accounts SET status = 'disabled' WHERE id = $1")
         .bind(&account.id)
@@ -259,9 +259,9 @@ async fn the_cache_never_holds_more_keys_than_its_setting() {
                 200,
                 "round {round}"
             );
-            assert!(app.db.key_cache.len() <= 3, "{}", app.db.key_cache.len());
+            assert!(app.key_cache.len() <= 3, "{}", app.key_cache.len());
         }
     }
-    assert_eq!(app.db.key_cache.capacity(), 3);
-    assert!(!app.db.key_cache.is_empty());
+    assert_eq!(app.key_cache.capacity(), 3);
+    assert!(!app.key_cache.is_empty());
 }

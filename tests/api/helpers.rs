@@ -29,6 +29,8 @@ pub struct TestApp {
     pub metrics_address: Option<String>,
     pub client: reqwest::Client,
     pub db: Db,
+    /// The server's cache of authenticated keys (which `db` drops with each change).
+    pub key_cache: Arc<steward::accounts::access::KeyCache>,
     pub clock: ManualClock,
     pub database_url: String,
     /// An approved manager with a pool of 10 channels.
@@ -178,12 +180,13 @@ pub async fn spawn_app_on(postgres: bool, configure: impl FnOnce(&mut Settings))
         .metrics_addr()
         .unwrap()
         .map(|addr| format!("http://{addr}"));
-    let mut db = Db::connect(&settings.database_url)
-        .await
-        .expect("second db handle");
     // What the test changes through this handle, the server changed itself: its cache of
     // authenticated keys is dropped at once, as it would be for a change served over HTTP.
-    db.key_cache = app.key_cache();
+    let key_cache = app.key_cache();
+    let db = Db::connect(&settings.database_url)
+        .await
+        .expect("second db handle")
+        .on_access_changed(key_cache.clone());
     tokio::spawn(app.run_until(std::future::pending()));
     let seed = |email: &str, name: &str, manager: bool, channels: i64| {
         let db = db.clone();
@@ -230,6 +233,7 @@ pub async fn spawn_app_on(postgres: bool, configure: impl FnOnce(&mut Settings))
         metrics_address,
         client: reqwest::Client::new(),
         db,
+        key_cache,
         clock,
         database_url,
         manager,

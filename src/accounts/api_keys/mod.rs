@@ -34,21 +34,22 @@ pub struct KeyRecord {
 /// The account a presented key acts as, and the key's id; `None` for an unknown or revoked key.
 pub async fn authenticate(
     db: &Db,
+    cache: &super::access::KeyCache,
     presented: &str,
 ) -> Result<Option<(Account, String)>, sqlx::Error> {
     if !keys::plausible(presented) {
         return Ok(None);
     }
     let digest = super::access::key_digest(presented);
-    if let Some(found) = db.key_cache.get(&digest) {
+    if let Some(found) = cache.get(&digest) {
         return Ok(Some(found));
     }
     // Read before the lookup: a drop while it runs keeps what it found out of the cache.
-    let epoch = db.key_cache.epoch();
+    let epoch = cache.epoch();
     let mut conn = db.read.acquire().await?;
     let found = repo::find_account_by_digest(&mut conn, &keys::hex_lower(&digest)).await?;
     if let Some(found) = &found {
-        db.key_cache.insert(epoch, digest, found.clone());
+        cache.insert(epoch, digest, found.clone());
     }
     Ok(found)
 }
