@@ -425,7 +425,13 @@ async fn copy_database(source: &Db, to: &str) -> anyhow::Result<Value> {
         anyhow::bail!("the source's ledger invariant is violated, nothing copied: {violation}");
     }
     let target = Db::connect(&url).await?;
-    let copied = crate::db::copy::copy_database(source, &target).await;
+    // Before the copy commits: every book's balance matches the source's to the nano.
+    let copied = crate::db::copy::copy_database(source, &target, async |source, target| {
+        ledger::same_books(source, target)
+            .await?
+            .map_err(anyhow::Error::msg)
+    })
+    .await;
     let verified = match &copied {
         Ok(_) => Some(ledger::verify(&target).await),
         Err(_) => None,

@@ -292,8 +292,15 @@ async fn ensure_empty(conn: &mut AnyConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Copies everything from `source` to `target` (both migrated by [`Db::connect`]).
-pub async fn copy_database(source: &Db, target: &Db) -> anyhow::Result<CopyReport> {
+/// Copies everything from `source` to `target` (both migrated by [`Db::connect`]). Before
+/// it commits, it checks that each table holds as many rows as it read, and then runs
+/// `check` over the source's snapshot and the target's transaction (in that order). `check`
+/// compares what the rows mean, such as the books' balances, and returns how many things it
+/// compared. Its error undoes the copy.
+pub async fn copy_database<F>(source: &Db, target: &Db, check: F) -> anyhow::Result<CopyReport>
+where
+    F: AsyncFnOnce(&mut AnyConnection, &mut AnyConnection) -> anyhow::Result<u64>,
+{
     let mut read = source.read.acquire().await?;
     let tables = match source.backend {
         super::Backend::Sqlite => sqlite_tables(&mut read).await?,
@@ -338,8 +345,7 @@ pub async fn copy_database(source: &Db, target: &Db) -> anyhow::Result<CopyRepor
         copied += u64::try_from(chunk.len()).unwrap_or(0);
         report.tables.push((table.name.clone(), copied));
     }
-    // Check before committing: the target holds what the snapshot holds, table by table, and
-    // every balance matches to the nano.
+    // Check before committing: the target holds what the snapshot holds, table by table.
     for (name, copied) in &report.tables {
         let held: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {name}"))
             .fetch_one(&mut *write)
@@ -349,23 +355,7 @@ pub async fn copy_database(source: &Db, target: &Db) -> anyhow::Result<CopyRepor
             "the copy of {name} holds {held} rows instead of {copied}"
         );
     }
-    let balances = "SELECT book, balance_nanos FROM book_balances ORDER BY book";
-    let source_balances: Vec<(String, i64)> =
-        sqlx::query_as(balances).fetch_all(&mut *snapshot).await?;
-    let target_balances: Vec<(String, i64)> =
-        sqlx::query_as(balances).fetch_all(&mut *write).await?;
-    anyhow::ensure!(
-        source_balances == target_balances,
-        "the copied balances differ from the source's"
-    );
-    // The platform's counter-books keep no cached balance: compare their exact sums.
-    let source_platform = crate::ledger::platform_totals(&mut snapshot).await?;
-    let target_platform = crate::ledger::platform_totals(&mut write).await?;
-    anyhow::ensure!(
-        source_platform == target_platform,
-        "the copied platform books differ from the source's"
-    );
-    report.books = u64::try_from(target_balances.len() + target_platform.len()).unwrap_or(0);
+    report.books = check(&mut snapshot, &mut write).await?;
     write.commit().await.context("Failed to commit the copy")?;
     snapshot.commit().await?;
     Ok(report)
@@ -405,6 +395,46 @@ mod tests {
         assert!(!names.contains(&"_sqlx_migrations"));
         assert!(!names.iter().any(|n| n.starts_with("account_search")));
         assert!(in_dependency_order(vec![table("a", &["b"]), table("b", &["a"])]).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_failed_check_leaves_the_target_as_it_was() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let open = async |name: &str| {
+            let url = format!("sqlite://{}/{name}.db", dir.path().display());
+            Db::connect(&crate::config::DatabaseUrl::parse(&url).expect("url"))
+                .await
+                .expect("database")
+        };
+        let (source, target) = (open("source").await, open("target").await);
+        let named = "SELECT COUNT(*) FROM platform_settings WHERE value = 'Copied'";
+        sqlx::query(
+            "INSERT INTO platform_settings (name, value, updated_at_ms) \
+             VALUES ('platform_name', 'Copied', 0)",
+        )
+        .execute(&source.write)
+        .await
+        .expect("a setting");
+        let mut checked = false;
+        let copied = copy_database(&source, &target, async |source, target| {
+            checked = true;
+            // Each side as the copy left it: the source's snapshot, the target's rows.
+            let read: i64 = sqlx::query_scalar(named).fetch_one(&mut *source).await?;
+            let held: i64 = sqlx::query_scalar(named).fetch_one(&mut *target).await?;
+            anyhow::ensure!(read == 1 && held == 1, "the check saw {read} and {held}");
+            anyhow::bail!("refused by the check")
+        })
+        .await;
+        assert!(checked);
+        let error = copied.expect_err("the check refused the copy").to_string();
+        assert!(error.contains("refused by the check"), "{error}");
+        let left: i64 = sqlx::query_scalar(named)
+            .fetch_one(&target.read)
+            .await
+            .expect("count");
+        assert_eq!(left, 0, "the target kept what a refused copy wrote");
+        source.close().await;
+        target.close().await;
     }
 
     #[test]

@@ -20,7 +20,9 @@ mod verify;
 
 use std::collections::BTreeMap;
 
-pub use verify::{Report, Violation, platform_totals, verify, verify_in, verify_in_passes};
+pub use verify::{
+    Report, Violation, platform_totals, same_books, verify, verify_in, verify_in_passes,
+};
 
 use crate::accounts::AccountId;
 use crate::money::{AMOUNT_ABS_MAX_NANOS, Money};

@@ -145,6 +145,33 @@ fn is_platform_book(book: &str) -> bool {
     book.starts_with("platform:")
 }
 
+/// Whether two databases hold the same books, each read in its own snapshot or transaction
+/// (a copy and its source): every cached balance, and the exact sum of every platform
+/// counter-book (those keep no cached balance). `Ok(Err(_))` says which differ; `Ok(Ok(n))`
+/// how many books were compared.
+pub async fn same_books(
+    source: &mut AnyConnection,
+    target: &mut AnyConnection,
+) -> Result<Result<u64, &'static str>, sqlx::Error> {
+    let balances = "SELECT book, balance_nanos FROM book_balances ORDER BY book";
+    let source_balances: Vec<(String, i64)> =
+        sqlx::query_as(balances).fetch_all(&mut *source).await?;
+    let target_balances: Vec<(String, i64)> =
+        sqlx::query_as(balances).fetch_all(&mut *target).await?;
+    if source_balances != target_balances {
+        return Ok(Err("the copied balances differ from the source's"));
+    }
+    let source_platform = platform_totals(source).await?;
+    let target_platform = platform_totals(target).await?;
+    if source_platform != target_platform {
+        return Ok(Err("the copied platform books differ from the source's"));
+    }
+    Ok(Ok(u64::try_from(
+        target_balances.len() + target_platform.len(),
+    )
+    .unwrap_or(0)))
+}
+
 /// The exact balance of each platform counter-book that has postings, by key.
 pub async fn platform_totals(
     conn: &mut AnyConnection,
